@@ -1,0 +1,54 @@
+"""torch -> ONNX: export the encoder graph in fp32 with dynamic batch and sequence axes."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from .source import Source
+
+__all__ = ["OPSET", "export_fp32", "save_onnx"]
+
+OPSET = 17  # has LayerNormalization; what onnxruntime's transformer fusions are tested against
+
+
+def save_onnx(model, path: Path, *, external_data: bool) -> list[Path]:
+    """Save an ``onnx.ModelProto``; with ``external_data`` the weights go to ``<name>.data`` beside it."""
+    import onnx
+
+    path = Path(path)
+    if external_data:
+        data = path.with_name(path.name + ".data")
+        if data.exists():
+            data.unlink()
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)
+        return [path, data]
+    onnx.save_model(model, str(path))
+    return [path]
+
+
+def export_fp32(source: Source, out: Path) -> Path:
+    """Export ``source`` to ``out`` (an .onnx file with external weights); returns ``out``."""
+    import torch
+    from transformers import AutoModel
+
+    from .graph import EncoderGraph
+
+    hf = AutoModel.from_pretrained(source.folder, add_pooling_layer=False, attn_implementation="eager").eval()
+    graph = EncoderGraph(hf, model_type=source.model_type).eval()
+    pad = int(source.config.get("pad_token_id") or 0)
+    # A tracing example with a padded row, so nothing about padding is specialised into the graph.
+    ids = torch.tensor([[0, 5, 6, 7, 2], [0, 8, 2, pad, pad]], dtype=torch.int64)
+    mask = (ids != pad).to(torch.int64)
+    mask[:, 0] = 1
+    axes = {"batch": 0, "sequence": 1}
+    dyn = {name: {v: k for k, v in axes.items()} for name in ("input_ids", "attention_mask", "last_hidden_state")}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
+        torch.onnx.export(
+            graph, (ids, mask), str(out), dynamo=False, opset_version=OPSET, do_constant_folding=True,
+            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"], dynamic_axes=dyn,
+            external_data=True,
+        )
+    return out

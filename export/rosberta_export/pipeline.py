@@ -1,0 +1,241 @@
+"""The export pipeline: checkpoint -> artifact folder (ONNX variants + tokenizer + manifest), with parity.
+
+Everything is built in a hidden temporary sibling of the output folder and renamed into place only
+once every file and the manifest are written, so a failed or interrupted export leaves no folder that
+loads as valid (and, with ``overwrite``, the previous artifact stays intact until the very end).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from rosberta_onnx.manifest import FORMAT_VERSION, VARIANTS, Manifest, ModelFacts, VariantRecord, sha256_file
+
+from .convert import OPSET, export_fp32, save_onnx
+from .fp16 import to_fp16
+from .fuse import fuse
+from .parity import INT8_GATE, THRESHOLDS, compare, failures, parity_cases
+from .quantize import INT8_RECIPE, cpu_isa, quantize_int8
+from .source import Source, resolve_source
+
+__all__ = ["ExportError", "ExportResult", "export", "FILES"]
+
+FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+RECIPES = {
+    "fp32": "fp32, onnxruntime transformer fusions (Attention, SkipLayerNormalization, BiasGelu), weights in model.onnx.data",
+    "fp16": "fp16 weights and compute from the fused fp32 graph, fp32 inputs/outputs; a GPU variant",
+    "int8": INT8_RECIPE,
+}
+
+
+class ExportError(RuntimeError):
+    """The export can't proceed; the message names the fix."""
+
+
+class ExportResult:
+    def __init__(self, folder: Path, manifest: Manifest, parity_failures: dict[str, list[str]]) -> None:
+        self.folder, self.manifest, self.parity_failures = folder, manifest, parity_failures
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.parity_failures.get(v) for v in ("fp32", "fp16"))
+
+
+def _log(msg: str) -> None:
+    print(f"[export] {msg}", file=sys.stderr, flush=True)
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output {str(out)!r} exists and is a file; choose a folder path")
+    if out.exists() and not overwrite:
+        raise ExportError(f"output folder {str(out)!r} already exists; pass --overwrite to replace it (the old one "
+                          f"stays until the new export has fully succeeded)")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {str(parent)!r} ({exc.strerror}); choose a writable output path") from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write into {str(parent)!r} (permission denied); choose a writable output path")
+
+
+def _tool_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "rosberta-onnx": md.version("rosberta-onnx")}
+    for name in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _facts(src: Source) -> ModelFacts:
+    c = src.config
+    return ModelFacts(
+        architecture=src.model_type, hidden_size=int(c["hidden_size"]), num_layers=int(c["num_hidden_layers"]),
+        num_heads=int(c["num_attention_heads"]), intermediate_size=int(c["intermediate_size"]),
+        vocab_size=int(c["vocab_size"]), pad_token_id=int(c.get("pad_token_id") or 0),
+        max_position_embeddings=int(c["max_position_embeddings"]), max_length=src.max_length,
+        pooling=src.pooling, normalize=src.normalize, prompts=src.prompts,
+    )
+
+
+def _stamp(model, props: dict[str, str]) -> None:
+    """Copy the runtime contract into an ONNX file's metadata_props."""
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def export(
+    model: str,
+    out: str | os.PathLike,
+    *,
+    variants: tuple[str, ...] = VARIANTS,
+    overwrite: bool = False,
+    parity_texts: int = 64,
+    log: Callable[[str], None] = _log,
+) -> ExportResult:
+    variants = tuple(dict.fromkeys(variants))
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise ExportError(f"unknown variant(s) {bad or variants}; choose from {', '.join(VARIANTS)}")
+    out = Path(out)
+    _check_output(out, overwrite)
+    t0 = time.perf_counter()
+    step = lambda msg: log(f"{msg} ({time.perf_counter() - t0:.0f}s)")  # noqa: E731
+
+    step(f"resolving {model}")
+    src = resolve_source(model)
+    facts = _facts(src)
+    if src.stand_in:
+        log(f"NOTE: {src.folder} is a STAND-IN with random weights ({src.stand_in.get('size')}): same compute as the "
+            f"real model, meaningless embeddings")
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        work = tmp / ".work"
+        work.mkdir()
+        from transformers import AutoTokenizer
+
+        # The fast tokenizer's own file; padding/truncation blocks in it are ignored by the runtime.
+        AutoTokenizer.from_pretrained(str(src.folder)).backend_tokenizer.save(str(tmp / "tokenizer.json"))
+
+        step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
+        raw = export_fp32(src, work / "raw.onnx")
+
+        provisional = Manifest(
+            format_version=FORMAT_VERSION,
+            source={"model": src.model_id, "revision": src.revision, "kind": src.kind,
+                    "stand_in": bool(src.stand_in), "note": (src.stand_in or {}).get("note", ""),
+                    "max_length_origin": src.max_length_origin},
+            model=facts, tokenizer_file="tokenizer.json", tokenizer_sha256=sha256_file(tmp / "tokenizer.json"),
+            opset=OPSET, tools=_tool_versions(), variants={},
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        props = provisional.metadata_props()
+        written: dict[str, list[Path]] = {}
+        fused_counts: dict[str, int] = {}
+        if "fp32" in variants or "fp16" in variants:
+            step("fusing transformer ops with onnxruntime's optimizer")
+            fused, fused_counts = fuse(raw, num_heads=facts.num_heads, hidden_size=facts.hidden_size)
+            log(f"  fused ops: {fused_counts}")
+            if "fp16" in variants:  # before the fp32 save, which moves the weights out of the in-memory proto
+                step("converting to fp16")
+                half = to_fp16(fused)
+                _stamp(half, props)
+                written["fp16"] = save_onnx(half, tmp / FILES["fp16"], external_data=False)
+                del half
+            if "fp32" in variants:
+                _stamp(fused.model, props)
+                written["fp32"] = save_onnx(fused.model, tmp / FILES["fp32"], external_data=True)
+            del fused
+        if "int8" in variants:
+            import onnx
+
+            step("quantising to dynamic int8 (per-channel weights)")
+            q = quantize_int8(raw, work / "int8.onnx")
+            qm = onnx.load(str(q))
+            _stamp(qm, props)
+            written["int8"] = save_onnx(qm, tmp / FILES["int8"], external_data=False)
+            del qm
+
+        records = {}
+        for v, paths in written.items():
+            records[v] = VariantRecord(
+                name=v, file=FILES[v], files={p.name: sha256_file(p) for p in paths},
+                size_bytes=sum(p.stat().st_size for p in paths), recipe=RECIPES[v],
+                fused_ops=fused_counts if v != "int8" else {}, isa=cpu_isa() if v == "int8" else "",
+            )
+        shutil.rmtree(work)
+        Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
+
+        step("measuring parity against the PyTorch reference")
+        records, fails = _measure_parity(src, tmp, records, parity_texts, step)
+        manifest = Manifest(**{**provisional.__dict__, "variants": records})
+        manifest.write(tmp)
+
+        tmp.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+        step(f"wrote {out}")
+        return ExportResult(out, manifest, fails)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step) -> tuple[dict, dict[str, list[str]]]:
+    from rosberta_onnx import Encoder
+
+    from .reference import Reference
+
+    facts = Manifest.read(folder).model
+    ref = Reference(src.folder, pooling=facts.pooling, normalize=facts.normalize, max_length=facts.max_length)
+    any_variant = next(iter(records))
+    counter = Encoder.load(folder, variant=any_variant, verify=False, allow_cpu_fp16=True)
+    cases = parity_cases(n_real, max_length=facts.max_length, count_tokens=lambda t: counter.count_tokens([t])[0])
+    names, texts = [c.name for c in cases], [c.text for c in cases]
+    ours = counter.tokenize(texts)
+    theirs = ref.tokenize(texts)
+    tok_mismatch = [n for n, a, b in zip(names, ours, theirs) if list(a) != list(b)]
+    del counter
+    step(f"  reference embeddings for {len(texts)} texts ({n_real} real RU/EN sentences + edge cases)")
+    ref_vecs = ref.embed(texts, batch_size=16)
+    out, fails = {}, {}
+    for v, rec in records.items():
+        enc = Encoder.load(folder, variant=v, verify=False, allow_cpu_fp16=True)
+        got = enc.encode(texts, batch_size=16)
+        fig = compare(ref_vecs, got, names)
+        fig["tokenizer_mismatches"] = tok_mismatch
+        f = failures(fig, THRESHOLDS[v]) + [f"tokenizer ids differ from transformers for: {tok_mismatch}"] * bool(tok_mismatch)
+        fig["thresholds"] = THRESHOLDS[v]
+        fig["passed"] = not f
+        fig["failures"] = f
+        gate = {}
+        if v == "int8":
+            gate_fail = failures(fig, INT8_GATE)
+            gate = {"passed": not gate_fail, "thresholds": INT8_GATE, "failures": gate_fail[:20],
+                    "scope": "cosine vs the fp32 torch reference on the parity texts"}
+        out[v] = VariantRecord(**{**rec.__dict__, "parity": fig, "gate": gate})
+        fails[v] = f
+        step(f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
+             + ("" if not f else f" — {len(f)} failing case(s)"))
+    return out, fails

@@ -1,0 +1,210 @@
+"""The Encoder: an exported artifact folder in, L2-normalised float32 embeddings out. No torch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .batching import plan_batches
+from .errors import RosbertaError
+from .inputs import as_text_list
+from .manifest import Manifest, ModelFacts
+from .pooling import l2_normalize, pool
+from .prompts import apply_prompt
+from .session import choose_variant, make_session, resolve_providers, CUDA
+from .tokenize import TextTokenizer
+
+__all__ = ["Encoder", "Encoded"]
+
+# Texts tokenised at a time: bounds the memory of tokenizer objects for very long input lists while
+# keeping enough texts together for length sorting to pay off.
+_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Embeddings plus what happened to each input on the way."""
+
+    embeddings: np.ndarray  # float32 (n, dim)
+    token_counts: np.ndarray  # int64 (n,): tokens of each text (prefix and specials included) before truncation
+    truncated: np.ndarray  # bool (n,): True where the text was cut to the model's max length
+
+
+class Encoder:
+    """Sentence embeddings from an exported rosberta-onnx folder.
+
+    Build one with :meth:`Encoder.load`. Thread-safe for concurrent ``encode`` calls (ONNX Runtime
+    sessions are), so one instance can serve a whole process.
+    """
+
+    def __init__(self, folder: Path, manifest: Manifest, variant: str, session, tokenizer: TextTokenizer) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.variant = variant
+        self._session = session
+        self._tokenizer = tokenizer
+        self._use_iobinding = variant == "fp16" and CUDA in session.get_providers()
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        variant: str = "auto",
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        spinning: bool = False,
+        verify: bool = True,
+        allow_cpu_fp16: bool = False,
+    ) -> "Encoder":
+        """Load an artifact folder written by ``rosberta-onnx export``.
+
+        ``variant``: ``"auto"`` (fp16 on a CUDA device, else int8 if it passed its quality gate, else
+        fp32), or ``"fp32"`` / ``"fp16"`` / ``"int8"``. ``threads`` defaults to the physical cores.
+        ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
+        not a silently wrong answer); it reads the files once, so it costs a little load time.
+        """
+        folder = Path(path)
+        manifest = Manifest.read(folder)
+        provs = resolve_providers(providers)
+        chosen = choose_variant(manifest, variant, provs, allow_cpu_fp16=allow_cpu_fp16)
+        record = manifest.variant(chosen)
+        if verify:
+            manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256, **record.files})
+        facts = manifest.model
+        tokenizer = TextTokenizer(folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id)
+        session = make_session(folder / record.file, providers=provs, threads=threads, spinning=spinning)
+        return cls(folder, manifest, chosen, session, tokenizer)
+
+    # -- facts ----------------------------------------------------------------------------------
+    @property
+    def facts(self) -> ModelFacts:
+        return self.manifest.model
+
+    @property
+    def dim(self) -> int:
+        return self.facts.dim
+
+    @property
+    def max_length(self) -> int:
+        return self.facts.max_length
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.facts.prompts)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def __repr__(self) -> str:
+        return f"Encoder({str(self.folder)!r}, variant={self.variant!r}, dim={self.dim}, providers={self.providers})"
+
+    # -- tokenisation ---------------------------------------------------------------------------
+    def tokenize(self, texts: str | Sequence[str], *, task: str | None = None, truncate: bool = True) -> list[list[int]]:
+        """Token ids per text as the model sees them (prefix and special tokens included)."""
+        prepared = apply_prompt(as_text_list(texts), task, self.facts.prompts)
+        return self._tokenizer.tokenize(prepared, truncate=truncate).ids
+
+    def count_tokens(self, texts: str | Sequence[str], *, task: str | None = None) -> np.ndarray:
+        """Tokens per text before truncation (prefix and special tokens included), int64 (n,)."""
+        prepared = apply_prompt(as_text_list(texts), task, self.facts.prompts)
+        return self._tokenizer.tokenize(prepared, truncate=True).token_counts
+
+    # -- encoding -------------------------------------------------------------------------------
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | None = None,
+        batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        normalize: bool | None = None,
+        truncate: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed ``texts``; returns float32 ``(len(texts), dim)`` in input order.
+
+        ``texts``: a list of str, or one bare str (treated as a list of one). ``task``: a name from
+        :attr:`tasks` (its prefix is added unless a text already starts with a known prefix) or
+        ``None`` to embed texts exactly as given. ``normalize``: defaults to the model's (L2 for
+        RoSBERTa). ``truncate=False`` raises on a text longer than :attr:`max_length` tokens.
+        Results don't depend on ``batch_size``/``max_batch_tokens`` or on a text's batch neighbours.
+        """
+        return self.encode_detailed(texts, task=task, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                                    normalize=normalize, truncate=truncate, progress=progress).embeddings
+
+    def encode_queries(self, texts: str | Sequence[str], **kwargs) -> np.ndarray:
+        """``encode(texts, task="search_query")``."""
+        return self.encode(texts, task="search_query", **kwargs)
+
+    def encode_documents(self, texts: str | Sequence[str], **kwargs) -> np.ndarray:
+        """``encode(texts, task="search_document")``."""
+        return self.encode(texts, task="search_document", **kwargs)
+
+    def encode_detailed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | None = None,
+        batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        normalize: bool | None = None,
+        truncate: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> Encoded:
+        """Like :meth:`encode`, plus each text's token count and whether it was truncated."""
+        items = apply_prompt(as_text_list(texts), task, self.facts.prompts)
+        norm = self.facts.normalize if normalize is None else bool(normalize)
+        n = len(items)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        counts = np.empty(n, dtype=np.int64)
+        truncated = np.empty(n, dtype=bool)
+        # Check lengths of all texts first, so truncate=False fails before any compute is spent.
+        if not truncate:
+            for start in range(0, n, _CHUNK):
+                self._tokenizer.tokenize(items[start:start + _CHUNK], truncate=False)
+        for start in range(0, n, _CHUNK):
+            tok = self._tokenizer.tokenize(items[start:start + _CHUNK], truncate=True)
+            counts[start:start + len(tok.ids)] = tok.token_counts
+            truncated[start:start + len(tok.ids)] = tok.truncated
+            for batch in plan_batches(tok.lengths, batch_size=batch_size, max_batch_tokens=max_batch_tokens):
+                vecs = self._run([tok.ids[i] for i in batch], norm)
+                out[[start + i for i in batch]] = vecs
+                if progress is not None:
+                    progress(len(batch))
+        return Encoded(embeddings=out, token_counts=counts, truncated=truncated)
+
+    def _run(self, rows: list[list[int]], norm: bool) -> np.ndarray:
+        ids, mask = self._tokenizer.pad(rows)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        feeds = {k: v for k, v in feeds.items() if k in self.facts.input_names}
+        if self._use_iobinding:
+            hidden = self._run_iobinding(feeds)
+        else:
+            hidden = self._session.run([self.facts.output_name], feeds)[0]
+        vecs = pool(hidden, mask, self.facts.pooling)
+        if norm:
+            vecs = l2_normalize(vecs)
+        if not np.isfinite(vecs).all():
+            bad = int(np.flatnonzero(~np.isfinite(vecs).all(axis=1))[0])
+            raise RosbertaError(
+                f"the {self.variant} model produced a non-finite embedding (row {bad} of a batch of {len(rows)}); "
+                f"this variant overflows on this input. Use variant='fp32' for it, and please report the text."
+            )
+        return vecs
+
+    def _run_iobinding(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        # fp16 on CUDA: inputs copied once, output allocated on the device and copied back once,
+        # instead of onnxruntime staging each through host buffers per run.
+        binding = self._session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output(self.facts.output_name, "cuda")
+        self._session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]

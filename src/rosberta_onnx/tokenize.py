@@ -1,0 +1,77 @@
+"""Torch-free tokenisation from ``tokenizer.json`` with the model's own padding and truncation.
+
+``tokenizer.json`` files may carry padding/truncation blocks of their own that silently override the
+caller's (a fixed pad length, or a ``max_length`` of 128 capping a 512-token model). Both are cleared
+on load; this module pads and truncates itself, from the manifest's facts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ArtifactError, InputTooLongError
+
+__all__ = ["TextTokenizer", "Tokenized"]
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    ids: list[list[int]]  # per text, specials included, truncated to max_length when asked
+    token_counts: np.ndarray  # int64 (n,): tokens before truncation, specials included
+    truncated: np.ndarray  # bool (n,)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.ids]
+
+
+class TextTokenizer:
+    def __init__(self, path: str | os.PathLike, *, max_length: int, pad_id: int) -> None:
+        from tokenizers import Tokenizer
+
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on malformed files
+            raise ArtifactError(
+                f"{str(path)!r} is not a readable tokenizer.json ({exc}); re-export the model folder"
+            ) from exc
+        tok.no_padding()
+        tok.no_truncation()
+        self._full = tok
+        # A second instance truncates exactly as transformers' tokenizer does (content cut, specials kept).
+        self._cut = Tokenizer.from_file(str(path))
+        self._cut.no_padding()
+        self._cut.enable_truncation(max_length=max_length)
+        self.max_length = max_length
+        self.pad_id = pad_id
+
+    def tokenize(self, texts: list[str], *, truncate: bool = True) -> Tokenized:
+        encs = self._full.encode_batch(texts, add_special_tokens=True)
+        ids = [e.ids for e in encs]
+        counts = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        over = np.flatnonzero(counts > self.max_length)
+        if over.size and not truncate:
+            i = int(over[0])
+            raise InputTooLongError(
+                f"texts[{i}] has {int(counts[i])} tokens, more than this model's max length of {self.max_length} "
+                f"({over.size} text(s) are over). Pass truncate=True to cut them, or split the text."
+            )
+        if over.size:
+            cut = self._cut.encode_batch([texts[i] for i in over], add_special_tokens=True)
+            for i, e in zip(over, cut):
+                ids[int(i)] = e.ids
+        truncated = counts > self.max_length
+        return Tokenized(ids=ids, token_counts=counts, truncated=truncated)
+
+    def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Right-pad with the model's real pad id (RoBERTa computes positions from ids != pad_id)."""
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for j, r in enumerate(rows):
+            ids[j, : len(r)] = r
+            mask[j, : len(r)] = 1
+        return ids, mask

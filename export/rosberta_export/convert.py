@@ -23,9 +23,13 @@ def save_onnx(model, path: Path, *, external_data: bool) -> list[Path]:
             data.unlink()
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data.name, size_threshold=1024)
-        return [path, data]
-    onnx.save_model(model, str(path))
-    return [path]
+        written = [path, data]
+    else:
+        onnx.save_model(model, str(path))
+        written = [path]
+    for p in written:
+        p.chmod(0o644)  # onnx creates the data file 0600; artifacts are meant to be shared read-only
+    return written
 
 
 def export_fp32(source: Source, out: Path) -> Path:

@@ -1,0 +1,259 @@
+"""``rosberta-onnx``: a thin command line over the library.
+
+    rosberta-onnx synth DIR [--size full|tiny] [--seed N]           offline stand-in checkpoint (export extra)
+    rosberta-onnx export [MODEL] -o DIR [--variants fp32,fp16,int8]  checkpoint -> ONNX artifact (export extra)
+    rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--task T]        embed one text per line (or JSONL)
+    rosberta-onnx info DIR                                           the manifest's facts and parity figures
+    rosberta-onnx demo [DIR]                                         synth -> export -> encode -> parity table
+
+Errors print one line (``error: ...``) and exit with status 2 (bad usage or input) or 1 (failed check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import MissingDependencyError, RosbertaError
+
+__all__ = ["main"]
+
+DEFAULT_MODEL = "ai-forever/ru-en-RoSBERTa"
+
+
+def _export_side():
+    try:
+        import rosberta_export.pipeline as pipeline  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"this command needs the export extra (torch, transformers, onnx): pip install 'rosberta-onnx[export]' ({exc})"
+        ) from exc
+    import rosberta_export
+
+    return rosberta_export
+
+
+def _variants(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parity_table(manifest) -> str:
+    """Markdown table of each variant's parity figures, from a manifest."""
+    rows = ["| variant | size MB | cosine min | cosine mean | max abs diff | worst case | threshold | result |",
+            "|---|---:|---:|---:|---:|---|---|---|"]
+    for name, rec in manifest.variants.items():
+        p = rec.parity
+        if not p:
+            rows.append(f"| {name} | {rec.size_bytes / 1e6:.0f} | – | – | – | – | – | not measured |")
+            continue
+        thr = ", ".join(f"{k} {v:g}" for k, v in p.get("thresholds", {}).items()) or "recorded only"
+        result = "pass" if p.get("passed") else f"FAIL ({len(p.get('failures', []))})"
+        if rec.gate:
+            result += "; int8 gate " + ("pass" if rec.gate_passed else "FAIL")
+        rows.append(f"| {name} | {rec.size_bytes / 1e6:.0f} | {p['cos_min']:.6f} | {p['cos_mean']:.6f} | "
+                    f"{p['max_abs']:.2e} | {p['worst_case']} | {thr} | {result} |")
+    return "\n".join(rows)
+
+
+def _cmd_synth(a) -> int:
+    _export_side()
+    from rosberta_export.synth import synth
+
+    synth(a.dir, size=a.size, seed=a.seed, overwrite=a.overwrite)
+    return 0
+
+
+def _cmd_export(a) -> int:
+    _export_side()
+    from rosberta_export.pipeline import export
+
+    result = export(a.model, a.output, variants=_variants(a.variants), overwrite=a.overwrite, parity_texts=a.parity_texts)
+    print(parity_table(result.manifest))
+    if not result.ok:
+        for v, fails in result.parity_failures.items():
+            for f in fails:
+                print(f"parity failure [{v}] {f}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _read_texts(path: str, fmt: str | None) -> list[str]:
+    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    # Invalid UTF-8 becomes U+FFFD instead of a crash; the count is reported so nothing is silent.
+    text = raw.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
+    if bad:
+        print(f"warning: {bad} invalid UTF-8 sequence(s) in {path} were replaced with U+FFFD", file=sys.stderr)
+    lines = text.splitlines()
+    jsonl = fmt == "jsonl" or (fmt is None and path.endswith(".jsonl"))
+    if not jsonl:
+        return lines
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RosbertaError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be an object with a 'text' field")
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise RosbertaError(f"{path}:{n}: expected an object with a string 'text' field")
+        out.append(obj["text"])
+    return out
+
+
+def _cmd_encode(a) -> int:
+    from .encoder import Encoder
+
+    texts = _read_texts(a.input, a.input_format)
+    enc = Encoder.load(a.dir, variant=a.variant, threads=a.threads)
+    done = [0]
+    show = sys.stderr.isatty() or len(texts) >= 1000
+
+    def progress(k: int) -> None:
+        done[0] += k
+        if show:
+            print(f"\r[encode] {done[0]}/{len(texts)} texts", end="", file=sys.stderr, flush=True)
+
+    res = enc.encode_detailed(texts, task=a.task, batch_size=a.batch_size, progress=progress)
+    if show:
+        print(file=sys.stderr)
+    fmt = a.format or ("jsonl" if (a.output or "").endswith(".jsonl") else "npy")
+    if fmt == "npy":
+        if not a.output or a.output == "-":
+            buf = io.BytesIO()
+            import numpy as np
+
+            np.save(buf, res.embeddings)
+            sys.stdout.buffer.write(buf.getvalue())
+        else:
+            _atomic_write(Path(a.output), lambda f: __import__("numpy").save(f, res.embeddings))
+    else:
+        def write_jsonl(f):
+            for i, vec in enumerate(res.embeddings):
+                f.write((json.dumps({"index": i, "tokens": int(res.token_counts[i]), "truncated": bool(res.truncated[i]),
+                                     "embedding": [round(float(x), 7) for x in vec]}) + "\n").encode())
+        if not a.output or a.output == "-":
+            write_jsonl(sys.stdout.buffer)
+        else:
+            _atomic_write(Path(a.output), write_jsonl)
+    n_trunc = int(res.truncated.sum())
+    print(f"[encode] {len(texts)} texts -> {res.embeddings.shape} float32 with {enc.variant}"
+          + (f"; {n_trunc} truncated to {enc.max_length} tokens" if n_trunc else ""), file=sys.stderr)
+    return 0
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _cmd_info(a) -> int:
+    from .manifest import Manifest
+
+    m = Manifest.read(a.dir)
+    src = m.source
+    print(f"source: {src.get('model')} @ {src.get('revision')}" + ("  [STAND-IN: random weights]" if src.get("stand_in") else ""))
+    f = m.model
+    print(f"model: {f.architecture}, {f.num_layers} layers, dim {f.dim}, max length {f.max_length}, pooling {f.pooling}, "
+          f"normalize {f.normalize}, tasks {list(f.prompts)}")
+    print(parity_table(m))
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    """The README's main job: synth the full-size stand-in, export all variants, encode, print parity."""
+    _export_side()
+    from rosberta_export.pipeline import export
+    from rosberta_export.synth import synth
+
+    from .encoder import Encoder
+
+    root = Path(a.dir)
+    ckpt, art = root / f"standin-{a.size}", root / f"standin-{a.size}-onnx"
+    if not (ckpt / "config.json").is_file():
+        synth(ckpt, size=a.size, overwrite=True)
+    result = export(str(ckpt), art, overwrite=True, parity_texts=a.parity_texts)
+    enc = Encoder.load(art)
+    texts = ["Сколько программистов нужно, чтобы вкрутить лампочку?", "How many programmers does it take to change a light bulb?"]
+    q = enc.encode(texts, task="search_query")
+    print(f"\nSTAND-IN model (random weights: the vectors below are meaningless, the pipeline is real)")
+    print(f"encoded {len(texts)} RU/EN queries with variant {enc.variant!r}: shape {q.shape}, "
+          f"norms {[round(float(x), 4) for x in (q ** 2).sum(1) ** 0.5]}")
+    print(f"\nparity against PyTorch ({art}):")
+    print(parity_table(result.manifest))
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rosberta-onnx", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("synth", help="write an offline stand-in checkpoint (random weights)")
+    s.add_argument("dir")
+    s.add_argument("--size", choices=["full", "tiny"], default="full")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=_cmd_synth)
+
+    e = sub.add_parser("export", help="export a checkpoint to an ONNX artifact folder, with parity figures")
+    e.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"hub id or local folder (default {DEFAULT_MODEL})")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--variants", default="fp32,fp16,int8")
+    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--parity-texts", type=int, default=64, help="real RU/EN sentences in the parity set (plus edge cases)")
+    e.set_defaults(func=_cmd_export)
+
+    n = sub.add_parser("encode", help="embed texts (one per line, or JSONL with a 'text' field)")
+    n.add_argument("dir")
+    n.add_argument("-i", "--input", default="-", help="file, or - for stdin (default)")
+    n.add_argument("--input-format", choices=["lines", "jsonl"], default=None, help="default: by extension")
+    n.add_argument("-o", "--output", default=None, help="file (default: stdout)")
+    n.add_argument("--format", choices=["npy", "jsonl"], default=None, help="default: by extension, else npy")
+    n.add_argument("--variant", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    n.add_argument("--task", default=None, help="task prefix to add (e.g. search_query); default none")
+    n.add_argument("--batch-size", type=int, default=32)
+    n.add_argument("--threads", type=int, default=None)
+    n.set_defaults(func=_cmd_encode)
+
+    i = sub.add_parser("info", help="show an artifact's manifest")
+    i.add_argument("dir")
+    i.set_defaults(func=_cmd_info)
+
+    d = sub.add_parser("demo", help="synth the stand-in, export all variants, encode, print parity")
+    d.add_argument("dir", nargs="?", default="models")
+    d.add_argument("--size", choices=["full", "tiny"], default="full")
+    d.add_argument("--parity-texts", type=int, default=48)
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RosbertaError, ValueError, TypeError, FileExistsError, FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # ExportError and friends
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

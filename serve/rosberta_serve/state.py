@@ -1,0 +1,205 @@
+"""The server's shared state: model loading and readiness, auth, metrics, and the embed path.
+
+Routes (:mod:`rosberta_serve.app`) stay thin: they parse a body and shape a response; everything
+they share lives here. The model loads in the background after the socket is bound, so ``/health``
+answers at once and ``/ready`` turns 200 only after the model is loaded *and* one warm-up batch has
+run (ONNX Runtime allocates its arenas on the first calls; a load balancer should not send traffic
+into that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from rosberta_onnx import Encoder, PromptWarning
+from rosberta_onnx.errors import RosbertaError, TaskError
+from rosberta_onnx.inputs import as_text_list
+from rosberta_onnx.manifest import Manifest
+from rosberta_onnx.prompts import apply_prompt
+from rosberta_onnx.session import choose_variant, resolve_providers
+
+from .batcher import BatchMetrics, BatchResult, MicroBatcher, Overloaded, ShuttingDown
+from .config import ServeConfig
+from .metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Registry
+from .tokens import TokenDetails
+from .validation import ApiError
+
+__all__ = ["ServerState"]
+
+log = logging.getLogger("rosberta_serve")
+
+# Requests with more characters than this are tokenised (for length checks and batch budgets) in a
+# worker thread rather than on the event loop; below it the thread hop costs more than the work.
+_INLINE_CHARS = 4096
+_WARMUP = ["warm-up", "Сколько программистов нужно, чтобы вкрутить лампочку? " * 4]
+
+
+class ServerState:
+    def __init__(self, config: ServeConfig, *, on_fatal: Callable[[BaseException], None] | None = None) -> None:
+        self.config = config
+        # Read the manifest now: a wrong folder fails at start, and /info answers while the model loads.
+        self.manifest = Manifest.read(config.model_dir)
+        self.facts = self.manifest.model
+        # Likewise a variant this machine can't run (fp16 on CPU, an int8 that failed its gate).
+        self.variant = choose_variant(self.manifest, config.variant, resolve_providers(None))
+        self.model_name = config.model_name or _default_name(self.manifest, config)
+        self.status = "loading"
+        self.error: str | None = None
+        self.encoder: Encoder | None = None
+        self.batcher: MicroBatcher | None = None
+        self.tokens = TokenDetails(config.model_dir / self.manifest.tokenizer_file, max_length=self.facts.max_length)
+        self._on_fatal = on_fatal
+        self._key = config.api_key.encode() if config.api_key else None
+        self.in_flight = 0
+        self.arriving = 0  # embedding requests accepted but not yet queued (see Arrival)
+        reg = self.registry = Registry()
+        self.m_requests = reg.counter("rosberta_requests_total", "HTTP requests by route and status code.",
+                                      labelled=True)
+        self.m_latency = reg.histogram("rosberta_request_duration_seconds", "HTTP request latency by route.",
+                                       LATENCY_BUCKETS, labelled=True)
+        self.m_request_texts = reg.histogram("rosberta_request_texts", "Texts per embedding request.", SIZE_BUCKETS)
+        reg.gauge("rosberta_requests_in_flight", "HTTP requests being handled now.", lambda: self.in_flight)
+        reg.gauge("rosberta_model_ready", "1 once the model is loaded and warmed up.", lambda: self.status == "ready")
+        self.batch_metrics = BatchMetrics(reg)
+        reg.gauge("rosberta_queue_depth", "Requests waiting to be batched.",
+                  lambda: self.batcher.queue_depth if self.batcher else 0)
+        reg.gauge("rosberta_queue_texts", "Texts waiting to be batched.",
+                  lambda: self.batcher.queued_texts if self.batcher else 0)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Load the encoder, warm it up, start the batcher; on failure record it and call ``on_fatal``."""
+        cfg = self.config
+        started = time.perf_counter()
+        try:
+            enc = await asyncio.to_thread(Encoder.load, cfg.model_dir, variant=self.variant, threads=cfg.threads)
+            await asyncio.to_thread(enc.encode, _WARMUP * 4, batch_size=cfg.max_batch_size,
+                                    max_batch_tokens=cfg.run_batch_tokens)
+            batcher = MicroBatcher(enc, max_batch_tokens=cfg.max_batch_tokens, max_batch_size=cfg.max_batch_size,
+                                   run_batch_tokens=cfg.run_batch_tokens,
+                                   max_wait_ms=cfg.max_wait_ms if cfg.batching else 0.0, max_queue=cfg.max_queue,
+                                   workers=cfg.workers, merge=cfg.batching, arriving=lambda: self.arriving,
+                                   metrics=self.batch_metrics)
+            batcher.start()
+        except Exception as exc:  # noqa: BLE001 - any load failure is fatal and reported, never swallowed
+            self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("loading %s failed: %s", cfg.model_dir, self.error)
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+            return
+        self.encoder, self.batcher, self.status = enc, batcher, "ready"
+        log.info("model ready: %s variant=%s dim=%d providers=%s batching=%s (%.1f s)", self.model_name, enc.variant,
+                 enc.dim, enc.providers, "on" if cfg.batching else "off", time.perf_counter() - started)
+
+    async def close(self) -> None:
+        """Finish queued and running batches (uvicorn has already drained in-flight HTTP requests)."""
+        if self.batcher is not None:
+            await self.batcher.close()
+        log.info("shutdown complete: batcher drained")
+
+    # -- per request ---------------------------------------------------------------------------
+    def check_auth(self, authorization: str | None) -> None:
+        if self._key is None:
+            return
+        headers = {"WWW-Authenticate": "Bearer"}
+        if not authorization:
+            raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>'", field="authorization",
+                           kind="authentication_error", headers=headers)
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
+            raise ApiError(401, "invalid API key", field="authorization", kind="authentication_error", headers=headers)
+
+    def require_ready(self) -> Encoder:
+        if self.status == "ready" and self.encoder is not None:
+            return self.encoder
+        if self.status == "failed":
+            raise ApiError(503, f"the model failed to load: {self.error}", kind="server_error")
+        raise ApiError(503, "the model is still loading; retry shortly (GET /ready turns 200 when it is ready)",
+                       kind="server_error", headers={"Retry-After": "1"})
+
+    def prepare(self, texts: list[str], task: str | None, *, task_field: str) -> list[str]:
+        """Clean the texts and add the task prefix (per request, so requests with any task can merge)."""
+        texts = as_text_list(texts)
+        try:
+            # apply_prompt warns when a text already carries a prefix; a server has no one to warn,
+            # and under `-W error` the warning would become a failed request.
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always", PromptWarning)
+                return apply_prompt(texts, task, self.facts.prompts)
+        except TaskError as exc:
+            raise ApiError(422, f"{task_field!r}: {exc}", field=task_field) from None
+
+    def arrival(self) -> "Arrival":
+        """Count an embedding request as on its way to the queue, from its first byte to ``submit``."""
+        return Arrival(self)
+
+    async def embed(self, texts: list[str], *, task: str | None, task_field: str, text_field: str,
+                    normalize: bool | None, truncate: bool, arrival: "Arrival | None" = None) -> BatchResult:
+        enc = self.require_ready()
+        prepared = self.prepare(texts, task, task_field=task_field)
+        if sum(map(len, prepared)) <= _INLINE_CHARS:
+            counts = enc.count_tokens(prepared)
+        else:
+            counts = await asyncio.to_thread(enc.count_tokens, prepared)
+        limit = enc.max_length
+        if not truncate:
+            over = np.flatnonzero(counts > limit)
+            if over.size:
+                i = int(over[0])
+                raise ApiError(413, f"{text_field}[{i}] has {int(counts[i])} tokens (task prefix and special tokens "
+                                    f"included), more than this model's max length of {limit}; {over.size} input(s) "
+                                    f"are over. Send truncate=true to cut them, or split the text.",
+                               field=f"{text_field}[{i}]")
+        lengths = np.minimum(counts, limit).tolist()
+        norm = self.facts.normalize if normalize is None else normalize
+        self.m_request_texts.observe(len(prepared))
+        if arrival is not None:
+            arrival.done(queued=True)
+        try:
+            return await self.batcher.submit(prepared, lengths, normalize=norm)
+        except Overloaded as exc:
+            raise ApiError(503, str(exc), kind="server_error", tei_type="Overloaded",
+                           headers={"Retry-After": "1"}) from None
+        except ShuttingDown as exc:
+            raise ApiError(503, str(exc), kind="server_error") from None
+        except RosbertaError as exc:
+            raise ApiError(500, str(exc), kind="server_error") from None
+
+
+class Arrival:
+    """Context manager around one embedding request's way in: body, parsing, tokenising.
+
+    While any are open the batcher may wait (up to max-wait-ms) for them to join the batch; when one
+    ends without reaching the queue (a bad request), the batcher is told to look again.
+    """
+
+    def __init__(self, state: ServerState) -> None:
+        self._state, self._open = state, True
+        state.arriving += 1
+
+    def done(self, *, queued: bool = False) -> None:
+        if self._open:
+            self._open = False
+            self._state.arriving -= 1
+            if not queued and self._state.batcher is not None:
+                self._state.batcher.poke()
+
+    def __enter__(self) -> "Arrival":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done()
+
+
+def _default_name(manifest: Manifest, config: ServeConfig) -> str:
+    src = manifest.source
+    if src.get("kind") != "local" and src.get("model"):
+        return str(src["model"])
+    return config.model_dir.resolve().name

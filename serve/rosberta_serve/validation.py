@@ -1,0 +1,153 @@
+"""Request bodies in, typed requests out; anything wrong becomes an :class:`ApiError` naming the field.
+
+Parsing is strict about types (a number where a list of strings belongs is a 422 naming ``input[3]``)
+and lenient about extra fields: OpenAI clients send ``user`` and other keys this server has no use
+for, and rejecting them would break those clients.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ApiError", "EmbedRequest", "TokenizeRequest", "parse_json", "parse_openai", "parse_tei_embed",
+           "parse_tei_tokenize"]
+
+
+class ApiError(Exception):
+    """An error answered to the client: HTTP status, a message, and the request field at fault."""
+
+    def __init__(self, status: int, message: str, *, field: str | None = None, kind: str = "invalid_request_error",
+                 tei_type: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+        self.kind = kind  # OpenAI's error "type"
+        self.tei_type = tei_type  # TEI's "error_type"; None: derived from the status
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    texts: list[str]
+    task: str | None
+    normalize: bool | None  # None: the model's default
+    truncate: bool
+    encoding_format: str  # "float" | "base64" (OpenAI) or "float" (TEI)
+    model: str | None
+    dimensions: int | None
+    input_was_str: bool
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    texts: list[str]
+    task: str | None
+    add_special_tokens: bool
+    truncate: bool
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, f"the request body is not UTF-8 ({exc.reason} at byte {exc.start})", field="body")
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                       field="body")
+    if not isinstance(obj, dict):
+        raise ApiError(422, f"the request body must be a JSON object, got {_kind(obj)}", field="body")
+    return obj
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _texts(obj: dict[str, Any], name: str, *, max_inputs: int) -> tuple[list[str], bool]:
+    if name not in obj:
+        raise ApiError(422, f"missing required field {name!r}: a string or a list of strings", field=name)
+    value = obj[name]
+    if isinstance(value, str):
+        return [value], True
+    if not isinstance(value, list):
+        raise ApiError(422, f"{name!r} must be a string or a list of strings, got {_kind(value)}", field=name)
+    if not value:
+        raise ApiError(422, f"{name!r} is an empty list; send at least one string", field=name)
+    if len(value) > max_inputs:
+        raise ApiError(413, f"{name!r} has {len(value)} items, more than this server's limit of {max_inputs} per "
+                            f"request; split it into several requests", field=name)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            hint = (" (token-id arrays are not supported: send text; e.g. LangChain's OpenAIEmbeddings needs "
+                    "check_embedding_ctx_length=False)" if isinstance(item, (int, list)) else "")
+            raise ApiError(422, f"{name}[{i}] must be a string, got {_kind(item)}{hint}", field=f"{name}[{i}]")
+    return list(value), False
+
+
+def _opt(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any, what: str) -> Any:
+    value = obj.get(name)
+    if value is None:
+        return default
+    # bool is a subclass of int: `"dimensions": true` must not pass as 1.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ApiError(422, f"{name!r} must be {what}, got {_kind(value)}", field=name)
+    return value
+
+
+def _dimensions(obj: dict[str, Any], dim: int) -> int | None:
+    value = _opt(obj, "dimensions", int, None, "an integer")
+    if value is not None and value != dim:
+        raise ApiError(422, f"'dimensions' is {value}, but this model only returns {dim}-dimensional vectors "
+                            f"(it was not trained to be truncated); omit the field or send {dim}", field="dimensions")
+    return value
+
+
+def parse_openai(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequest:
+    """``POST /v1/embeddings``: input, model, encoding_format, dimensions; extensions: task, truncate."""
+    texts, was_str = _texts(obj, "input", max_inputs=max_inputs)
+    fmt = _opt(obj, "encoding_format", str, "float", "'float' or 'base64'")
+    if fmt not in ("float", "base64"):
+        raise ApiError(422, f"'encoding_format' must be 'float' or 'base64', got {fmt!r}", field="encoding_format")
+    return EmbedRequest(
+        texts=texts,
+        task=_opt(obj, "task", str, None, "a task name string or null"),
+        normalize=None,
+        truncate=_opt(obj, "truncate", bool, True, "a boolean"),
+        encoding_format=fmt,
+        model=_opt(obj, "model", str, None, "a string"),
+        dimensions=_dimensions(obj, dim),
+        input_was_str=was_str,
+    )
+
+
+def parse_tei_embed(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequest:
+    """``POST /embed`` (text-embeddings-inference): inputs, normalize, truncate, truncation_direction, prompt_name."""
+    texts, was_str = _texts(obj, "inputs", max_inputs=max_inputs)
+    direction = _opt(obj, "truncation_direction", str, "right", "'right'")
+    if direction.lower() != "right":
+        raise ApiError(422, f"'truncation_direction' {direction!r} is not supported; only 'right' (keep the start of "
+                            f"the text, which holds the task prefix)", field="truncation_direction")
+    _dimensions(obj, dim)
+    return EmbedRequest(
+        texts=texts,
+        task=_opt(obj, "prompt_name", str, None, "a prompt name string or null"),
+        normalize=_opt(obj, "normalize", bool, True, "a boolean"),
+        truncate=_opt(obj, "truncate", bool, True, "a boolean"),
+        encoding_format="float",
+        model=None,
+        dimensions=None,
+        input_was_str=was_str,
+    )
+
+
+def parse_tei_tokenize(obj: dict[str, Any], *, max_inputs: int) -> TokenizeRequest:
+    """``POST /tokenize``: inputs, add_special_tokens, prompt_name; extension: truncate (default false)."""
+    texts, _ = _texts(obj, "inputs", max_inputs=max_inputs)
+    return TokenizeRequest(
+        texts=texts,
+        task=_opt(obj, "prompt_name", str, None, "a prompt name string or null"),
+        add_special_tokens=_opt(obj, "add_special_tokens", bool, True, "a boolean"),
+        truncate=_opt(obj, "truncate", bool, False, "a boolean"),
+    )

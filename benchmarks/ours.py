@@ -1,0 +1,69 @@
+"""This project's variants, through the public ``Encoder`` API exactly as a user calls it."""
+
+from __future__ import annotations
+
+import time
+
+from .systems import Skip, System
+
+__all__ = ["SYSTEMS"]
+
+
+class Rosberta(System):
+    group = "ours"
+    variant = "fp32"
+    corpus_batching = "rosberta-onnx: sorted by token length, ≤32 texts and ≤16384 padded tokens per batch"
+
+    def prepare(self) -> None:
+        if self.variant not in self.ctx.manifest.variants:
+            raise Skip(f"the artifact has no {self.variant} variant (it has {sorted(self.ctx.manifest.variants)})")
+        import onnxruntime  # noqa: F401  (imported here so load time is the model's, not the library's)
+
+    def load(self) -> None:
+        from rosberta_onnx import Encoder
+
+        t0 = time.perf_counter()
+        self._enc = Encoder.load(self.ctx.artifact, variant=self.variant, threads=self.ctx.threads, **self._load_kwargs())
+        self.load_s = time.perf_counter() - t0
+        rec = self.ctx.manifest.variant(self.variant)
+        self.config = {"variant": self.variant, "file": rec.file, "providers": self._enc.providers,
+                       "threads": self.ctx.threads, "spinning": False, "verify_checksums": True}
+        self.notes.append("load time includes the sha256 check of the model files (Encoder.load's default)")
+        if self.variant == "int8" and not rec.gate_passed:
+            self.notes.append("this int8 file FAILED its quality gate at export; `auto` would not pick it")
+
+    def _load_kwargs(self) -> dict:
+        return {}
+
+    def encode(self, texts, *, own_batching):
+        texts = list(texts)
+        if own_batching:
+            return self._enc.encode(texts)
+        return self._enc.encode(texts, batch_size=len(texts), max_batch_tokens=max(16384, len(texts) * self._enc.max_length))
+
+
+class RosbertaFp32(Rosberta):
+    name, label, variant = "rosberta-fp32", "rosberta-onnx fp32", "fp32"
+
+
+class RosbertaInt8(Rosberta):
+    name, label, variant = "rosberta-int8", "rosberta-onnx int8", "int8"
+
+
+class RosbertaFp16(Rosberta):
+    name, label, variant = "rosberta-fp16", "rosberta-onnx fp16 (GPU)", "fp16"
+
+    def prepare(self) -> None:
+        super().prepare()
+        from rosberta_onnx.session import cuda_available
+
+        if not cuda_available():
+            raise Skip("no CUDA device (fp16 is the GPU variant; on the CPU execution provider onnxruntime runs it "
+                       "slower than fp32)")
+
+    def _load_kwargs(self) -> dict:
+        self.notes.append("runs on the GPU (CUDA execution provider) while the other systems run on the CPU")
+        return {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaFp16)

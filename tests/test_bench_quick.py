@@ -1,0 +1,139 @@
+"""``rosberta-onnx bench --quick`` on the tiny stand-in: well-formed JSON, Markdown and PNGs, every system
+present or skipped with a reason. No timed assertions: speeds on shared machines are not testable."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ lives beside src/ and is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.readme_table import END, START, render_section, replace_section  # noqa: E402
+from benchmarks.systems import SYSTEM_NAMES  # noqa: E402
+from benchmarks.workloads import exact_length_texts  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURES = {"latency": "p50_ms", "throughput": "seq_per_s", "corpus": "texts_per_s", "scaling": "ms_per_seq"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny_artifact, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    # A subprocess, from a folder outside the checkout: the CLI must find benchmarks/ on its own, and the
+    # peers' own warnings must not be turned into errors by this suite's filterwarnings.
+    r = subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", "bench", str(tiny_artifact), "--quick",
+                        "--rounds", "1", "--corpus-size", "16", "--out", str(out), "--name", "q"],
+                       capture_output=True, text=True, timeout=600, cwd=out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    folder = out / "q"
+    return folder, json.loads((folder / "results.json").read_text(encoding="utf-8")), r
+
+
+def test_every_system_ran_or_says_why_it_was_skipped(quick_run):
+    _, res, r = quick_run
+    systems = {s["name"]: s for s in res["systems"]}
+    assert list(systems) == list(SYSTEM_NAMES)
+    for name, s in systems.items():
+        assert s["status"] in ("ok", "skipped"), f"{name}: {s['status']} — {s['reason']}"
+        if s["status"] == "skipped":
+            assert len(s["reason"]) > 10, name
+    # Our own variants on the CPU must run; the fp16 GPU variant is skipped without CUDA, with a reason.
+    assert systems["rosberta-fp32"]["status"] == systems["rosberta-int8"]["status"] == "ok"
+    if not res["machine"]["cuda"]:
+        assert systems["rosberta-fp16"]["status"] == "skipped" and "CUDA" in systems["rosberta-fp16"]["reason"]
+    if HAS_TORCH:  # the tiny artifact's manifest names its local checkpoint, so the reference is found
+        assert systems["torch-fp32"]["status"] == "ok" and res["baseline"] == "torch-fp32"
+    assert "Traceback" not in r.stderr
+
+
+def test_figures_are_complete_and_finite(quick_run):
+    _, res, _ = quick_run
+    ok = [s["name"] for s in res["systems"] if s["status"] == "ok"]
+    kinds = {w["kind"] for w in res["workloads"].values()}
+    assert kinds == set(FIGURES)
+    for wname, w in res["workloads"].items():
+        assert set(w["systems"]) == set(ok), wname
+        for name, rec in w["systems"].items():
+            value = rec[FIGURES[w["kind"]]]
+            assert math.isfinite(value) and value > 0, (wname, name, value)
+            assert rec["ratio_median"] is not None and rec["ratio_median"] > 0
+        assert w["systems"][res["baseline"]]["ratio_median"] == pytest.approx(1.0)
+    lat = res["workloads"]["latency_1x16"]["systems"]
+    assert all(r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in lat.values())
+    for s in res["systems"]:
+        if s["status"] != "ok":
+            continue
+        assert s["load_s"] is not None and s["load_s"] >= 0, s["name"]
+        assert s["memory"].get("peak_rss_mb", 0) > 0, (s["name"], s["memory"])
+        q = s["quality"]
+        assert q["n"] == 16 and -1.0001 <= q["cos_min"] <= q["cos_mean"] <= 1.0001, (s["name"], q)
+    # Same inputs, same function: fp32 paths agree with the reference (int8/bf16 are only reported).
+    for name in ("rosberta-fp32", "ort-plain", "openvino-fp32", "st-torch"):
+        s = next(x for x in res["systems"] if x["name"] == name)
+        if s["status"] == "ok":
+            assert s["quality"]["cos_min"] > 0.9999, (name, s["quality"])
+    m = res["machine"]
+    assert m["cpu_model"] and m["physical_cores"] >= 1 and "avx512_vnni" in m["cpu_flags"]
+    assert m["versions"]["onnxruntime"] != "not installed"
+
+
+def test_markdown_and_charts_are_written(quick_run):
+    folder, res, r = quick_run
+    md = (folder / "results.md").read_text(encoding="utf-8")
+    assert "| system | load s | 1×16 p50 ms" in md
+    for s in res["systems"]:
+        assert s["label"] in md
+        if s["status"] == "skipped":
+            assert s["reason"] in md
+    assert "| system |" in r.stdout  # the table is printed too
+    for chart in ("throughput.png", "latency.png", "seq_scaling.png"):
+        data = (folder / chart).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, chart
+
+
+def test_readme_section_replaces_only_the_marked_block(quick_run, tmp_path):
+    folder, res, _ = quick_run
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{START}\nold table\n{END}\n\n## After\n", encoding="utf-8")
+    section = render_section(res, folder / "results.json", readme)
+    new = replace_section(readme.read_text(encoding="utf-8"), section)
+    assert new.startswith("# Title\n\nintro\n\n") and new.endswith(f"{END}\n\n## After\n")
+    assert "old table" not in new and "| system | load s |" in new
+    assert "throughput.png)" in new and "seq_scaling.png)" in new
+    assert res["machine"]["cpu_model"] in new
+    with pytest.raises(ValueError, match="bench:start"):
+        replace_section("# no markers\n", section)
+
+
+def test_cli_and_module_accept_the_same_options():
+    import argparse
+
+    from benchmarks.__main__ import add_arguments
+    from rosberta_onnx.cli import build_parser
+
+    argv = ["DIR", "--reference", "M", "--quick", "--out", "o", "--name", "n", "--threads", "2", "--rounds", "1",
+            "--corpus-size", "8", "--systems", "torch-fp32,rosberta-int8", "--workloads", "latency", "--no-memory"]
+    mine = argparse.ArgumentParser()
+    add_arguments(mine)
+    via_module = vars(mine.parse_args(argv))
+    via_cli = {k: v for k, v in vars(build_parser().parse_args(["bench", *argv])).items() if k not in ("cmd", "func")}
+    assert via_cli == via_module
+
+
+def test_fixed_shape_texts_have_exactly_n_tokens(tiny_artifact):
+    from rosberta_onnx import Encoder
+
+    enc = Encoder.load(tiny_artifact, variant="fp32")
+    count = lambda t: int(enc.count_tokens([t])[0])  # noqa: E731
+    for n, k in ((16, 1), (128, 8), (enc.max_length, 1)):
+        texts = exact_length_texts(count, n, k)
+        assert len(set(texts)) == k and [count(t) for t in texts] == [n] * k

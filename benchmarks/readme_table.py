@@ -71,12 +71,12 @@ def render_section(res: dict, results_json: Path, readme: Path) -> str:
     return "\n".join(lines)
 
 
-def replace_section(readme_text: str, section: str) -> str:
+def replace_section(readme_text: str, section: str, start: str = START, end: str = END) -> str:
     """``readme_text`` with the marked block replaced by ``section`` (which carries the markers)."""
-    i, j = readme_text.find(START), readme_text.find(END)
+    i, j = readme_text.find(start), readme_text.find(end)
     if i < 0 or j < i:
-        raise ValueError(f"README has no {START} … {END} block; add the two markers where the table should go")
-    return readme_text[:i] + section + readme_text[j + len(END):]
+        raise ValueError(f"README has no {start} … {end} block; add the two markers where the table should go")
+    return readme_text[:i] + section + readme_text[j + len(end):]
 
 
 def main(argv: list[str] | None = None) -> int:

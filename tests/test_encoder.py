@@ -110,8 +110,38 @@ def test_ten_megabyte_text(enc):
     assert np.isfinite(r.embeddings).all()
 
 
-def test_auto_variant_uses_the_gate(tiny_artifact):
+def _with_gate(src, dst, passed: bool):
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    d = json.loads((dst / "manifest.json").read_text())
+    d["variants"]["int8"]["gate"]["passed"] = passed
+    (dst / "manifest.json").write_text(json.dumps(d))
+    return dst
+
+
+def test_auto_variant_follows_the_gate(tiny_artifact, tmp_path):
+    # The tiny stand-in's own verdict: its random embeddings are nearly collinear (cosine between
+    # different texts ~0.9999997), so its retrieval ranking is noise and the strict gate fails.
     m = Manifest.read(tiny_artifact)
-    e = Encoder.load(tiny_artifact)
-    assert e.variant == ("int8" if m.variants["int8"].gate_passed else "fp32")
-    assert e.variant == "int8"  # the tiny stand-in's random weights pass the cosine gate
+    assert Encoder.load(tiny_artifact, autotune=False).variant == ("int8" if m.variants["int8"].gate_passed else "fp32")
+    assert Encoder.load(_with_gate(tiny_artifact, tmp_path / "pass", True), autotune=False).variant == "int8"
+    assert Encoder.load(_with_gate(tiny_artifact, tmp_path / "fail", False), autotune=False).variant == "fp32"
+
+
+def test_auto_measures_int8_against_fp32_once_and_caches_it(tiny_artifact, tmp_path):
+    import json
+
+    art = _with_gate(tiny_artifact, tmp_path / "art", True)
+    e = Encoder.load(art)
+    cache = json.loads((art / ".autotune.json").read_text())
+    d = cache["decision"]
+    assert d["fp32_ms"] > 0 and d["int8_ms"] > 0
+    assert e.variant == ("int8" if d["int8_ms"] < d["fp32_ms"] else "fp32")
+    assert "ms" in e.selection and "cached" not in e.selection
+    # a forged verdict in the cache is obeyed: proof the second load reads it instead of re-measuring
+    cache["decision"].update(int8_faster=not d["int8_faster"])
+    (art / ".autotune.json").write_text(json.dumps(cache))
+    again = Encoder.load(art)
+    assert again.variant == ("fp32" if e.variant == "int8" else "int8") and "(cached)" in again.selection

@@ -13,7 +13,7 @@ def test_fullsize_export_all_variants(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("full")
     ckpt = synth(root / "standin-full", size="full", seed=0)
-    r = export(str(ckpt), root / "standin-full-onnx", parity_texts=32)
+    r = export(str(ckpt), root / "standin-full-onnx", parity_texts=32, gate_pairs=100)
     m = r.manifest
     f = m.model
     assert (f.num_layers, f.hidden_size, f.num_heads, f.intermediate_size, f.vocab_size) == (24, 1024, 16, 4096, 50265)
@@ -24,7 +24,10 @@ def test_fullsize_export_all_variants(tmp_path_factory):
     p = {v: rec.parity for v, rec in m.variants.items()}
     assert p["fp32"]["cos_min"] >= 0.99999 and p["fp32"]["max_abs"] <= 1e-4
     assert p["fp16"]["cos_min"] >= 0.999
-    assert p["int8"]["n"] == p["fp32"]["n"] and "cos_min" in p["int8"]
+    assert p["int8"]["n"] == p["fp32"]["n"]
+    int8 = m.variants["int8"]
+    assert int8.gate_passed, int8.gate["failures"]  # random weights: passing here proves little (see MiniLM)
+    assert int8.gate["weights"].startswith("random")
     enc = Encoder.load(r.folder, variant="fp32")
     v = enc.encode(["Привет, мир", "Hello, world"], task="search_query")
     assert v.shape == (2, 1024)

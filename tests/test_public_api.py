@@ -8,7 +8,7 @@ import rosberta_onnx
 
 
 def test_all_is_pinned():
-    assert sorted(rosberta_onnx.__all__) == sorted(["Encoder", "Encoded", "RosbertaError", "PromptWarning", "__version__"])
+    assert sorted(rosberta_onnx.__all__) == sorted(["Encoder", "Encoded", "RosbertaError", "PromptWarning", "HardwareWarning", "__version__"])
     for name in rosberta_onnx.__all__:
         assert hasattr(rosberta_onnx, name)
 

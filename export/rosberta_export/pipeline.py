@@ -22,8 +22,11 @@ from rosberta_onnx.manifest import FORMAT_VERSION, VARIANTS, Manifest, ModelFact
 from .convert import OPSET, export_fp32, save_onnx
 from .fp16 import to_fp16
 from .fuse import fuse
-from .parity import INT8_GATE, THRESHOLDS, compare, failures, parity_cases
-from .quantize import INT8_RECIPE, cpu_isa, quantize_int8
+from .gate import INT8_GATE, gate_figures, judge
+from .parity import THRESHOLDS, compare, failures, parity_cases
+from rosberta_onnx.hardware import cpu_isa
+
+from .quantize import DEFAULT_INT8_RECIPE, INT8_RECIPES, quantize_int8
 from .source import Source, resolve_source
 
 __all__ = ["ExportError", "ExportResult", "export", "FILES"]
@@ -32,7 +35,6 @@ FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.on
 RECIPES = {
     "fp32": "fp32, onnxruntime transformer fusions (Attention, SkipLayerNormalization, BiasGelu), weights in model.onnx.data",
     "fp16": "fp16 weights and compute from the fused fp32 graph, fp32 inputs/outputs; a GPU variant",
-    "int8": INT8_RECIPE,
 }
 
 
@@ -106,12 +108,22 @@ def export(
     variants: tuple[str, ...] = VARIANTS,
     overwrite: bool = False,
     parity_texts: int = 64,
+    int8_recipe: str = DEFAULT_INT8_RECIPE,
+    gate_pairs: int = 1500,
     log: Callable[[str], None] = _log,
 ) -> ExportResult:
+    """Export ``model`` (hub id or local folder) into the artifact folder ``out``.
+
+    ``parity_texts``: real RU/EN sentences in the parity set (edge cases are always added).
+    ``int8_recipe``: see :data:`rosberta_export.quantize.INT8_RECIPES`. ``gate_pairs``: STS dev pairs per
+    language for the int8 gate's retrieval and Spearman figures (1500 = the whole dev split).
+    """
     variants = tuple(dict.fromkeys(variants))
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise ExportError(f"unknown variant(s) {bad or variants}; choose from {', '.join(VARIANTS)}")
+    if int8_recipe not in INT8_RECIPES:
+        raise ExportError(f"unknown int8 recipe {int8_recipe!r}; choose one of {', '.join(INT8_RECIPES)}")
     out = Path(out)
     _check_output(out, overwrite)
     t0 = time.perf_counter()
@@ -165,8 +177,11 @@ def export(
         if "int8" in variants:
             import onnx
 
-            step("quantising to dynamic int8 (per-channel weights)")
-            q = quantize_int8(raw, work / "int8.onnx")
+            from rosberta_onnx.tokenize import TextTokenizer
+
+            step(f"quantising to int8 (recipe {int8_recipe})")
+            tok = TextTokenizer(tmp / "tokenizer.json", max_length=facts.max_length, pad_id=facts.pad_token_id)
+            q = quantize_int8(raw, work / "int8.onnx", recipe=int8_recipe, tokenizer=tok)
             qm = onnx.load(str(q))
             _stamp(qm, props)
             written["int8"] = save_onnx(qm, tmp / FILES["int8"], external_data=False)
@@ -176,14 +191,16 @@ def export(
         for v, paths in written.items():
             records[v] = VariantRecord(
                 name=v, file=FILES[v], files={p.name: sha256_file(p) for p in paths},
-                size_bytes=sum(p.stat().st_size for p in paths), recipe=RECIPES[v],
+                size_bytes=sum(p.stat().st_size for p in paths),
+                recipe=INT8_RECIPES[int8_recipe] if v == "int8" else RECIPES[v],
                 fused_ops=fused_counts if v != "int8" else {}, isa=cpu_isa() if v == "int8" else "",
             )
         shutil.rmtree(work)
         Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
 
         step("measuring parity against the PyTorch reference")
-        records, fails = _measure_parity(src, tmp, records, parity_texts, step)
+        records, fails = _measure_parity(src, tmp, records, parity_texts, step, int8_recipe=int8_recipe,
+                                         gate_pairs=gate_pairs)
         manifest = Manifest(**{**provisional.__dict__, "variants": records})
         manifest.write(tmp)
 
@@ -202,7 +219,8 @@ def export(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step) -> tuple[dict, dict[str, list[str]]]:
+def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step, *, int8_recipe: str,
+                    gate_pairs: int) -> tuple[dict, dict[str, list[str]]]:
     from rosberta_onnx import Encoder
 
     from .reference import Reference
@@ -239,13 +257,25 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step)
         fig["thresholds"] = THRESHOLDS[v]
         fig["passed"] = not f
         fig["failures"] = f
-        gate = {}
-        if v == "int8":
-            gate_fail = failures(fig, INT8_GATE)
-            gate = {"passed": not gate_fail, "thresholds": INT8_GATE, "failures": gate_fail[:20],
-                    "scope": "cosine vs the fp32 torch reference on the parity texts"}
-        out[v] = VariantRecord(**{**rec.__dict__, "parity": fig, "gate": gate})
+        out[v] = VariantRecord(**{**rec.__dict__, "parity": fig})
         fails[v] = f
         step(f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
              + ("" if not f else f" — {len(f)} failing case(s)"))
+    if "int8" in out:
+        step(f"  int8 quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
+        int8 = Encoder.load(folder, variant="int8", verify=False)
+        if "fp32" in out:
+            base = Encoder.load(folder, variant="fp32", verify=False)
+            fp32 = lambda t, task: base.encode(t, task=task, batch_size=32)  # noqa: E731 - equal to torch by parity
+        else:
+            from rosberta_onnx.prompts import apply_prompt
+
+            fp32 = lambda t, task: ref.embed(apply_prompt(list(t), task, facts.prompts), batch_size=32)  # noqa: E731
+        figures = gate_figures(fp32, lambda t, task: int8.encode(t, task=task, batch_size=32),
+                               prompts=facts.prompts, pairs_per_lang=gate_pairs)
+        gate_fails = judge(out["int8"].parity, figures)
+        gate = {"passed": not gate_fails, "thresholds": INT8_GATE, "figures": figures, "failures": gate_fails,
+                "recipe": int8_recipe, "weights": "random (stand-in: hides quantisation error)" if src.stand_in else "trained"}
+        out["int8"] = VariantRecord(**{**out["int8"].__dict__, "gate": gate})
+        step("  int8 gate: " + ("pass" if not gate_fails else "FAIL — " + "; ".join(gate_fails)))
     return out, fails

@@ -1,38 +1,74 @@
-"""fp32 -> dynamic int8 for CPUs: int8 weights per output channel, activations quantised at run time."""
+"""fp32 -> int8 for CPUs, by named recipe; the file a recipe writes records how it was made.
+
+Recipes (measured side by side in benchmarks/int8_recipes.py):
+
+- ``rowwise-sq`` (default): per-row (per-token) activation scales, SmoothQuant-style channel
+  smoothing and a shifted unsigned range for GELU outputs, calibrated on the shipped RU/EN STS
+  *train* sentences (the quality gate uses the *dev* split). See :mod:`.rowwise`.
+- ``ort-per-channel``: onnxruntime's ``quantize_dynamic``, S8 weights per output channel, one U8 scale
+  per activation tensor. The common recipe of the peers.
+- ``ort-per-tensor``: the same with one weight scale per tensor. Kept because it fails the gate on
+  real weights: the test that the gate refuses a broken int8 uses it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["quantize_int8", "INT8_RECIPE", "cpu_isa"]
+from .corpus import sts_pairs
+from .rowwise import ROWWISE_RECIPE, _weight_matmuls, channel_stats, quantize_rowwise, sensitivity
 
-INT8_RECIPE = "dynamic int8: MatMul weights S8 per output channel, U8 activations per tensor (U8S8), fp32 elsewhere"
+__all__ = ["INT8_RECIPES", "DEFAULT_INT8_RECIPE", "quantize_int8", "calibration_texts"]
 
-
-def cpu_isa() -> str:
-    """The int8-relevant instruction set of this CPU: amx > avx512_vnni > avx_vnni > avx2 > other."""
-    try:
-        flags = set()
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        return "unknown"
-    for name, flag in (("amx", "amx_int8"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"), ("avx2", "avx2")):
-        if flag in flags:
-            return name
-    return "other"
+INT8_RECIPES = {
+    "rowwise-sq": ROWWISE_RECIPE + "; SmoothQuant alpha 0.5 and GELU-output shift calibrated on 256 RU/EN STS train sentences",
+    "ort-per-channel": "onnxruntime quantize_dynamic: MatMul weights S8 per output channel, U8 activations per tensor (U8S8)",
+    "ort-per-tensor": "onnxruntime quantize_dynamic: MatMul weights S8 per tensor, U8 activations per tensor (U8S8)",
+}
+DEFAULT_INT8_RECIPE = "rowwise-sq"
+CALIBRATION_SENTENCES = 256
+SENSITIVITY_ROWS = 1024  # calibration tokens kept per MatMul input to rank sensitivity
+ALPHA, SHIFT_FLOOR = 0.5, -0.2
 
 
-def quantize_int8(raw: Path, out: Path) -> Path:
-    """Quantise the *unfused* fp32 graph; onnxruntime fuses the int8 graph itself when it loads it."""
+def calibration_texts(n: int = CALIBRATION_SENTENCES) -> list[str]:
+    """RU and EN sentences from the STS *train* split, interleaved (the gate measures on *dev*)."""
+    en = [s for p in sts_pairs("en", "train") for s in (p.sentence1, p.sentence2)]
+    ru = [s for p in sts_pairs("ru", "train") for s in (p.sentence1, p.sentence2)]
+    step = max(1, len(en) // n)
+    return [t for pair in zip(en[::step], ru[::step]) for t in pair][:n]
+
+
+def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, tokenizer=None, batch_size: int = 16,
+                  keep_fp32: int = 0) -> Path:
+    """Quantise the *unfused* fp32 graph ``raw``; onnxruntime fuses the int8 graph itself at load.
+
+    ``tokenizer`` (a :class:`rosberta_onnx.tokenize.TextTokenizer`) is needed by calibrated recipes.
+    ``keep_fp32``: how many of the most sensitive MatMuls (by measured relative output error on the
+    calibration text) stay in fp32 (rowwise-sq only).
+    """
+    if recipe not in INT8_RECIPES:
+        raise ValueError(f"unknown int8 recipe {recipe!r}; choose one of {sorted(INT8_RECIPES)}")
+    if recipe == "rowwise-sq":
+        import onnx
+
+        if tokenizer is None:
+            raise ValueError("the rowwise-sq recipe calibrates on text and needs a tokenizer")
+        texts = calibration_texts()
+        batches = [tokenizer.pad(tokenizer.tokenize(texts[i:i + batch_size]).ids) for i in range(0, len(texts), batch_size)]
+        graph = onnx.load(str(raw), load_external_data=False).graph
+        inputs = sorted({n.input[0] for n in _weight_matmuls(graph)})
+        ranges, samples = channel_stats(raw, inputs, batches, keep_rows=SENSITIVITY_ROWS)
+        sens = sensitivity(raw, ranges, samples, alpha=ALPHA, shift_floor=SHIFT_FLOOR)
+        skip = set(sorted(sens, key=sens.get, reverse=True)[:keep_fp32])
+        quantize_rowwise(raw, out, ranges=ranges, alpha=ALPHA, shift_floor=SHIFT_FLOOR, skip=skip)
+        return out
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
-        model_input=str(raw), model_output=str(out), per_channel=True, reduce_range=False,
+        model_input=str(raw), model_output=str(out), per_channel=recipe == "ort-per-channel", reduce_range=False,
         weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     )

@@ -8,10 +8,10 @@ The runtime never imports torch or transformers; the export side lives in the ``
 package (``pip install 'rosberta-onnx[export]'``).
 """
 
-from .encoder import Encoded, Encoder
+from .encoder import Encoded, Encoder, HardwareWarning
 from .errors import RosbertaError
 from .prompts import PromptWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "Encoded", "RosbertaError", "PromptWarning", "__version__"]
+__all__ = ["Encoder", "Encoded", "RosbertaError", "PromptWarning", "HardwareWarning", "__version__"]

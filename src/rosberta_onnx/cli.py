@@ -5,6 +5,9 @@
     rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--task T]        embed one text per line (or JSONL)
     rosberta-onnx info DIR                                           the manifest's facts and parity figures
     rosberta-onnx demo [DIR]                                         synth -> export -> encode -> parity table
+    rosberta-onnx serve DIR [--port 8080] [--api-key KEY]           OpenAI/TEI-compatible HTTP server (serve extra)
+    rosberta-onnx embed-corpus DIR --input PATH --output PATH        Parquet/JSONL shards -> Parquet on Ray (distributed extra)
+    rosberta-onnx bench DIR [--reference MODEL] [--quick] [--out D]  speed/quality/memory vs torch and peers (bench extra)
 
 Errors print one line (``error: ...``) and exit with status 2 (bad usage or input) or 1 (failed check).
 """
@@ -73,7 +76,8 @@ def _cmd_export(a) -> int:
     _export_side()
     from rosberta_export.pipeline import export
 
-    result = export(a.model, a.output, variants=_variants(a.variants), overwrite=a.overwrite, parity_texts=a.parity_texts)
+    result = export(a.model, a.output, variants=_variants(a.variants), overwrite=a.overwrite, parity_texts=a.parity_texts,
+                    int8_recipe=a.int8_recipe, gate_pairs=a.gate_pairs)
     print(parity_table(result.manifest))
     if not result.ok:
         for v, fails in result.parity_failures.items():
@@ -185,7 +189,8 @@ def _cmd_demo(a) -> int:
     ckpt, art = root / f"standin-{a.size}", root / f"standin-{a.size}-onnx"
     if not (ckpt / "config.json").is_file():
         synth(ckpt, size=a.size, overwrite=True)
-    result = export(str(ckpt), art, overwrite=True, parity_texts=a.parity_texts)
+    # The stand-in's random weights make the int8 gate's retrieval figures meaningless: a small sample suffices.
+    result = export(str(ckpt), art, overwrite=True, parity_texts=a.parity_texts, gate_pairs=200)
     enc = Encoder.load(art)
     texts = ["Сколько программистов нужно, чтобы вкрутить лампочку?", "How many programmers does it take to change a light bulb?"]
     q = enc.encode(texts, task="search_query")
@@ -195,6 +200,63 @@ def _cmd_demo(a) -> int:
     print(f"\nparity against PyTorch ({art}):")
     print(parity_table(result.manifest))
     return 0 if result.ok else 1
+
+
+def _cmd_serve(a) -> int:
+    from .errors import require
+
+    require("starlette", extra="serve", purpose="rosberta-onnx serve")
+    require("uvicorn", extra="serve", purpose="rosberta-onnx serve")
+    from rosberta_serve import ServeConfig, serve
+
+    names = ("variant", "model_name", "host", "port", "api_key", "max_batch_tokens", "max_batch_size", "max_wait_ms",
+             "run_batch_tokens", "workers", "threads", "max_inputs", "max_body_bytes", "max_queue", "shutdown_timeout_s", "access_log",
+             "log_level")
+    options = {k: getattr(a, k) for k in names if getattr(a, k) is not None}  # unset: ServeConfig's default
+    options.setdefault("api_key", ServeConfig.api_key_from_env())
+    config = ServeConfig(model_dir=Path(a.dir), batching=not a.no_batching, **options)
+    try:
+        serve(config)
+    except KeyboardInterrupt:
+        print("server stopped", file=sys.stderr)
+    return 0
+
+
+def _cmd_embed_corpus(a) -> int:
+    from .errors import require
+
+    require("ray", extra="distributed", purpose="embed-corpus (batch embedding on Ray)")
+    require("pyarrow", extra="distributed", purpose="embed-corpus (Parquet shards)")
+    from rosberta_ray import embed_corpus
+
+    def progress(p) -> None:
+        print(f"[embed-corpus] {p.shards_done}/{p.shards_todo} shards, {p.rows} rows, {p.tokens} tokens, "
+              f"{p.rows / max(p.seconds, 1e-9):.1f} rows/s", file=sys.stderr, flush=True)
+
+    summary = embed_corpus(a.dir, a.input, a.output, text_column=a.text_column, id_column=a.id_column, task=a.task,
+                           variant=a.variant, actors=a.actors, threads_per_actor=a.threads_per_actor,
+                           batch_size=a.batch_size, ray_address=a.ray_address, progress=progress)
+    print(f"[embed-corpus] {summary.format()}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _cmd_bench(a) -> int:
+    from .errors import require
+
+    require("matplotlib", extra="bench", purpose="rosberta-onnx bench (charts)")
+    try:
+        from benchmarks.__main__ import run
+    except ModuleNotFoundError as exc:
+        # benchmarks/ sits beside src/ in a source checkout and is not part of the wheel.
+        root = Path(__file__).resolve().parents[2]
+        if exc.name != "benchmarks" or not (root / "benchmarks" / "__init__.py").is_file():
+            raise MissingDependencyError(
+                f"rosberta-onnx bench runs from a source checkout, where benchmarks/ lives ({exc}): clone the "
+                f"repository, pip install -e '.[bench,export]', and run it from there"
+            ) from exc
+        sys.path.insert(0, str(root))
+        from benchmarks.__main__ import run
+    return run(a)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variants", default="fp32,fp16,int8")
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--parity-texts", type=int, default=64, help="real RU/EN sentences in the parity set (plus edge cases)")
+    e.add_argument("--int8-recipe", default="rowwise-sq", choices=["rowwise-sq", "ort-per-channel", "ort-per-tensor"])
+    e.add_argument("--gate-pairs", type=int, default=1500,
+                   help="STS dev pairs per language for the int8 gate's retrieval/Spearman figures (1500 = all)")
     e.set_defaults(func=_cmd_export)
 
     n = sub.add_parser("encode", help="embed texts (one per line, or JSONL with a 'text' field)")
@@ -237,6 +302,61 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", choices=["full", "tiny"], default="full")
     d.add_argument("--parity-texts", type=int, default=48)
     d.set_defaults(func=_cmd_demo)
+
+    v = sub.add_parser("serve", help="HTTP embedding server: OpenAI /v1/embeddings, TEI /embed, dynamic batching")
+    v.add_argument("dir")
+    v.add_argument("--variant", choices=["auto", "fp32", "fp16", "int8"], default=None, help="default auto")
+    v.add_argument("--model-name", default=None, help="model id in responses (default: from the manifest)")
+    v.add_argument("--host", default=None, help="default 127.0.0.1 (loopback only)")
+    v.add_argument("--port", type=int, default=None, help="default 8080; 0 picks a free port")
+    v.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: env ROSBERTA_API_KEY; none: no auth)")
+    v.add_argument("--max-batch-tokens", type=int, default=None, help="padded tokens per merged batch (default 8192)")
+    v.add_argument("--max-batch-size", type=int, default=None, help="texts per merged batch (default 64)")
+    v.add_argument("--max-wait-ms", type=float, default=None,
+                   help="longest a request waits for others to merge with, only while more are arriving (default 5)")
+    v.add_argument("--run-batch-tokens", type=int, default=None,
+                   help="padded tokens per ONNX Runtime call within a batch (default 256: best on small CPUs)")
+    v.add_argument("--no-batching", action="store_true", help="run every request as its own encoder call")
+    v.add_argument("--workers", type=int, default=None, help="encoder calls run at once in this process (default 1)")
+    v.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per call (default: physical cores)")
+    v.add_argument("--max-inputs", type=int, default=None, help="texts per request (default 2048)")
+    v.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 16 MiB)")
+    v.add_argument("--max-queue", type=int, default=None, help="texts queued before 503 (default 8192)")
+    v.add_argument("--shutdown-timeout", dest="shutdown_timeout_s", type=float, default=None,
+                   help="seconds in-flight requests get to finish on SIGTERM (default 30)")
+    v.add_argument("--access-log", action="store_true", default=None)
+    v.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    v.set_defaults(func=_cmd_serve)
+
+    c = sub.add_parser("embed-corpus", help="embed Parquet/JSONL shards into Parquet shards on Ray (restartable)")
+    c.add_argument("dir", help="artifact folder (readable at the same path on every node)")
+    c.add_argument("--input", required=True, help="a .parquet/.jsonl file or a folder of them")
+    c.add_argument("--output", required=True, help="folder for part-*.parquet, _errors.jsonl, _summary.json")
+    c.add_argument("--text-column", default="text")
+    c.add_argument("--id-column", default="id")
+    c.add_argument("--task", default="search_document", help="task prefix (default search_document)")
+    c.add_argument("--variant", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    c.add_argument("--ray-address", default=None,
+                   help="auto: join a running cluster; local: start a local instance; default: join one if found, else local")
+    c.add_argument("--actors", type=int, default=None, help="actors (one model each); default: cluster CPUs / threads")
+    c.add_argument("--threads-per-actor", type=int, default=1)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.set_defaults(func=_cmd_embed_corpus)
+
+    b = sub.add_parser("bench", help="benchmark against torch fp32/bf16, sentence-transformers, OpenVINO, plain ORT")
+    b.add_argument("dir", help="an exported artifact folder")
+    b.add_argument("--reference", default=None, help="the checkpoint folder DIR was exported from (default: manifest source)")
+    b.add_argument("--quick", action="store_true", help="few rounds, small corpus: a smoke test on the tiny stand-in")
+    b.add_argument("--out", default="benchmarks/results", help="results root (default benchmarks/results)")
+    b.add_argument("--name", default=None, help="results sub-folder (default: DIR's name + -quick/-full)")
+    b.add_argument("--threads", type=int, default=None, help="threads for every system (default: physical cores)")
+    b.add_argument("--rounds", type=int, default=None, help="override every workload's rounds")
+    b.add_argument("--corpus-size", type=int, default=None)
+    b.add_argument("--systems", type=_variants, default=None, help="comma list (default: all)")
+    b.add_argument("--workloads", type=_variants, default=None, help="comma list of names or kinds (default: all)")
+    b.add_argument("--no-memory", action="store_true", help="skip the per-system peak-memory processes")
+    b.set_defaults(func=_cmd_bench)
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,21 @@ from .inputs import as_text_list
 from .manifest import Manifest, ModelFacts
 from .pooling import l2_normalize, pool
 from .prompts import apply_prompt
-from .session import choose_variant, make_session, resolve_providers, CUDA
+from .hardware import autotune_int8, cpu_isa, int8_native
+from .session import CUDA, choose_variant, make_session, physical_cores, resolve_providers
 from .tokenize import TextTokenizer
 
-__all__ = ["Encoder", "Encoded"]
+__all__ = ["Encoder", "Encoded", "HardwareWarning"]
+
+
+class HardwareWarning(RuntimeWarning):
+    """The chosen variant is a poor fit for this CPU."""
+
+
+def _autotune_enabled(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    return os.environ.get("ROSBERTA_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 # Texts tokenised at a time: bounds the memory of tokenizer objects for very long input lists while
 # keeping enough texts together for length sorting to pay off.
@@ -48,6 +60,7 @@ class Encoder:
         self._session = session
         self._tokenizer = tokenizer
         self._use_iobinding = variant == "fp16" and CUDA in session.get_providers()
+        self.selection = "requested"  # why this variant: set by load()
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -61,6 +74,7 @@ class Encoder:
         spinning: bool = False,
         verify: bool = True,
         allow_cpu_fp16: bool = False,
+        autotune: bool | None = None,
     ) -> "Encoder":
         """Load an artifact folder written by ``rosberta-onnx export``.
 
@@ -68,18 +82,47 @@ class Encoder:
         fp32), or ``"fp32"`` / ``"fp16"`` / ``"int8"``. ``threads`` defaults to the physical cores.
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
+        ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on int8, time
+        int8 against fp32 once on this machine and keep fp32 if int8 is not faster; the verdict is
+        cached next to the artifact. Why a variant was chosen is in :attr:`selection`.
         """
         folder = Path(path)
         manifest = Manifest.read(folder)
         provs = resolve_providers(providers)
         chosen = choose_variant(manifest, variant, provs, allow_cpu_fp16=allow_cpu_fp16)
+        threads = threads if threads is not None else physical_cores()
+        open_session = lambda f: make_session(folder / f, providers=provs, threads=threads, spinning=spinning)  # noqa: E731
+        reason = "requested" if variant != "auto" else f"auto: {chosen}"
+        session = None
+        if chosen == "int8":
+            isa = cpu_isa()
+            if not int8_native(isa):
+                warnings.warn(
+                    f"this CPU ({isa}) has no VNNI/AMX: U8xS8 int8 products go through 16-bit intermediates that can "
+                    f"saturate, and are often no faster than fp32. "
+                    + ("variant='auto' uses fp32 instead." if variant == "auto" else "Consider variant='fp32'."),
+                    HardwareWarning, stacklevel=2)
+                if variant == "auto" and "fp32" in manifest.variants:
+                    chosen, reason = "fp32", f"auto: fp32 (int8 not native on {isa})"
+            elif variant == "auto" and "fp32" in manifest.variants and _autotune_enabled(autotune):
+                rec = manifest.variant("int8")
+                if verify:
+                    manifest.verify_files(folder, rec.files)
+                session = open_session(rec.file)
+                d = autotune_int8(folder, manifest.variant("fp32").file, session, rec.files[rec.file], threads=threads,
+                                  make_session=open_session)
+                verdict = f"int8 {d['int8_ms']:.1f} ms vs fp32 {d['fp32_ms']:.1f} ms" + (" (cached)" if d["cached"] else "")
+                if not d["int8_faster"]:
+                    chosen, session = "fp32", None
+                reason = f"auto: {chosen} ({verdict})"
         record = manifest.variant(chosen)
         if verify:
             manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256, **record.files})
         facts = manifest.model
         tokenizer = TextTokenizer(folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id)
-        session = make_session(folder / record.file, providers=provs, threads=threads, spinning=spinning)
-        return cls(folder, manifest, chosen, session, tokenizer)
+        enc = cls(folder, manifest, chosen, session or open_session(record.file), tokenizer)
+        enc.selection = reason
+        return enc
 
     # -- facts ----------------------------------------------------------------------------------
     @property

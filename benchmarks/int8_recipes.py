@@ -1,0 +1,153 @@
+"""int8 candidates side by side: quality against fp32 and speed against torch fp32, in one run.
+
+    python -m benchmarks.int8_recipes CHECKPOINT [--out benchmarks/results/int8] [--rounds 7] [--quality-only]
+
+For each recipe: the int8 file is built from the same unfused fp32 export, then
+- quality: cosine min/mean vs the fp32 ONNX graph on 128 real RU/EN dev sentences (the parity texts) and
+  the int8 gate's retrieval top-10 overlap on the STS dev split (``--gate-pairs`` per language);
+- speed: onnxruntime sessions of every recipe and torch fp32 eager timed in alternating rounds
+  (torch, A, B, ... torch, A, B, ...) at 1x16, 8x128 and 32x128 tokens; the ratio to torch is taken
+  round by round and its median reported (these machines swing up to 2x between runs).
+Writes ``int8_recipes.json`` and ``int8_recipes.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = ((1, 16), (8, 128), (32, 128))
+RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq", "rowwise-sq+fp32x4")
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _embed(sess, tok, texts, pooling) -> np.ndarray:
+    from rosberta_onnx.pooling import l2_normalize, pool
+
+    out = []
+    for i in range(0, len(texts), 16):
+        ids, mask = tok.pad(tok.tokenize(texts[i:i + 16]).ids)
+        out.append(l2_normalize(pool(sess.run(None, {"input_ids": ids, "attention_mask": mask})[0], mask, pooling)))
+    return np.concatenate(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--out", default="benchmarks/results/int8")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gate-pairs", type=int, default=1500)
+    ap.add_argument("--quality-only", action="store_true")
+    ap.add_argument("--speed-only", action="store_true")
+    a = ap.parse_args(argv)
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from rosberta_export.convert import export_fp32
+    from rosberta_export.corpus import parity_texts
+    from rosberta_export.gate import gate_figures
+    from rosberta_export.quantize import quantize_int8
+    from rosberta_export.source import resolve_source
+    from rosberta_onnx.tokenize import TextTokenizer
+
+    src = resolve_source(a.checkpoint)
+    pad = int(src.config.get("pad_token_id") or 0)
+    work = Path(tempfile.mkdtemp(prefix="int8-recipes-"))
+    AutoTokenizer.from_pretrained(str(src.folder)).backend_tokenizer.save(str(work / "tokenizer.json"))
+    tok = TextTokenizer(work / "tokenizer.json", max_length=src.max_length, pad_id=pad)
+    raw = export_fp32(src, work / "raw.onnx")
+    files = {"fp32 (onnx, unfused)": raw}
+    build_s = {}
+    for r in RECIPES:
+        t = time.perf_counter()
+        base, _, k = r.partition("+fp32x")
+        files[r] = quantize_int8(raw, work / f"{r}.onnx", recipe=base, tokenizer=tok, keep_fp32=int(k or 0))
+        build_s[r] = time.perf_counter() - t
+    results: dict = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads,
+                     "recipes": {name: {"build_s": build_s.get(name)} for name in files}}
+
+    if not a.speed_only:
+        texts = parity_texts(128)
+        sessions = {name: _session(p, a.threads) for name, p in files.items()}
+        base = _embed(sessions["fp32 (onnx, unfused)"], tok, texts, src.pooling)
+        fp32_fn = lambda t, task: _embed(sessions["fp32 (onnx, unfused)"], tok, t, src.pooling)  # noqa: E731
+        for name, s in sessions.items():
+            c = (_embed(s, tok, texts, src.pooling) * base).sum(1)
+            q = {"cos_min": float(c.min()), "cos_mean": float(c.mean())}
+            if name in RECIPES and a.gate_pairs:
+                fig = gate_figures(fp32_fn, lambda t, task, s=s: _embed(s, tok, t, src.pooling), prompts={},
+                                   pairs_per_lang=a.gate_pairs)
+                q.update(top10_overlap=fig["top10_overlap"],
+                         spearman_delta={k: fig["spearman_int8"][k] - fig["spearman_fp32"][k] for k in fig["spearman_fp32"]})
+            results["recipes"][name]["quality"] = q
+            print(name, q, flush=True)
+        del sessions
+
+    if not a.quality_only:
+        torch.set_num_threads(a.threads)
+        model = AutoModel.from_pretrained(str(src.folder), add_pooling_layer=False).eval()
+        sessions = {name: _session(p, a.threads) for name, p in files.items()}
+        speed = {}
+        for b, n in SHAPES:
+            ids = np.full((b, n), 5, dtype=np.int64)
+            ids[:, 0], ids[:, -1] = 0, 2
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            tids = torch.from_numpy(ids)
+
+            def run_torch():
+                with torch.inference_mode():
+                    model(input_ids=tids, attention_mask=torch.ones_like(tids))
+
+            systems = {"torch fp32": run_torch, **{k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()}}
+            for fn in systems.values():
+                fn()  # warm-up
+            times = {k: [] for k in systems}
+            for _ in range(a.rounds):
+                for k, fn in systems.items():
+                    t = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - t)
+            shape = f"{b}x{n}"
+            for k in systems:
+                ratio = float(np.median(np.array(times["torch fp32"]) / np.array(times[k])))
+                speed.setdefault(k, {})[shape] = {"median_ms": 1e3 * float(np.median(times[k])), "x_torch": ratio}
+            print(shape, {k: round(v[shape]["x_torch"], 2) for k, v in speed.items()}, flush=True)
+        for k, v in speed.items():
+            results["recipes"].setdefault(k, {})["speed"] = v
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "int8_recipes.json").write_text(json.dumps(results, indent=2))
+    lines = [f"int8 recipes on `{src.folder.name}`" + (" (STAND-IN: random weights hide quantisation error)" if src.stand_in else "")
+             + f", {a.threads} threads. Reproduce: `python -m benchmarks.int8_recipes {a.checkpoint}`", "",
+             "| recipe | cos min | cos mean | top-10 overlap en / ru | " + " | ".join(f"{b}x{n} (x torch fp32)" for b, n in SHAPES) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(SHAPES)]
+    for name, r in results["recipes"].items():
+        q, sp = r.get("quality", {}), r.get("speed", {})
+        ov = q.get("top10_overlap")
+        cells = [f"{q['cos_min']:.5f}" if q else "–", f"{q['cos_mean']:.5f}" if q else "–",
+                 f"{ov['en']:.3f} / {ov['ru']:.3f}" if ov else "–"]
+        cells += [f"{sp[f'{b}x{n}']['median_ms']:.1f} ms ({sp[f'{b}x{n}']['x_torch']:.2f}x)" if sp else "–" for b, n in SHAPES]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    (out / "int8_recipes.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""The int8 quality gate: is the int8 variant faithful enough to be picked by ``variant="auto"``?
+
+Measured by the exporter on text it ships, against fp32:
+
+- cosine of the normalised vectors vs the PyTorch fp32 reference on the parity texts (min and mean);
+- retrieval agreement: STS dev sentence1 as queries over all sentence2, mean top-10 overlap with fp32;
+- STS: Spearman correlation of cosine similarity with the human scores, int8 within 0.005 of fp32.
+
+Random-weight stand-ins pass any int8 recipe (random weights hide quantisation error), so the gate is
+only meaningful on trained weights; the manifest says which kind of model it was measured on.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .corpus import LANGS, sts_pairs
+
+__all__ = ["INT8_GATE", "spearman", "gate_figures", "judge"]
+
+INT8_GATE = {"cos_min": 0.995, "cos_mean": 0.998, "top10_overlap_min": 0.95, "spearman_delta_max": 0.005}
+
+Embed = Callable[[list[str], "str | None"], np.ndarray]
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (as scipy.stats.rankdata)."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    vals, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    return (sums / counts)[inv]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
+    ra -= ra.mean()
+    rb -= rb.mean()
+    return float((ra * rb).sum() / np.sqrt((ra ** 2).sum() * (rb ** 2).sum()))
+
+
+def _task(prompts, name: str) -> str | None:
+    return name if name in prompts else None
+
+
+def gate_figures(fp32: Embed, int8: Embed, *, prompts, pairs_per_lang: int) -> dict:
+    """Retrieval and STS figures for each language (the cosine figures come from the parity run)."""
+    out: dict = {"pairs_per_lang": pairs_per_lang, "top10_overlap": {}, "spearman_fp32": {}, "spearman_int8": {}}
+    for lang in LANGS:
+        pairs = sts_pairs(lang, "dev")[:pairs_per_lang]
+        s1, s2 = [p.sentence1 for p in pairs], [p.sentence2 for p in pairs]
+        gold = np.array([p.score for p in pairs])
+        sts_task = _task(prompts, "classification")
+        for name, fn in (("fp32", fp32), ("int8", int8)):
+            a, b = fn(s1, sts_task), fn(s2, sts_task)
+            out[f"spearman_{name}"][lang] = spearman((a * b).sum(1), gold)
+        docs = list(dict.fromkeys(s2))
+        q32, q8 = fp32(s1, _task(prompts, "search_query")), int8(s1, _task(prompts, "search_query"))
+        d32, d8 = fp32(docs, _task(prompts, "search_document")), int8(docs, _task(prompts, "search_document"))
+        k = min(10, len(docs))
+        top32 = np.argsort(-(q32 @ d32.T), axis=1)[:, :k]
+        top8 = np.argsort(-(q8 @ d8.T), axis=1)[:, :k]
+        overlap = [len(set(x) & set(y)) / k for x, y in zip(top32, top8)]
+        out["top10_overlap"][lang] = float(np.mean(overlap))
+    return out
+
+
+def judge(parity: dict, figures: dict, thresholds: dict = INT8_GATE) -> list[str]:
+    """Every gate criterion that fails, with its figure."""
+    fails = []
+    if parity["cos_min"] < thresholds["cos_min"]:
+        fails.append(f"cosine min {parity['cos_min']:.5f} < {thresholds['cos_min']} (worst: {parity['worst_case']})")
+    if parity["cos_mean"] < thresholds["cos_mean"]:
+        fails.append(f"cosine mean {parity['cos_mean']:.5f} < {thresholds['cos_mean']}")
+    for lang, v in figures["top10_overlap"].items():
+        if v < thresholds["top10_overlap_min"]:
+            fails.append(f"{lang} top-10 retrieval overlap with fp32 {v:.3f} < {thresholds['top10_overlap_min']}")
+    for lang, s8 in figures["spearman_int8"].items():
+        d = abs(s8 - figures["spearman_fp32"][lang])
+        if d > thresholds["spearman_delta_max"]:
+            fails.append(f"{lang} STS Spearman {s8:.4f} vs fp32 {figures['spearman_fp32'][lang]:.4f}: "
+                         f"differs by {d:.4f} > {thresholds['spearman_delta_max']}")
+    return fails

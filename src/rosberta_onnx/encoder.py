@@ -106,11 +106,8 @@ class Encoder:
                     chosen, reason = "fp32", f"auto: fp32 (int8 not native on {isa})"
             elif variant == "auto" and "fp32" in manifest.variants and _autotune_enabled(autotune):
                 rec = manifest.variant("int8")
-                if verify:
-                    manifest.verify_files(folder, rec.files)
-                session = open_session(rec.file)
-                d = autotune_int8(folder, manifest.variant("fp32").file, session, rec.files[rec.file], threads=threads,
-                                  make_session=open_session)
+                d, session = autotune_int8(folder, manifest.variant("fp32").file, rec.file, rec.files[rec.file],
+                                           threads=threads, make_session=open_session)
                 verdict = f"int8 {d['int8_ms']:.1f} ms vs fp32 {d['fp32_ms']:.1f} ms" + (" (cached)" if d["cached"] else "")
                 if not d["int8_faster"]:
                     chosen, session = "fp32", None

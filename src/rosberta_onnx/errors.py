@@ -10,6 +10,7 @@ Each one subclasses a built-in so that ``except ValueError`` (or ``TypeError``,
     ├── TaskError(RosbertaError, ValueError)       an unknown task name (lists the valid ones)
     ├── InputTypeError(RosbertaError, TypeError)   a text that is not a string (names index and type)
     ├── InputTooLongError(RosbertaError, ValueError)  an over-long text with truncate=False (names index and count)
+    ├── InputFormatError(RosbertaError, ValueError)  an input file the CLI can't read (names file and line)
     └── MissingDependencyError(RosbertaError, ImportError)  an optional extra that is not installed
 
 Messages say what is wrong, why, and how to fix it.
@@ -25,6 +26,7 @@ __all__ = [
     "TaskError",
     "InputTypeError",
     "InputTooLongError",
+    "InputFormatError",
     "MissingDependencyError",
     "require",
 ]
@@ -56,6 +58,10 @@ class InputTypeError(RosbertaError, TypeError):
 
 class InputTooLongError(RosbertaError, ValueError):
     """A text longer than the model's max length while ``truncate=False``."""
+
+
+class InputFormatError(RosbertaError, ValueError):
+    """An input file (JSONL, text) that is not in the expected format."""
 
 
 class MissingDependencyError(RosbertaError, ImportError):

@@ -28,18 +28,15 @@ __all__ = ["main"]
 DEFAULT_MODEL = "ai-forever/ru-en-RoSBERTa"
 
 
-def _export_side():
-    try:
-        import rosberta_export.pipeline as pipeline  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"this command needs the export extra (torch, transformers, onnx): pip install 'rosberta-onnx[export]' ({exc})"
-        ) from exc
-    import rosberta_export
+def _export_side() -> None:
+    """Fail early, with the extra to install, if the torch side is missing (checked without importing it)."""
+    import importlib.util
 
-    return rosberta_export
+    missing = [m for m in ("torch", "transformers", "onnx", "rosberta_export") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"this command needs the export extra ({', '.join(missing)} not installed): pip install 'rosberta-onnx[export]'"
+        )
 
 
 def _variants(value: str) -> tuple[str, ...]:

@@ -67,6 +67,9 @@ def serve(config: ServeConfig) -> None:
         log_level=config.log_level,
         access_log=config.access_log,
         timeout_graceful_shutdown=config.shutdown_timeout_s,
+        # uvicorn closes idle keep-alive connections after 5 s by default; a pooled client that reuses one
+        # at that instant gets a ReadError (seen once in the 64-client test). Keep them open longer.
+        timeout_keep_alive=75,
         lifespan="on",
     )
     server = uvicorn.Server(uv_config)

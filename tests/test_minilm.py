@@ -30,14 +30,14 @@ def test_minilm_int8_gate_figures(minilm_export):
     p, g = rec.parity, rec.gate
     assert g["thresholds"] == INT8_GATE and g["recipe"] == "rowwise-sq" and g["weights"] == "trained"
     assert g["figures"]["pairs_per_lang"] == 1500  # the whole STS dev split
-    # what the row-wise recipe achieves on real weights (ORT's per-channel recipe: 0.976 / 0.990)
+    # the gate, recomputed: cosine (ORT's per-channel recipe: 0.976 / 0.990), retrieval and STS per language
     assert p["cos_min"] >= 0.995 and p["cos_mean"] >= 0.998, (p["cos_min"], p["cos_mean"])
-    assert g["figures"]["top10_overlap"]["en"] >= 0.95
     for lang in ("en", "ru"):
+        assert g["figures"]["top10_overlap"][lang] >= 0.95, g["figures"]["top10_overlap"]
         assert abs(g["figures"]["spearman_int8"][lang] - g["figures"]["spearman_fp32"][lang]) <= 0.005
-    assert g["passed"] == (not g["failures"])
+    assert g["passed"] and not g["failures"], g["failures"]
     enc = Encoder.load(minilm_export.folder, autotune=False)
-    assert enc.variant == ("int8" if g["passed"] else "fp32")
+    assert enc.variant == "int8"  # auto picks a gated int8 (autotune off: no timing decides here)
 
 
 def test_broken_int8_fails_the_gate_and_auto_refuses_it(minilm_dir, tmp_path):

@@ -2,23 +2,27 @@
 
 onnxruntime's dynamic quantisation gives each activation tensor a single scale: one outlier token
 sets the step for every token in the batch. On real trained weights (MiniLM) that costs cosine
-0.976 min against fp32, while quantising the weights alone costs almost nothing. Here each MatMul
-with a constant weight ``W (K, N)`` becomes::
+0.976 min against fp32. Here each MatMul with a constant weight ``W (K, N)`` becomes::
 
     x'     = x / s_smooth (+ shift)                  calibrated per input channel (see below)
     s_row  = max(|x'|, axis=-1) / 127                one scale per token (row of x)
-    x_q    = QuantizeLinear(x' / s_row, 1, 128)      uint8, symmetric around 128
-    y      = MatMulInteger(x_q, W_q, 128) * s_row * s_col  (- shift @ W)
+    x_q    = QuantizeLinear(x', s_row, 128)          uint8, symmetric around 128 (opset-21 blocked
+                                                     quantisation, block = the row)
+    y      = MatMulIntegerToFloat(x_q, W_q, 128, s_col) * s_row  (- shift @ W, folded into the bias)
 
 U8 activations x S8 weights is the combination VNNI (and AMX) multiply natively. Attention's
 activation x activation MatMuls stay in fp32, as in onnxruntime's own dynamic recipe.
 
-Calibration (per-channel min/max of each MatMul input over a few hundred sentences) adds:
+Calibration (each MatMul input over the calibration sentences) adds:
 
 - smoothing (SmoothQuant): channel outliers move into the weights, x / s and s * W with
   s = max|x|^a / max|W|^(1-a), so one outlier channel no longer coarsens every other channel's step;
 - a shift for inputs that are (almost) never negative — GELU's output, whose minimum is -0.17 —
   so they use the whole 0..255 range instead of half of it; ``shift @ W`` is subtracted exactly;
+- GPTQ weight rounding: with ``X^T X`` of the calibration inputs, each input row of ``W`` is rounded
+  in turn and its rounding error pushed onto the rows not yet rounded, so ``x @ W`` moves least.
+  On MiniLM, weights alone rounded to nearest (fp32 activations) already cost the RU retrieval
+  criterion (top-10 overlap 0.956); GPTQ is what lifts the full recipe over it;
 - a sensitivity ranking: each MatMul's relative output error, simulated in numpy on calibration
   rows, so the few worst can be left in fp32 by measurement rather than by hand.
 """
@@ -30,10 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ROWWISE_RECIPE", "Plan", "plan_matmul", "fake_quant", "channel_stats", "sensitivity", "quantize_rowwise"]
+__all__ = ["ROWWISE_RECIPE", "Plan", "plan_matmul", "gptq_round", "fake_quant", "Calibration", "channel_stats",
+           "sensitivity", "quantize_rowwise"]
 
 ROWWISE_RECIPE = ("dynamic int8, per-row activation scales: MatMul weights S8 per output column, activations U8 "
-                  "with one scale per token (U8S8, MatMulInteger), fp32 attention scores and elsewhere")
+                  "with one scale per token (U8S8, MatMulIntegerToFloat), fp32 attention scores and elsewhere")
 
 
 def _weight_matmuls(graph) -> list:
@@ -53,7 +58,10 @@ class Plan:
     corr: np.ndarray | None  # (N,) shift @ dequantised W, subtracted after the product
 
 
-def plan_matmul(w: np.ndarray, rng: tuple[np.ndarray, np.ndarray] | None, *, alpha: float, shift_floor: float) -> Plan:
+def plan_matmul(w: np.ndarray, rng: tuple[np.ndarray, np.ndarray] | None, *, alpha: float, shift_floor: float,
+                gram: np.ndarray | None = None) -> Plan:
+    """Smoothing, shift and int8 weights for one MatMul; with ``gram`` (X^T X of its calibration inputs)
+    the weights are rounded with error feedback (:func:`gptq_round`) instead of to nearest."""
     inv_smooth = shift = corr = None
     w = w.astype(np.float32)
     if rng is not None:
@@ -67,10 +75,40 @@ def plan_matmul(w: np.ndarray, rng: tuple[np.ndarray, np.ndarray] | None, *, alp
             shift = (np.maximum(-lo, 0.0) / sc).astype(np.float32)
     col = np.abs(w).max(axis=0) / 127.0
     col = np.where(col > 0, col, 1.0).astype(np.float32)
-    wq = np.clip(np.rint(w / col), -127, 127).astype(np.int8)
+    if gram is not None:
+        h = gram if inv_smooth is None else gram * np.outer(inv_smooth, inv_smooth)  # X^T X of the smoothed input
+        wq = gptq_round(w, h, col)
+    else:
+        wq = np.clip(np.rint(w / col), -127, 127).astype(np.int8)
     if shift is not None:
         corr = (shift.astype(np.float64) @ (wq.astype(np.float64) * col[None, :])).astype(np.float32)
     return Plan(inv_smooth, shift, wq, col, corr)
+
+
+def gptq_round(w: np.ndarray, gram: np.ndarray, col: np.ndarray, *, block: int = 128, damp: float = 0.01) -> np.ndarray:
+    """Round ``w`` (K, N) to int8 steps ``col`` (N,) one input row at a time, pushing each row's rounding
+    error onto the rows not yet rounded so that ``x @ W`` over the calibration inputs (``gram`` = X^T X)
+    moves as little as possible (GPTQ, Frantar et al. 2022, with the per-column scales kept fixed)."""
+    k = w.shape[0]
+    h = gram.astype(np.float64)
+    dead = np.diag(h) <= 0
+    h[dead, dead] = 1.0
+    h = h + damp * float(np.mean(np.diag(h))) * np.eye(k)
+    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper factor of H^-1
+    wk = w.astype(np.float64)
+    wk[dead] = 0.0
+    c = col.astype(np.float64)
+    q = np.empty(w.shape, dtype=np.int8)
+    for a in range(0, k, block):
+        b = min(a + block, k)
+        wb, err, ub = wk[a:b].copy(), np.empty((b - a, w.shape[1])), u[a:b, a:b]
+        for i in range(b - a):
+            qi = np.clip(np.rint(wb[i] / c), -127, 127)
+            q[a + i] = qi
+            err[i] = (wb[i] - qi * c) / ub[i, i]
+            wb[i + 1:] -= np.outer(ub[i, i + 1:], err[i])
+        wk[b:] -= u[a:b, b:].T @ err
+    return q
 
 
 def fake_quant(x: np.ndarray, p: Plan) -> np.ndarray:
@@ -88,9 +126,17 @@ def fake_quant(x: np.ndarray, p: Plan) -> np.ndarray:
     return y - p.corr if p.corr is not None else y
 
 
-def channel_stats(raw: Path, tensors: list[str], batches, *, keep_rows: int = 0):
-    """Per-channel (min, max) of the named activation tensors over calibration ``batches`` of
-    (ids, mask), and up to ``keep_rows`` sample rows (tokens) of each, padded positions excluded."""
+@dataclass
+class Calibration:
+    """What calibration text shows about each MatMul input tensor (padded positions excluded)."""
+
+    ranges: dict[str, tuple[np.ndarray, np.ndarray]]  # per-channel (min, max)
+    samples: dict[str, np.ndarray]  # up to keep_rows token rows
+    grams: dict[str, np.ndarray]  # X^T X over every calibration token (when asked for)
+
+
+def channel_stats(raw: Path, tensors: list[str], batches, *, keep_rows: int = 0, grams: bool = False) -> Calibration:
+    """Run calibration ``batches`` of (ids, mask) through ``raw`` and record the named activation tensors."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -109,6 +155,7 @@ def channel_stats(raw: Path, tensors: list[str], batches, *, keep_rows: int = 0)
         probe.unlink()
     ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     rows: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+    gram: dict[str, np.ndarray] = {}
     kept = 0
     for ids, mask in batches:
         vals = sess.run(tensors, {"input_ids": ids, "attention_mask": mask})
@@ -122,12 +169,15 @@ def channel_stats(raw: Path, tensors: list[str], batches, *, keep_rows: int = 0)
             ranges[name] = (lo, hi)
             if take:
                 rows[name].append(r[:take])
+            if grams:
+                g = r.T @ r
+                gram[name] = gram[name] + g if name in gram else g
         kept += take
     samples = {k: np.concatenate(v) for k, v in rows.items() if v}
-    return ranges, samples
+    return Calibration(ranges, samples, gram)
 
 
-def sensitivity(raw: Path, ranges, samples, *, alpha: float, shift_floor: float) -> dict[str, float]:
+def sensitivity(raw: Path, cal: Calibration, *, alpha: float, shift_floor: float) -> dict[str, float]:
     """Relative output error ``|y_q - y| / |y|`` of each constant-weight MatMul on calibration rows."""
     import onnx
     from onnx import numpy_helper
@@ -136,24 +186,33 @@ def sensitivity(raw: Path, ranges, samples, *, alpha: float, shift_floor: float)
     inits = {i.name: i for i in model.graph.initializer}
     out = {}
     for node in _weight_matmuls(model.graph):
-        x = samples[node.input[0]]
+        x = cal.samples[node.input[0]]
         w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
         y = x @ w
-        yq = fake_quant(x, plan_matmul(w, ranges.get(node.input[0]), alpha=alpha, shift_floor=shift_floor))
+        yq = fake_quant(x, plan_matmul(w, cal.ranges.get(node.input[0]), alpha=alpha, shift_floor=shift_floor,
+                                       gram=cal.grams.get(node.input[0])))
         out[node.name] = float(np.linalg.norm(yq - y) / max(np.linalg.norm(y), 1e-12))
     return out
 
 
+def _consumers(graph) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
 def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = frozenset(),
-                     ranges: dict[str, tuple[np.ndarray, np.ndarray]] | None = None, alpha: float = 0.5,
-                     shift_floor: float = -0.2, pack: bool = False) -> Path:
+                     cal: Calibration | None = None, alpha: float = 0.5, shift_floor: float = -0.2,
+                     blocked_quantize: bool = True) -> Path:
     """Rewrite every constant-weight MatMul of ``raw`` (fp32 ONNX) except those named in ``skip``.
 
-    With ``pack``, MatMuls that read the same input (Q, K and V read one LayerNorm output) become one:
-    the input is smoothed, scaled and quantised once, multiplied by the concatenated weights in one
-    larger GEMM, and split. Off by default: the shared smoothing costs V precision (MiniLM cosine min
-    0.9961 packed vs 0.9969 not) and was no faster here. ``MatMulIntegerToFloat`` (an onnxruntime contrib op, as the fused fp32 graph's
-    Attention is) applies the per-column scales inside the GEMM's epilogue.
+    ``MatMulIntegerToFloat`` (an onnxruntime contrib op, as the fused fp32 graph's Attention is) applies
+    the per-column scales inside the GEMM's epilogue; the per-row scale is one Mul after it. The shift
+    correction is folded into the bias that follows the MatMul. With ``blocked_quantize`` the row
+    scale goes straight into an opset-21 ``QuantizeLinear`` (block size = the row length) instead of a
+    Div and a scale-1 QuantizeLinear: one pass over the activations fewer.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -161,6 +220,7 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
     model = onnx.load(str(raw))
     g = model.graph
     inits = {i.name: i for i in g.initializer}
+    users = _consumers(g)
     consts = [
         numpy_helper.from_array(np.array(1.0 / 127.0, dtype=np.float32), "rw_inv127"),
         numpy_helper.from_array(np.array(1.0 / 255.0, dtype=np.float32), "rw_inv255"),
@@ -168,26 +228,21 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
         numpy_helper.from_array(np.array(1.0, dtype=np.float32), "rw_one"),
         numpy_helper.from_array(np.array(128, dtype=np.uint8), "rw_zp"),
         numpy_helper.from_array(np.array(0, dtype=np.uint8), "rw_zp0"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "rw_last_axis"),
     ]
-    groups: dict[str, list] = {}
-    for n in _weight_matmuls(g):
-        if n.name not in skip:
-            groups.setdefault(n.input[0] if pack else n.name, []).append(n)
-    first = {nodes[0].name: nodes[0].input[0] for nodes in groups.values()}
-    members = {n.name for nodes in groups.values() for n in nodes}
+    todo = {n.name for n in _weight_matmuls(g) if n.name not in skip}
     new_nodes, drop_inits, add_inits = [], set(), []
     for node in g.node:
-        if node.name not in members:
+        if node.name not in todo:
             new_nodes.append(node)
             continue
-        if node.name not in first:
-            continue  # emitted with the first MatMul of its group
-        x = first[node.name]
-        group = groups[x if pack else node.name]
-        ws = [numpy_helper.to_array(inits[n.input[1]]) for n in group]
-        drop_inits.update(n.input[1] for n in group)
+        x, y = node.input[0], node.output[0]
+        w = numpy_helper.to_array(inits[node.input[1]])
+        k = w.shape[0]
+        drop_inits.add(node.input[1])
         p = f"rw_{node.name.replace('/', '_')}"
-        plan = plan_matmul(np.concatenate(ws, axis=1), (ranges or {}).get(x), alpha=alpha, shift_floor=shift_floor)
+        plan = plan_matmul(w, cal.ranges.get(x) if cal else None, alpha=alpha, shift_floor=shift_floor,
+                           gram=cal.grams.get(x) if cal else None)
         add_inits += [numpy_helper.from_array(plan.wq, p + "_wq"), numpy_helper.from_array(plan.col, p + "_scol")]
         if plan.inv_smooth is not None:
             add_inits.append(numpy_helper.from_array(plan.inv_smooth, p + "_inv_smooth"))
@@ -201,33 +256,62 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
         else:  # symmetric: max |x| / 127 per row, zero point 128
             new_nodes.append(helper.make_node("Abs", [x], [p + "_abs"], name=p + "_Abs"))
             rmax, inv, zp = p + "_abs", "rw_inv127", "rw_zp"
-        y = group[0].output[0] if len(group) == 1 and plan.corr is None else p + "_y"
-        yrow = y if plan.corr is None else p + "_ynoshift"
         new_nodes += [
+            # ReduceMax takes its axes as an attribute up to opset 17, as an input from opset 18
+            helper.make_node("ReduceMax", [rmax, "rw_last_axis"], [p + "_max"], name=p + "_ReduceMax", keepdims=1)
+            if blocked_quantize else
             helper.make_node("ReduceMax", [rmax], [p + "_max"], name=p + "_ReduceMax", axes=[-1], keepdims=1),
             helper.make_node("Mul", [p + "_max", inv], [p + "_s0"], name=p + "_Scale"),
             helper.make_node("Max", [p + "_s0", "rw_eps"], [p + "_srow"], name=p + "_ScaleFloor"),
-            helper.make_node("Div", [x, p + "_srow"], [p + "_xs"], name=p + "_Div"),
-            helper.make_node("QuantizeLinear", [p + "_xs", "rw_one", zp], [p + "_xq"], name=p + "_Quant"),
+        ]
+        if blocked_quantize:  # zero point shaped like the scale, as blocked quantisation requires
+            new_nodes += [
+                helper.make_node("Shape", [p + "_srow"], [p + "_sshape"], name=p + "_ScaleShape"),
+                helper.make_node("Expand", [zp, p + "_sshape"], [p + "_zprow"], name=p + "_ZeroPoint"),
+                helper.make_node("QuantizeLinear", [x, p + "_srow", p + "_zprow"], [p + "_xq"], name=p + "_Quant",
+                                 axis=-1, block_size=k),
+            ]
+        else:
+            new_nodes += [
+                helper.make_node("Div", [x, p + "_srow"], [p + "_xs"], name=p + "_Div"),
+                helper.make_node("QuantizeLinear", [p + "_xs", "rw_one", zp], [p + "_xq"], name=p + "_Quant"),
+            ]
+        bias = _bias_after(y, users, inits) if plan.corr is not None else None
+        yrow = y if plan.corr is None or bias is not None else p + "_ynoshift"
+        new_nodes += [
             helper.make_node("MatMulIntegerToFloat", [p + "_xq", p + "_wq", "rw_one", p + "_scol", zp], [p + "_ycol"],
                              name=p + "_MatMulIntegerToFloat", domain="com.microsoft"),
             helper.make_node("Mul", [p + "_ycol", p + "_srow"], [yrow], name=p + "_RowScale"),
         ]
-        if plan.corr is not None:
+        if bias is not None:  # y + b - corr: the correction joins the bias
+            b = numpy_helper.to_array(bias).astype(np.float32) - plan.corr
+            bias.CopyFrom(numpy_helper.from_array(b.astype(np.float32), bias.name))
+        elif plan.corr is not None:
             add_inits.append(numpy_helper.from_array(plan.corr, p + "_shift_corr"))
-            y_final = group[0].output[0] if len(group) == 1 else y
-            new_nodes.append(helper.make_node("Sub", [yrow, p + "_shift_corr"], [y_final], name=p + "_Unshift"))
-        if len(group) > 1:
-            sizes = numpy_helper.from_array(np.array([w.shape[1] for w in ws], dtype=np.int64), p + "_split")
-            add_inits.append(sizes)
-            new_nodes.append(helper.make_node("Split", [y, p + "_split"], [n.output[0] for n in group], name=p + "_Split",
-                                              axis=-1))
+            new_nodes.append(helper.make_node("Sub", [yrow, p + "_shift_corr"], [y], name=p + "_Unshift"))
     del g.node[:]
     g.node.extend(new_nodes)
     keep = [i for i in g.initializer if i.name not in drop_inits]
     del g.initializer[:]
     g.initializer.extend(keep + add_inits + consts)
+    if blocked_quantize:  # QuantizeLinear's block_size arrived in opset 21; the rest of the graph is unchanged by it
+        for o in model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = max(o.version, 21)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save_model(model, str(out))
     return out
+
+
+def _bias_after(y: str, users: dict[str, list], inits: dict) -> "object | None":
+    """The 1-D constant bias of the single Add that reads ``y``, if that is all that reads it."""
+    readers = users.get(y, [])
+    if len(readers) != 1 or readers[0].op_type != "Add":
+        return None
+    other = [i for i in readers[0].input if i != y]
+    if len(other) != 1 or other[0] not in inits or len(inits[other[0]].dims) != 1:
+        return None
+    if len(users.get(other[0], [])) != 1:
+        return None  # a bias shared with another node cannot absorb this MatMul's correction
+    return inits[other[0]]

@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variants", default="fp32,fp16,int8")
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--parity-texts", type=int, default=64, help="real RU/EN sentences in the parity set (plus edge cases)")
-    e.add_argument("--int8-recipe", default="rowwise-sq", choices=["rowwise-sq", "ort-per-channel", "ort-per-tensor"])
+    e.add_argument("--int8-recipe", default="rowwise-sq", choices=["rowwise-sq", "rowwise-sq-rtn", "ort-per-channel", "ort-per-tensor"])
     e.add_argument("--gate-pairs", type=int, default=1500,
                    help="STS dev pairs per language for the int8 gate's retrieval/Spearman figures (1500 = all)")
     e.set_defaults(func=_cmd_export)

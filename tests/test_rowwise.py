@@ -1,0 +1,76 @@
+"""The row-wise int8 rewrite: GPTQ rounding and the ONNX graph checked against the numpy model of it."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from rosberta_export.rowwise import Calibration, fake_quant, gptq_round, plan_matmul, quantize_rowwise  # noqa: E402
+
+
+def _correlated_rows(rng, n, k):
+    """Inputs with a few large, correlated directions, as transformer activations have."""
+    basis = rng.normal(size=(k, k)) * np.geomspace(8.0, 0.1, k)[:, None]
+    return (rng.normal(size=(n, k)) @ basis).astype(np.float32)
+
+
+def test_gptq_rounding_moves_the_outputs_less_than_rounding_to_nearest():
+    rng = np.random.default_rng(0)
+    x, w = _correlated_rows(rng, 4000, 96), rng.normal(size=(96, 48)).astype(np.float32)
+    col = (np.abs(w).max(axis=0) / 127.0).astype(np.float32)
+    rtn = np.clip(np.rint(w / col), -127, 127)
+    gq = gptq_round(w, x.T.astype(np.float64) @ x, col)
+    assert gq.dtype == np.int8 and np.abs(gq.astype(int)).max() <= 127
+    assert np.abs(gq.astype(int) - rtn).max() <= 2  # error feedback nudges steps, it does not rescale
+    err = lambda q: np.linalg.norm(x @ (w - q * col))  # noqa: E731
+    held_out = _correlated_rows(np.random.default_rng(0), 4000, 96)  # same distribution, new rows
+    assert err(gq) < 0.7 * err(rtn)
+    assert np.linalg.norm(held_out @ (w - gq * col)) < 0.8 * np.linalg.norm(held_out @ (w - rtn * col))
+
+
+def _linear_graph(path, w1, b1, w2, b2):
+    """x -> MatMul w1 -> Add b1 -> Relu -> MatMul w2 -> Add b2 (the Relu output takes the shifted path)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"), helper.make_node("Add", ["h1", "b1"], ["a1"], name="add1"),
+        helper.make_node("Relu", ["a1"], ["r1"], name="relu"),
+        helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="mm2"), helper.make_node("Add", ["h2", "b2"], ["y"], name="add2"),
+    ]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
+    g = helper.make_graph(nodes, "lin", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, w1.shape[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("r1", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_rowwise_graph_computes_what_the_numpy_model_says(tmp_path, blocked):
+    rng = np.random.default_rng(1)
+    k, h, n = 64, 96, 32
+    w1, b1 = rng.normal(size=(k, h)).astype(np.float32) * 0.2, rng.normal(size=h).astype(np.float32)
+    w2, b2 = rng.normal(size=(h, n)).astype(np.float32) * 0.2, rng.normal(size=n).astype(np.float32)
+    _linear_graph(tmp_path / "raw.onnx", w1, b1, w2, b2)
+    x = _correlated_rows(rng, 3 * 40, k)
+    x[:, 5] *= 30.0  # an outlier channel for the smoothing to move into the weights
+    r1 = np.maximum(x @ w1 + b1, 0.0)
+    cal = Calibration(ranges={"x": (x.min(0), x.max(0)), "r1": (r1.min(0), r1.max(0))}, samples={},
+                      grams={"x": x.T.astype(np.float64) @ x, "r1": r1.T.astype(np.float64) @ r1})
+    quantize_rowwise(tmp_path / "raw.onnx", tmp_path / "q.onnx", cal=cal, alpha=0.65, blocked_quantize=blocked)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    ops = [nd.op_type for nd in q.graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 2 and "MatMul" not in ops
+    assert "Sub" not in ops  # the shift correction went into add2's bias
+    sess = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    y_q, r1_q = sess.run(None, {"x": x.reshape(3, 40, k)})
+
+    p1 = plan_matmul(w1, cal.ranges["x"], alpha=0.65, shift_floor=-0.2, gram=cal.grams["x"])
+    p2 = plan_matmul(w2, cal.ranges["r1"], alpha=0.65, shift_floor=-0.2, gram=cal.grams["r1"])
+    assert p1.shift is None and p2.shift is not None  # signed input vs a non-negative one
+    r1_model = np.maximum(fake_quant(x, p1) + b1, 0.0)
+    np.testing.assert_allclose(r1_q.reshape(-1, h), r1_model, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y_q.reshape(-1, n), fake_quant(r1_q.reshape(-1, h), p2) + b2, rtol=1e-4, atol=1e-4)
+    # and the int8 graph is close to fp32 (row scales keep the outlier channel from swamping the rest)
+    y = r1 @ w2 + b2
+    assert np.linalg.norm(y_q.reshape(-1, n) - y) / np.linalg.norm(y) < 0.02

@@ -2,7 +2,9 @@
 
     python -m benchmarks.int8_recipes CHECKPOINT [--out benchmarks/results/int8] [--rounds 7] [--quality-only]
 
-For each recipe: the int8 file is built from the same unfused fp32 export, then
+For each recipe (and, when openvino is installed, OpenVINO reading int8 weights and quantising activations
+per 32-wide group at run time: the "optional engine" candidate) the int8 file is built from the same unfused
+fp32 export, then
 - quality: cosine min/mean vs the fp32 ONNX graph on 128 real RU/EN dev sentences (the parity texts) and
   the int8 gate's retrieval top-10 overlap on the STS dev split (``--gate-pairs`` per language);
 - speed: onnxruntime sessions of every recipe and torch fp32 eager timed in alternating rounds
@@ -14,6 +16,7 @@ Writes ``int8_recipes.json`` and ``int8_recipes.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import tempfile
 import time
@@ -22,10 +25,60 @@ from pathlib import Path
 import numpy as np
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
-RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq", "rowwise-sq+fp32x4")
+RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
+OPENVINO = "openvino w8 + dynamic a8 g32"  # weights int8 per column, activations quantised per 32-wide group at run time
 
 
-def _session(path: Path, threads: int):
+def _weight_int8_dq(raw: Path, out: Path) -> Path:
+    """The fp32 graph with every constant MatMul weight stored int8 per column behind a DequantizeLinear:
+    OpenVINO reads it as a weight-compressed model and its CPU plugin quantises activations on the fly."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from rosberta_export.rowwise import _weight_matmuls
+
+    m = onnx.load(str(raw))
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    dq = {}
+    for n in _weight_matmuls(g):
+        name = n.input[1]
+        w = numpy_helper.to_array(inits[name]).astype(np.float32)
+        col = np.abs(w).max(axis=0) / 127.0
+        col = np.where(col > 0, col, 1.0).astype(np.float32)
+        g.initializer.remove(inits[name])
+        g.initializer.extend([numpy_helper.from_array(np.clip(np.rint(w / col), -127, 127).astype(np.int8), name + "_q"),
+                              numpy_helper.from_array(col, name + "_s")])
+        dq[name] = helper.make_node("DequantizeLinear", [name + "_q", name + "_s"], [name + "_dq"], axis=1)
+        n.input[1] = name + "_dq"
+    nodes = list(dq.values()) + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.save(m, str(out))
+    return out
+
+
+class _OpenVino:
+    """Quacks like an onnxruntime session (``run(None, feeds)``) for the loops below."""
+
+    def __init__(self, path: Path, threads: int, group: int) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        model.reshape({i.get_any_name(): ov.PartialShape([-1, -1]) for i in model.inputs})
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+                                                     "DYNAMIC_QUANTIZATION_GROUP_SIZE": group})
+        self._req, self._names = compiled.create_infer_request(), {i.get_any_name() for i in compiled.inputs}
+
+    def run(self, _outputs, feeds):
+        self._req.infer({k: v for k, v in feeds.items() if k in self._names})
+        return [self._req.get_output_tensor(0).data.copy()]
+
+
+def _session(path: Path, threads: int, name: str = ""):
+    if name == OPENVINO:
+        return _OpenVino(path, threads, group=32)
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -78,18 +131,20 @@ def main(argv=None) -> int:
         base, _, k = r.partition("+fp32x")
         files[r] = quantize_int8(raw, work / f"{r}.onnx", recipe=base, tokenizer=tok, keep_fp32=int(k or 0))
         build_s[r] = time.perf_counter() - t
+    if importlib.util.find_spec("openvino") is not None:
+        files[OPENVINO] = _weight_int8_dq(raw, work / "openvino-w8.onnx")
     results: dict = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads,
                      "recipes": {name: {"build_s": build_s.get(name)} for name in files}}
 
     if not a.speed_only:
         texts = parity_texts(128)
-        sessions = {name: _session(p, a.threads) for name, p in files.items()}
+        sessions = {name: _session(p, a.threads, name) for name, p in files.items()}
         base = _embed(sessions["fp32 (onnx, unfused)"], tok, texts, src.pooling)
         fp32_fn = lambda t, task: _embed(sessions["fp32 (onnx, unfused)"], tok, t, src.pooling)  # noqa: E731
         for name, s in sessions.items():
             c = (_embed(s, tok, texts, src.pooling) * base).sum(1)
             q = {"cos_min": float(c.min()), "cos_mean": float(c.mean())}
-            if name in RECIPES and a.gate_pairs:
+            if name in (*RECIPES, OPENVINO) and a.gate_pairs:
                 fig = gate_figures(fp32_fn, lambda t, task, s=s: _embed(s, tok, t, src.pooling), prompts={},
                                    pairs_per_lang=a.gate_pairs)
                 q.update(top10_overlap=fig["top10_overlap"],
@@ -101,7 +156,7 @@ def main(argv=None) -> int:
     if not a.quality_only:
         torch.set_num_threads(a.threads)
         model = AutoModel.from_pretrained(str(src.folder), add_pooling_layer=False).eval()
-        sessions = {name: _session(p, a.threads) for name, p in files.items()}
+        sessions = {name: _session(p, a.threads, name) for name, p in files.items()}
         speed = {}
         for b, n in SHAPES:
             ids = np.full((b, n), 5, dtype=np.int64)

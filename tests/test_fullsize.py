@@ -28,9 +28,10 @@ def test_fullsize_export_all_variants(tmp_path_factory):
     int8 = m.variants["int8"]
     assert int8.gate["weights"].startswith("random")
     assert p["int8"]["cos_min"] >= 0.995 and p["int8"]["cos_mean"] >= 0.998
-    # The retrieval criterion is recorded, not asserted: on this stand-in the RU top-10 overlap sits at
-    # 0.947-0.95 (random embeddings are crowded, cosine 0.83-0.89 between any two texts), so the gate's
-    # verdict is measured per run and auto must follow it.
+    # The retrieval criterion is recorded, not asserted: random embeddings are crowded (cosine 0.83-0.89
+    # between any two texts), so top-10 lists are full of near-ties and 100 pairs per language is a noisy
+    # sample (rowwise-sq with GPTQ: 0.97 at 200 pairs; round-to-nearest sat at 0.947). The gate's verdict
+    # is measured per run and auto must follow it; MiniLM's test asserts the pass on real weights.
     assert set(int8.gate["figures"]["top10_overlap"]) == {"en", "ru"}
     assert Encoder.load(r.folder, autotune=False).variant == ("int8" if int8.gate_passed else "fp32")
     enc = Encoder.load(r.folder, variant="fp32")

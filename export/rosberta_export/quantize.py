@@ -39,11 +39,15 @@ ROWWISE_SETTINGS = {
     # session 1's recipe: a minute faster to build on the full-size model, fails the gate's RU criterion
     "rowwise-sq-rtn": RowwiseSettings(alpha=0.5, gptq=False, sentences=256),
 }
+
+
+def _describe(s: RowwiseSettings) -> str:
+    return (f"{ROWWISE_RECIPE}; SmoothQuant alpha {s.alpha} and GELU-output shift calibrated on {s.sentences} RU/EN "
+            f"STS train sentences, weights " + ("rounded with GPTQ error feedback" if s.gptq else "rounded to nearest"))
+
+
 INT8_RECIPES = {
-    "rowwise-sq": ROWWISE_RECIPE + "; SmoothQuant alpha 0.65, GELU-output shift and GPTQ weight rounding calibrated on "
-                  "1024 RU/EN STS train sentences",
-    "rowwise-sq-rtn": ROWWISE_RECIPE + "; SmoothQuant alpha 0.5 and GELU-output shift calibrated on 256 RU/EN STS "
-                      "train sentences, weights rounded to nearest",
+    **{name: _describe(s) for name, s in ROWWISE_SETTINGS.items()},
     "ort-per-channel": "onnxruntime quantize_dynamic: MatMul weights S8 per output channel, U8 activations per tensor (U8S8)",
     "ort-per-tensor": "onnxruntime quantize_dynamic: MatMul weights S8 per tensor, U8 activations per tensor (U8S8)",
 }

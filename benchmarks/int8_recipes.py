@@ -35,7 +35,7 @@ def _weight_int8_dq(raw: Path, out: Path) -> Path:
     import onnx
     from onnx import helper, numpy_helper
 
-    from rosberta_export.rowwise import _weight_matmuls
+    from rosberta_export.rowwise import _weight_matmuls, plan_matmul
 
     m = onnx.load(str(raw))
     g = m.graph
@@ -43,12 +43,10 @@ def _weight_int8_dq(raw: Path, out: Path) -> Path:
     dq = {}
     for n in _weight_matmuls(g):
         name = n.input[1]
-        w = numpy_helper.to_array(inits[name]).astype(np.float32)
-        col = np.abs(w).max(axis=0) / 127.0
-        col = np.where(col > 0, col, 1.0).astype(np.float32)
+        # the row-wise recipe's weight half, uncalibrated: S8 per output column, rounded to nearest
+        plan = plan_matmul(numpy_helper.to_array(inits[name]), None, alpha=0.0, shift_floor=0.0)
         g.initializer.remove(inits[name])
-        g.initializer.extend([numpy_helper.from_array(np.clip(np.rint(w / col), -127, 127).astype(np.int8), name + "_q"),
-                              numpy_helper.from_array(col, name + "_s")])
+        g.initializer.extend([numpy_helper.from_array(plan.wq, name + "_q"), numpy_helper.from_array(plan.col, name + "_s")])
         dq[name] = helper.make_node("DequantizeLinear", [name + "_q", name + "_s"], [name + "_dq"], axis=1)
         n.input[1] = name + "_dq"
     nodes = list(dq.values()) + list(g.node)

@@ -29,48 +29,65 @@ def test_gptq_rounding_moves_the_outputs_less_than_rounding_to_nearest():
     assert np.linalg.norm(held_out @ (w - gq * col)) < 0.8 * np.linalg.norm(held_out @ (w - rtn * col))
 
 
-def _linear_graph(path, w1, b1, w2, b2):
-    """x -> MatMul w1 -> Add b1 -> Relu -> MatMul w2 -> Add b2 (the Relu output takes the shifted path)."""
+def _linear_graph(path, w1, b1, w2, b2, w3):
+    """x -> MatMul w1 -> Add b1 -> Relu - 0.15 -> MatMul w2 -> Add b2 -> y, and the same r1 -> MatMul w3 -> z
+    (no bias). r1 never goes below -0.15, as GELU's output never goes below -0.17, so it takes the shifted
+    path; w2 and w3 read the same input, as Q, K and V do."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [
         helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"), helper.make_node("Add", ["h1", "b1"], ["a1"], name="add1"),
-        helper.make_node("Relu", ["a1"], ["r1"], name="relu"),
+        helper.make_node("Relu", ["a1"], ["p1"], name="relu"), helper.make_node("Add", ["p1", "c"], ["r1"], name="lower"),
         helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="mm2"), helper.make_node("Add", ["h2", "b2"], ["y"], name="add2"),
+        helper.make_node("MatMul", ["r1", "w3"], ["z"], name="mm3"),
     ]
-    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (w3, "w3"), (np.array(-0.15, np.float32), "c"))]
     g = helper.make_graph(nodes, "lin", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, w1.shape[0]])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-                           helper.make_tensor_value_info("r1", TensorProto.FLOAT, None)], inits)
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y", "z", "r1")], inits)
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-@pytest.mark.parametrize("blocked", [True, False])
-def test_rowwise_graph_computes_what_the_numpy_model_says(tmp_path, blocked):
+@pytest.mark.parametrize("blocked,merge", [(True, True), (True, False), (False, True)])
+def test_rowwise_graph_computes_what_the_numpy_model_says(tmp_path, blocked, merge):
     rng = np.random.default_rng(1)
-    k, h, n = 64, 96, 32
+    k, h, n, m = 64, 96, 32, 24
     w1, b1 = rng.normal(size=(k, h)).astype(np.float32) * 0.2, rng.normal(size=h).astype(np.float32)
     w2, b2 = rng.normal(size=(h, n)).astype(np.float32) * 0.2, rng.normal(size=n).astype(np.float32)
-    _linear_graph(tmp_path / "raw.onnx", w1, b1, w2, b2)
+    w3 = rng.normal(size=(h, m)).astype(np.float32) * 0.2
+    _linear_graph(tmp_path / "raw.onnx", w1, b1, w2, b2, w3)
     x = _correlated_rows(rng, 3 * 40, k)
     x[:, 5] *= 30.0  # an outlier channel for the smoothing to move into the weights
-    r1 = np.maximum(x @ w1 + b1, 0.0)
+    r1 = np.maximum(x @ w1 + b1, 0.0) - 0.15
     cal = Calibration(ranges={"x": (x.min(0), x.max(0)), "r1": (r1.min(0), r1.max(0))}, samples={},
                       grams={"x": x.T.astype(np.float64) @ x, "r1": r1.T.astype(np.float64) @ r1})
-    quantize_rowwise(tmp_path / "raw.onnx", tmp_path / "q.onnx", cal=cal, alpha=0.65, blocked_quantize=blocked)
+    quantize_rowwise(tmp_path / "raw.onnx", tmp_path / "q.onnx", cal=cal, alpha=0.65, blocked_quantize=blocked,
+                     merge_shared=merge)
     q = onnx.load(str(tmp_path / "q.onnx"))
     ops = [nd.op_type for nd in q.graph.node]
-    assert ops.count("MatMulIntegerToFloat") == 2 and "MatMul" not in ops
-    assert "Sub" not in ops  # the shift correction went into add2's bias
+    assert "MatMul" not in ops
+    assert ops.count("MatMulIntegerToFloat") == (2 if merge else 3) and ops.count("Split") == (1 if merge else 0)
+    assert ops.count("QuantizeLinear") == (2 if merge else 3)  # w2 and w3 share one quantised input when merged
+    assert ops.count("Sub") == 1  # mm2's shift correction went into add2's bias; mm3 has no bias to take it
     sess = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
-    y_q, r1_q = sess.run(None, {"x": x.reshape(3, 40, k)})
+    y_q, z_q, r1_q = sess.run(None, {"x": x.reshape(3, 40, k)})
 
-    p1 = plan_matmul(w1, cal.ranges["x"], alpha=0.65, shift_floor=-0.2, gram=cal.grams["x"])
-    p2 = plan_matmul(w2, cal.ranges["r1"], alpha=0.65, shift_floor=-0.2, gram=cal.grams["r1"])
-    assert p1.shift is None and p2.shift is not None  # signed input vs a non-negative one
-    r1_model = np.maximum(fake_quant(x, p1) + b1, 0.0)
+    def plan(w, t):
+        return plan_matmul(w, cal.ranges[t], alpha=0.65, shift_floor=-0.2, gram=cal.grams[t])
+
+    p1 = plan(w1, "x")
+    r1_model = np.maximum(fake_quant(x, p1) + b1, 0.0) - 0.15
     np.testing.assert_allclose(r1_q.reshape(-1, h), r1_model, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(y_q.reshape(-1, n), fake_quant(r1_q.reshape(-1, h), p2) + b2, rtol=1e-4, atol=1e-4)
+    r1_rows = r1_q.reshape(-1, h)
+    if merge:  # one plan over the concatenated weights, its columns handed out in order
+        p23 = plan(np.concatenate([w2, w3], axis=1), "r1")
+        assert p1.shift is None and p23.shift is not None and p23.corr.std() > 0.1  # signed vs shifted
+        y_model, z_model = np.split(fake_quant(r1_rows, p23), [n], axis=1)
+    else:
+        p2, p3 = plan(w2, "r1"), plan(w3, "r1")
+        assert p1.shift is None and p2.shift is not None
+        y_model, z_model = fake_quant(r1_rows, p2), fake_quant(r1_rows, p3)
+    np.testing.assert_allclose(y_q.reshape(-1, n), y_model + b2, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(z_q.reshape(-1, m), z_model, rtol=1e-4, atol=1e-4)
     # and the int8 graph is close to fp32 (row scales keep the outlier channel from swamping the rest)
-    y = r1 @ w2 + b2
-    assert np.linalg.norm(y_q.reshape(-1, n) - y) / np.linalg.norm(y) < 0.02
+    for got, ref in ((y_q.reshape(-1, n), r1 @ w2 + b2), (z_q.reshape(-1, m), r1 @ w3)):
+        assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.02

@@ -205,14 +205,17 @@ def _consumers(graph) -> dict[str, list]:
 
 def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = frozenset(),
                      cal: Calibration | None = None, alpha: float = 0.5, shift_floor: float = -0.2,
-                     blocked_quantize: bool = True) -> Path:
+                     blocked_quantize: bool = True, merge_shared: bool = True) -> Path:
     """Rewrite every constant-weight MatMul of ``raw`` (fp32 ONNX) except those named in ``skip``.
 
     ``MatMulIntegerToFloat`` (an onnxruntime contrib op, as the fused fp32 graph's Attention is) applies
     the per-column scales inside the GEMM's epilogue; the per-row scale is one Mul after it. The shift
     correction is folded into the bias that follows the MatMul. With ``blocked_quantize`` the row
     scale goes straight into an opset-21 ``QuantizeLinear`` (block size = the row length) instead of a
-    Div and a scale-1 QuantizeLinear: one pass over the activations fewer.
+    Div and a scale-1 QuantizeLinear: one pass over the activations fewer. With ``merge_shared`` the
+    MatMuls that read the same input (attention's query, key and value) become one: their weights are
+    concatenated (smoothed and rounded together, as they see the same activations), the input is
+    quantised once, one wider GEMM runs and a Split hands each its columns.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -230,16 +233,25 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
         numpy_helper.from_array(np.array(0, dtype=np.uint8), "rw_zp0"),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), "rw_last_axis"),
     ]
-    todo = {n.name for n in _weight_matmuls(g) if n.name not in skip}
+    groups: dict[str, list] = {}  # one quantised GEMM each: the MatMuls it replaces, in graph order
+    for n in _weight_matmuls(g):
+        if n.name not in skip:
+            groups.setdefault(n.input[0] if merge_shared else n.name, []).append(n)
+    first = {members[0].name: members for members in groups.values()}
+    todo = {n.name for members in groups.values() for n in members}
     new_nodes, drop_inits, add_inits = [], set(), []
     for node in g.node:
         if node.name not in todo:
             new_nodes.append(node)
             continue
-        x, y = node.input[0], node.output[0]
-        w = numpy_helper.to_array(inits[node.input[1]])
+        if node.name not in first:
+            continue  # emitted with the first MatMul of its group
+        members = first[node.name]
+        x = node.input[0]
+        ws = [numpy_helper.to_array(inits[n.input[1]]) for n in members]
+        w = ws[0] if len(ws) == 1 else np.concatenate(ws, axis=1)
         k = w.shape[0]
-        drop_inits.add(node.input[1])
+        drop_inits.update(n.input[1] for n in members)
         p = f"rw_{node.name.replace('/', '_')}"
         plan = plan_matmul(w, cal.ranges.get(x) if cal else None, alpha=alpha, shift_floor=shift_floor,
                            gram=cal.grams.get(x) if cal else None)
@@ -276,19 +288,32 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
                 helper.make_node("Div", [x, p + "_srow"], [p + "_xs"], name=p + "_Div"),
                 helper.make_node("QuantizeLinear", [p + "_xs", "rw_one", zp], [p + "_xq"], name=p + "_Quant"),
             ]
-        bias = _bias_after(y, users, inits) if plan.corr is not None else None
-        yrow = y if plan.corr is None or bias is not None else p + "_ynoshift"
-        new_nodes += [
-            helper.make_node("MatMulIntegerToFloat", [p + "_xq", p + "_wq", "rw_one", p + "_scol", zp], [p + "_ycol"],
-                             name=p + "_MatMulIntegerToFloat", domain="com.microsoft"),
-            helper.make_node("Mul", [p + "_ycol", p + "_srow"], [yrow], name=p + "_RowScale"),
-        ]
-        if bias is not None:  # y + b - corr: the correction joins the bias
-            b = numpy_helper.to_array(bias).astype(np.float32) - plan.corr
-            bias.CopyFrom(numpy_helper.from_array(b.astype(np.float32), bias.name))
-        elif plan.corr is not None:
-            add_inits.append(numpy_helper.from_array(plan.corr, p + "_shift_corr"))
-            new_nodes.append(helper.make_node("Sub", [yrow, p + "_shift_corr"], [y], name=p + "_Unshift"))
+        # each member's output: the shift correction joins the bias that follows it, else a Sub after the Split
+        outs, unshift, lo = [], [], 0
+        for i, (n, wi) in enumerate(zip(members, ws)):
+            y, hi = n.output[0], lo + wi.shape[1]
+            bias = _bias_after(y, users, inits) if plan.corr is not None else None
+            if bias is not None:  # y + b - corr
+                b = numpy_helper.to_array(bias).astype(np.float32) - plan.corr[lo:hi]
+                bias.CopyFrom(numpy_helper.from_array(b.astype(np.float32), bias.name))
+            if plan.corr is None or bias is not None:
+                outs.append(y)
+            else:
+                outs.append(f"{p}_{i}_noshift")
+                add_inits.append(numpy_helper.from_array(plan.corr[lo:hi], f"{p}_{i}_shift_corr"))
+                unshift.append(helper.make_node("Sub", [outs[-1], f"{p}_{i}_shift_corr"], [y], name=f"{p}_{i}_Unshift"))
+            lo = hi
+        new_nodes.append(helper.make_node("MatMulIntegerToFloat", [p + "_xq", p + "_wq", "rw_one", p + "_scol", zp],
+                                          [p + "_ycol"], name=p + "_MatMulIntegerToFloat", domain="com.microsoft"))
+        if len(members) == 1:
+            new_nodes.append(helper.make_node("Mul", [p + "_ycol", p + "_srow"], outs, name=p + "_RowScale"))
+        else:
+            add_inits.append(numpy_helper.from_array(np.array([wi.shape[1] for wi in ws], dtype=np.int64), p + "_parts"))
+            new_nodes += [
+                helper.make_node("Mul", [p + "_ycol", p + "_srow"], [p + "_yrow"], name=p + "_RowScale"),
+                helper.make_node("Split", [p + "_yrow", p + "_parts"], outs, name=p + "_Split", axis=-1),
+            ]
+        new_nodes += unshift
     del g.node[:]
     g.node.extend(new_nodes)
     keep = [i for i in g.initializer if i.name not in drop_inits]

@@ -31,6 +31,7 @@ class RowwiseSettings:
     gptq: bool  # error-feedback weight rounding (rowwise.gptq_round) instead of round-to-nearest
     sentences: int  # calibration sentences (STS train, RU and EN interleaved)
     shift_floor: float = -0.2  # inputs never below this get the unsigned (shifted) range
+    merge_shared: bool = False  # Q, K, V as one GEMM on one quantised input (rowwise.quantize_rowwise)
 
 
 ROWWISE_SETTINGS = {
@@ -88,7 +89,8 @@ def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, to
         if keep_fp32:
             sens = sensitivity(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
             skip = set(sorted(sens, key=sens.get, reverse=True)[:keep_fp32])
-        quantize_rowwise(raw, out, cal=cal, alpha=s.alpha, shift_floor=s.shift_floor, skip=skip)
+        quantize_rowwise(raw, out, cal=cal, alpha=s.alpha, shift_floor=s.shift_floor, skip=skip,
+                         merge_shared=s.merge_shared)
         return out
 
     import onnx

@@ -2,9 +2,10 @@
 
     python -m benchmarks.int8_recipes CHECKPOINT [--out benchmarks/results/int8] [--rounds 7] [--quality-only]
 
-For each recipe (and, when openvino is installed, OpenVINO reading int8 weights and quantising activations
-per 32-wide group at run time: the "optional engine" candidate) the int8 file is built from the same unfused
-fp32 export, then
+For each recipe -- and, when openvino is installed, OpenVINO reading int8 weights and quantising activations
+per 32- or 256-wide group at run time (the "optional engine" candidates), and, with nncf, OpenVINO's own
+static int8 (NNCF post-training quantisation, the strongest peer) -- the int8 model is built from the same
+unfused fp32 export, then
 - quality: cosine min/mean vs the fp32 ONNX graph on 128 real RU/EN dev sentences (the parity texts) and
   the int8 gate's retrieval top-10 overlap on the STS dev split (``--gate-pairs`` per language);
 - speed: onnxruntime sessions of every recipe and torch fp32 eager timed in alternating rounds
@@ -26,12 +27,20 @@ import numpy as np
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
 RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
-OPENVINO = "openvino w8 + dynamic a8 g32"  # weights int8 per column, activations quantised per 32-wide group at run time
+# OpenVINO candidates -> activation group size for its CPU plugin's dynamic quantisation (0: none, static int8)
+# int8 weights per column, activations quantised per group along the reduction axis at run time
+OPENVINO_DYNAMIC = {f"openvino w8 + dynamic a8 g{g}": g for g in (32, 256)}
+OPENVINO_ROWWISE = "openvino w8 rowwise-sq (smoothing, GPTQ) + dynamic a8 g256"
+NNCF = "openvino nncf int8 (static)"
+OPENVINO = {**OPENVINO_DYNAMIC, OPENVINO_ROWWISE: 256, NNCF: 0}
 
 
-def _weight_int8_dq(raw: Path, out: Path) -> Path:
+def _weight_int8_dq(raw: Path, out: Path, *, cal=None, alpha: float = 0.0) -> Path:
     """The fp32 graph with every constant MatMul weight stored int8 per column behind a DequantizeLinear:
-    OpenVINO reads it as a weight-compressed model and its CPU plugin quantises activations on the fly."""
+    OpenVINO reads it as a weight-compressed model and its CPU plugin quantises activations on the fly.
+    Without ``cal`` the weights are rounded to nearest; with it (a row-wise recipe's calibration) each
+    MatMul input is smoothed first (a Mul) and the weights are GPTQ-rounded, as the row-wise recipe does
+    -- all but the GELU shift, which OpenVINO's symmetric activation groups cannot use."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -40,19 +49,36 @@ def _weight_int8_dq(raw: Path, out: Path) -> Path:
     m = onnx.load(str(raw))
     g = m.graph
     inits = {i.name: i for i in g.initializer}
-    dq = {}
+    before: dict[str, list] = {}  # MatMul name -> nodes that must run before it
     for n in _weight_matmuls(g):
-        name = n.input[1]
-        # the row-wise recipe's weight half, uncalibrated: S8 per output column, rounded to nearest
-        plan = plan_matmul(numpy_helper.to_array(inits[name]), None, alpha=0.0, shift_floor=0.0)
+        name, x = n.input[1], n.input[0]
+        plan = plan_matmul(numpy_helper.to_array(inits[name]), cal.ranges.get(x) if cal else None, alpha=alpha,
+                           shift_floor=float("inf"), gram=cal.grams.get(x) if cal else None)
         g.initializer.remove(inits[name])
         g.initializer.extend([numpy_helper.from_array(plan.wq, name + "_q"), numpy_helper.from_array(plan.col, name + "_s")])
-        dq[name] = helper.make_node("DequantizeLinear", [name + "_q", name + "_s"], [name + "_dq"], axis=1)
+        before[n.name] = [helper.make_node("DequantizeLinear", [name + "_q", name + "_s"], [name + "_dq"], axis=1)]
         n.input[1] = name + "_dq"
-    nodes = list(dq.values()) + list(g.node)
+        if plan.inv_smooth is not None:
+            g.initializer.append(numpy_helper.from_array(plan.inv_smooth, name + "_inv_smooth"))
+            before[n.name].append(helper.make_node("Mul", [x, name + "_inv_smooth"], [name + "_xsm"]))
+            n.input[0] = name + "_xsm"
+    nodes = [d for n in g.node for d in (*before.get(n.name, ()), n)]
     del g.node[:]
     g.node.extend(nodes)
     onnx.save(m, str(out))
+    return out
+
+
+def _nncf_int8(raw: Path, tok, out: Path) -> Path:
+    """OpenVINO int8 as benchmarks.nncf_int8 makes it for the peer in the main bench, saved as IR."""
+    import openvino as ov
+
+    from .nncf_int8 import nncf_quantize
+
+    model = ov.Core().read_model(str(raw))
+    model.reshape({i.get_any_name(): ov.PartialShape([-1, -1]) for i in model.inputs})
+    quantised, _ = nncf_quantize(model, lambda texts: tok.pad(tok.tokenize(texts).ids))
+    ov.save_model(quantised, str(out))
     return out
 
 
@@ -75,8 +101,8 @@ class _OpenVino:
 
 
 def _session(path: Path, threads: int, name: str = ""):
-    if name == OPENVINO:
-        return _OpenVino(path, threads, group=32)
+    if name in OPENVINO:
+        return _OpenVino(path, threads, group=OPENVINO[name])
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -112,7 +138,7 @@ def main(argv=None) -> int:
     from rosberta_export.convert import export_fp32
     from rosberta_export.corpus import parity_texts
     from rosberta_export.gate import gate_figures
-    from rosberta_export.quantize import quantize_int8
+    from rosberta_export.quantize import ROWWISE_SETTINGS, calibrate, quantize_int8
     from rosberta_export.source import resolve_source
     from rosberta_onnx.tokenize import TextTokenizer
 
@@ -124,13 +150,22 @@ def main(argv=None) -> int:
     raw = export_fp32(src, work / "raw.onnx")
     files = {"fp32 (onnx, unfused)": raw}
     build_s = {}
+    t = time.perf_counter()
+    cal = calibrate(raw, tok, ROWWISE_SETTINGS["rowwise-sq"])  # shared by rowwise-sq and its OpenVINO twin
+    cal_s = time.perf_counter() - t
     for r in RECIPES:
         t = time.perf_counter()
-        base, _, k = r.partition("+fp32x")
-        files[r] = quantize_int8(raw, work / f"{r}.onnx", recipe=base, tokenizer=tok, keep_fp32=int(k or 0))
-        build_s[r] = time.perf_counter() - t
+        files[r] = quantize_int8(raw, work / f"{r}.onnx", recipe=r, tokenizer=tok, cal=cal if r == "rowwise-sq" else None)
+        build_s[r] = time.perf_counter() - t + (cal_s if r == "rowwise-sq" else 0.0)
     if importlib.util.find_spec("openvino") is not None:
-        files[OPENVINO] = _weight_int8_dq(raw, work / "openvino-w8.onnx")
+        dq = _weight_int8_dq(raw, work / "openvino-w8.onnx")
+        files.update({name: dq for name in OPENVINO_DYNAMIC})
+        files[OPENVINO_ROWWISE] = _weight_int8_dq(raw, work / "openvino-w8-rowwise.onnx", cal=cal,
+                                                  alpha=ROWWISE_SETTINGS["rowwise-sq"].alpha)
+        if importlib.util.find_spec("nncf") is not None:
+            t = time.perf_counter()
+            files[NNCF] = _nncf_int8(raw, tok, work / "openvino-nncf-int8.xml")
+            build_s[NNCF] = time.perf_counter() - t
     results: dict = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads,
                      "recipes": {name: {"build_s": build_s.get(name)} for name in files}}
 
@@ -142,7 +177,7 @@ def main(argv=None) -> int:
         for name, s in sessions.items():
             c = (_embed(s, tok, texts, src.pooling) * base).sum(1)
             q = {"cos_min": float(c.min()), "cos_mean": float(c.mean())}
-            if name in (*RECIPES, OPENVINO) and a.gate_pairs:
+            if name in (*RECIPES, *OPENVINO) and a.gate_pairs:
                 fig = gate_figures(fp32_fn, lambda t, task, s=s: _embed(s, tok, t, src.pooling), prompts={},
                                    pairs_per_lang=a.gate_pairs)
                 q.update(top10_overlap=fig["top10_overlap"],

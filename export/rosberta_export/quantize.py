@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .corpus import sts_pairs
-from .rowwise import ROWWISE_RECIPE, _weight_matmuls, channel_stats, quantize_rowwise, sensitivity
+from .rowwise import ROWWISE_RECIPE, Calibration, _weight_matmuls, channel_stats, quantize_rowwise, sensitivity
 
-__all__ = ["INT8_RECIPES", "DEFAULT_INT8_RECIPE", "ROWWISE_SETTINGS", "quantize_int8", "calibration_texts"]
+__all__ = ["INT8_RECIPES", "DEFAULT_INT8_RECIPE", "ROWWISE_SETTINGS", "RowwiseSettings", "calibrate", "quantize_int8",
+           "calibration_texts"]
 
 
 @dataclass(frozen=True)
@@ -64,27 +65,34 @@ def calibration_texts(n: int) -> list[str]:
     return [t for pair in zip(en[::step], ru[::step]) for t in pair][:n]
 
 
-def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, tokenizer=None, batch_size: int = 16,
-                  keep_fp32: int = 0, settings: RowwiseSettings | None = None) -> Path:
+def calibrate(raw: Path, tokenizer, settings: RowwiseSettings, *, batch_size: int = 16, keep_rows: int = 0) -> Calibration:
+    """Run the row-wise recipe's calibration sentences through ``raw`` and record every MatMul input."""
+    import onnx
+
+    texts = calibration_texts(settings.sentences)
+    batches = [tokenizer.pad(tokenizer.tokenize(texts[i:i + batch_size]).ids) for i in range(0, len(texts), batch_size)]
+    graph = onnx.load(str(raw), load_external_data=False).graph
+    inputs = sorted({n.input[0] for n in _weight_matmuls(graph)})
+    return channel_stats(raw, inputs, batches, keep_rows=keep_rows, grams=settings.gptq)
+
+
+def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, tokenizer=None, keep_fp32: int = 0,
+                  settings: RowwiseSettings | None = None, cal: Calibration | None = None) -> Path:
     """Quantise the *unfused* fp32 graph ``raw``; onnxruntime fuses the int8 graph itself at load.
 
-    ``tokenizer`` (a :class:`rosberta_onnx.tokenize.TextTokenizer`) is needed by calibrated recipes.
+    ``tokenizer`` (a :class:`rosberta_onnx.tokenize.TextTokenizer`) is needed by calibrated recipes,
+    unless ``cal`` (from :func:`calibrate` with the same settings) is given.
     ``keep_fp32``: how many of the most sensitive MatMuls (by measured relative output error on the
     calibration text) stay in fp32 (row-wise recipes only). ``settings`` overrides a row-wise recipe's.
     """
     if recipe not in INT8_RECIPES:
         raise ValueError(f"unknown int8 recipe {recipe!r}; choose one of {sorted(INT8_RECIPES)}")
     if recipe in ROWWISE_SETTINGS:
-        import onnx
-
-        if tokenizer is None:
-            raise ValueError(f"the {recipe} recipe calibrates on text and needs a tokenizer")
         s = settings or ROWWISE_SETTINGS[recipe]
-        texts = calibration_texts(s.sentences)
-        batches = [tokenizer.pad(tokenizer.tokenize(texts[i:i + batch_size]).ids) for i in range(0, len(texts), batch_size)]
-        graph = onnx.load(str(raw), load_external_data=False).graph
-        inputs = sorted({n.input[0] for n in _weight_matmuls(graph)})
-        cal = channel_stats(raw, inputs, batches, keep_rows=SENSITIVITY_ROWS if keep_fp32 else 0, grams=s.gptq)
+        if cal is None:
+            if tokenizer is None:
+                raise ValueError(f"the {recipe} recipe calibrates on text and needs a tokenizer")
+            cal = calibrate(raw, tokenizer, s, keep_rows=SENSITIVITY_ROWS if keep_fp32 else 0)
         skip: set[str] = set()
         if keep_fp32:
             sens = sensitivity(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)

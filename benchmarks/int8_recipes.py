@@ -27,8 +27,8 @@ import numpy as np
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
 RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
-# OpenVINO candidates -> activation group size for its CPU plugin's dynamic quantisation (0: none, static int8)
-# int8 weights per column, activations quantised per group along the reduction axis at run time
+# OpenVINO candidates -> the group size (along the reduction axis) its CPU plugin quantises activations in at
+# run time, with int8 weights per column; 0 for NNCF's static int8, which needs none
 OPENVINO_DYNAMIC = {f"openvino w8 + dynamic a8 g{g}": g for g in (32, 256)}
 OPENVINO_ROWWISE = "openvino w8 rowwise-sq (smoothing, GPTQ) + dynamic a8 g256"
 NNCF = "openvino nncf int8 (static)"

@@ -91,3 +91,16 @@ def test_rowwise_graph_computes_what_the_numpy_model_says(tmp_path, blocked, mer
     # and the int8 graph is close to fp32 (row scales keep the outlier channel from swamping the rest)
     for got, ref in ((y_q.reshape(-1, n), r1 @ w2 + b2), (z_q.reshape(-1, m), r1 @ w3)):
         assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.02
+
+
+def test_keep_fp32_without_calibration_rows_is_refused_with_the_fix(tmp_path):
+    from rosberta_export.quantize import quantize_int8
+
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(8, 8)).astype(np.float32)
+    _linear_graph(tmp_path / "raw.onnx", w, np.zeros(8, np.float32), w, np.zeros(8, np.float32), w)
+    x = rng.normal(size=(16, 8)).astype(np.float32)
+    cal = Calibration(ranges={"x": (x.min(0), x.max(0))}, samples={}, grams={})
+    with pytest.raises(ValueError, match=r"keep_rows=\d+"):
+        quantize_int8(tmp_path / "raw.onnx", tmp_path / "q.onnx", recipe="rowwise-sq", keep_fp32=1, cal=cal)
+    assert not (tmp_path / "q.onnx").exists()

@@ -95,6 +95,9 @@ def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, to
             cal = calibrate(raw, tokenizer, s, keep_rows=SENSITIVITY_ROWS if keep_fp32 else 0)
         skip: set[str] = set()
         if keep_fp32:
+            if not cal.samples:
+                raise ValueError(f"keep_fp32={keep_fp32} ranks MatMuls on calibration rows, and the calibration given has "
+                                 f"none: build it with calibrate(..., keep_rows={SENSITIVITY_ROWS})")
             sens = sensitivity(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
             skip = set(sorted(sens, key=sens.get, reverse=True)[:keep_fp32])
         quantize_rowwise(raw, out, cal=cal, alpha=s.alpha, shift_floor=s.shift_floor, skip=skip,

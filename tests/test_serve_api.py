@@ -238,3 +238,23 @@ def test_not_ready_until_loaded_and_liveness_meanwhile(tiny_artifact):
         got = np.array([d["embedding"] for d in r.json()["data"]])
         enc = Encoder.load(tiny_artifact, variant="fp32")
         assert cos_rows(got[[0, 1099]], enc.encode([texts[0], texts[1099]])).min() >= 0.99999
+
+
+def test_spinning_flag_reaches_the_onnx_runtime_session(monkeypatch, tiny_artifact):
+    import rosberta_serve
+    from starlette.testclient import TestClient
+
+    seen = []
+    monkeypatch.setattr(rosberta_serve, "serve", lambda config, **_: seen.append(config) or 0)
+    assert main(["serve", str(tiny_artifact), "--variant", "fp32", "--spinning", "--port", "0"]) == 0
+    assert main(["serve", str(tiny_artifact), "--variant", "fp32", "--port", "0"]) == 0
+    assert [c.spinning for c in seen] == [True, False]  # off unless asked: spinning burns CPU while idle
+    for config in seen:
+        app = rosberta_serve.create_app(config)
+        with TestClient(app) as live:
+            deadline = time.monotonic() + 60
+            while live.get("/ready").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert live.get("/info").json()["spinning"] is config.spinning
+            opts = app.state.rosberta.encoder._session.get_session_options()
+            assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if config.spinning else "0")

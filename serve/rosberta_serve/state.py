@@ -79,7 +79,8 @@ class ServerState:
         cfg = self.config
         started = time.perf_counter()
         try:
-            enc = await asyncio.to_thread(Encoder.load, cfg.model_dir, variant=self.variant, threads=cfg.threads)
+            enc = await asyncio.to_thread(Encoder.load, cfg.model_dir, variant=self.variant, threads=cfg.threads,
+                                          spinning=cfg.spinning)
             await asyncio.to_thread(enc.encode, _WARMUP * 4, batch_size=cfg.max_batch_size,
                                     max_batch_tokens=cfg.run_batch_tokens)
             batcher = MicroBatcher(enc, max_batch_tokens=cfg.max_batch_tokens, max_batch_size=cfg.max_batch_size,

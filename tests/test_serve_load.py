@@ -215,9 +215,14 @@ def test_graceful_shutdown_finishes_requests_in_flight(tiny_artifact, enc):
 
         with ThreadPoolExecutor(max_workers=12) as pool:
             futures = [pool.submit(send, i) for i in range(12)]
-            # SIGTERM only once requests are queued behind a running batch, i.e. truly in flight.
+            # SIGTERM only once the server has taken every request (one not yet connected is not in flight and
+            # may be refused) and some are queued behind a running batch, i.e. truly in flight.
             deadline = time.monotonic() + 30
-            while metric(httpx.get(srv.url + "/metrics", timeout=5).text, "rosberta_queue_depth") < 2:
+            while True:
+                text = httpx.get(srv.url + "/metrics", timeout=5).text
+                taken = metric(text, "rosberta_requests_in_flight") - 1 + sum(f.done() for f in futures)  # -1: this call
+                if taken >= len(futures) and metric(text, "rosberta_queue_depth") >= 2:
+                    break
                 assert time.monotonic() < deadline and not all(f.done() for f in futures), srv.logs()
                 time.sleep(0.01)
             srv.terminate()

@@ -39,7 +39,10 @@ def quick_run(tiny_artifact, tmp_path_factory):
     return folder, json.loads((folder / "results.json").read_text(encoding="utf-8")), r
 
 
-def test_every_system_ran_or_says_why_it_was_skipped(quick_run):
+def test_every_system_ran_or_says_why_it_was_skipped(quick_run, tiny_artifact):
+    from rosberta_onnx.manifest import Manifest
+    from rosberta_onnx.openvino_engine import openvino_available
+
     _, res, r = quick_run
     systems = {s["name"]: s for s in res["systems"]}
     assert list(systems) == list(SYSTEM_NAMES)
@@ -49,6 +52,8 @@ def test_every_system_ran_or_says_why_it_was_skipped(quick_run):
             assert len(s["reason"]) > 10, name
     # Our own variants on the CPU must run; the fp16 GPU variant is skipped without CUDA, with a reason.
     assert systems["rosberta-fp32"]["status"] == systems["rosberta-int8"]["status"] == "ok"
+    if openvino_available() and "int8-openvino" in Manifest.read(tiny_artifact).variants:  # the optional engine, where installed
+        assert systems["rosberta-int8-openvino"]["status"] == "ok"
     if not res["machine"]["cuda"]:
         assert systems["rosberta-fp16"]["status"] == "skipped" and "CUDA" in systems["rosberta-fp16"]["reason"]
     if HAS_TORCH:  # the tiny artifact's manifest names its local checkpoint, so the reference is found

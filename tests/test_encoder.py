@@ -5,7 +5,8 @@ import pytest
 
 from rosberta_onnx import Encoder, PromptWarning
 from rosberta_onnx.errors import InputTooLongError, InputTypeError, TaskError
-from rosberta_onnx.manifest import Manifest
+from rosberta_onnx.manifest import INT8_VARIANTS, Manifest
+from rosberta_onnx.openvino_engine import openvino_available
 
 TEXTS = ["Человек в твердой шляпе танцует.", "A man is playing a flute.", "я", "",
          "Мужчина разбрасывает измельченный сыр на вареную пиццу. " * 5, "A plane is taking off."]
@@ -116,7 +117,9 @@ def _with_gate(src, dst, passed: bool):
 
     shutil.copytree(src, dst)
     d = json.loads((dst / "manifest.json").read_text())
-    d["variants"]["int8"]["gate"]["passed"] = passed
+    for v in INT8_VARIANTS:  # every int8 variant the artifact has
+        if v in d["variants"]:
+            d["variants"][v]["gate"]["passed"] = passed
     (dst / "manifest.json").write_text(json.dumps(d))
     return dst
 
@@ -125,7 +128,9 @@ def test_auto_variant_follows_the_gate(tiny_artifact, tmp_path):
     # The tiny stand-in's own verdict: its random embeddings are nearly collinear (cosine between
     # different texts ~0.9999997), so its retrieval ranking is noise and the strict gate fails.
     m = Manifest.read(tiny_artifact)
-    assert Encoder.load(tiny_artifact, autotune=False).variant == ("int8" if m.variants["int8"].gate_passed else "fp32")
+    runnable = [v for v in INT8_VARIANTS if v in m.variants and (v == "int8" or openvino_available())]
+    gated = [v for v in runnable if m.variants[v].gate_passed]
+    assert Encoder.load(tiny_artifact, autotune=False).variant == (gated + ["fp32"])[0]
     assert Encoder.load(_with_gate(tiny_artifact, tmp_path / "pass", True), autotune=False).variant == "int8"
     assert Encoder.load(_with_gate(tiny_artifact, tmp_path / "fail", False), autotune=False).variant == "fp32"
 
@@ -133,15 +138,19 @@ def test_auto_variant_follows_the_gate(tiny_artifact, tmp_path):
 def test_auto_measures_int8_against_fp32_once_and_caches_it(tiny_artifact, tmp_path):
     import json
 
+    from rosberta_onnx.session import auto_candidates, resolve_providers
+
     art = _with_gate(tiny_artifact, tmp_path / "art", True)
     e = Encoder.load(art)
     cache = json.loads((art / ".autotune.json").read_text())
     d = cache["decision"]
-    assert d["fp32_ms"] > 0 and d["int8_ms"] > 0
-    assert e.variant == ("int8" if d["int8_ms"] < d["fp32_ms"] else "fp32")
+    timed = set(auto_candidates(Manifest.read(art), resolve_providers(None)))
+    assert {"int8", "fp32"} <= timed and set(d["ms"]) == timed and all(ms > 0 for ms in d["ms"].values())
+    assert e.variant == d["choice"] == min(d["ms"], key=d["ms"].get)
     assert "ms" in e.selection and "cached" not in e.selection
     # a forged verdict in the cache is obeyed: proof the second load reads it instead of re-measuring
-    cache["decision"].update(int8_faster=not d["int8_faster"])
+    forged = "fp32" if e.variant != "fp32" else "int8"
+    cache["decision"].update(choice=forged)
     (art / ".autotune.json").write_text(json.dumps(cache))
     again = Encoder.load(art)
-    assert again.variant == ("fp32" if e.variant == "int8" else "int8") and "(cached)" in again.selection
+    assert again.variant == forged and "cached" in again.selection

@@ -11,6 +11,7 @@ import pytest
 
 from rosberta_onnx import Encoder
 from rosberta_onnx.manifest import Manifest
+from rosberta_onnx.openvino_engine import openvino_available
 
 pytestmark = pytest.mark.torch
 
@@ -30,7 +31,8 @@ def test_manifest_records_the_contract(tiny_artifact):
     assert (f.pooling, f.normalize, dict(f.prompts)) == ("cls", True, ROSBERTA_PROMPTS)
     assert m.source["stand_in"] is True and m.source["revision"].startswith("sha256:")
     assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(m.tools)
-    assert set(m.variants) == {"fp32", "fp16", "int8"}
+    # the default: every variant this environment can build (int8-openvino where openvino is installed)
+    assert set(m.variants) == {"fp32", "fp16", "int8"} | ({"int8-openvino"} if openvino_available() else set())
     assert m.variants["fp32"].fused_ops["Attention"] == 2 and m.variants["fp32"].fused_ops["SkipLayerNormalization"] == 4
     for v in m.variants.values():
         assert v.parity["n"] > 60 and v.parity["passed"], v.parity["failures"]

@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from rosberta_onnx.manifest import FORMAT_VERSION, VARIANTS, Manifest, ModelFacts, VariantRecord, sha256_file
+from rosberta_onnx.manifest import (FORMAT_VERSION, INT8_VARIANTS, VARIANTS, Manifest, ModelFacts, VariantRecord,
+                                    sha256_file)
+from rosberta_onnx.openvino_engine import openvino_available, openvino_version
 
 from .convert import OPSET, export_fp32, save_onnx
 from .fp16 import to_fp16
@@ -26,12 +28,15 @@ from .gate import INT8_GATE, gate_figures, judge
 from .parity import THRESHOLDS, compare, failures, parity_cases
 from rosberta_onnx.hardware import cpu_isa
 
-from .quantize import DEFAULT_INT8_RECIPE, INT8_RECIPES, quantize_int8
+from .openvino_int8 import OPENVINO_OPTIONS, OPENVINO_RECIPE, write_openvino_int8
+from .quantize import DEFAULT_INT8_RECIPE, INT8_RECIPES, ROWWISE_SETTINGS, calibrate, quantize_int8
+from .rowwise import plan_weights
 from .source import Source, resolve_source
 
 __all__ = ["ExportError", "ExportResult", "export", "FILES"]
 
-FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
+         "int8-openvino": "model_int8_openvino.onnx"}
 RECIPES = {
     "fp32": "fp32, onnxruntime transformer fusions (Attention, SkipLayerNormalization, BiasGelu), weights in model.onnx.data",
     "fp16": "fp16 weights and compute from the fused fp32 graph, fp32 inputs/outputs; a GPU variant",
@@ -105,7 +110,7 @@ def export(
     model: str,
     out: str | os.PathLike,
     *,
-    variants: tuple[str, ...] = VARIANTS,
+    variants: tuple[str, ...] | None = None,
     overwrite: bool = False,
     parity_texts: int = 64,
     int8_recipe: str = DEFAULT_INT8_RECIPE,
@@ -114,14 +119,24 @@ def export(
 ) -> ExportResult:
     """Export ``model`` (hub id or local folder) into the artifact folder ``out``.
 
+    ``variants``: default all of :data:`VARIANTS` this environment can build (``int8-openvino`` needs
+    ``openvino``, to gate it; without it that variant is left out, with a note in the log).
     ``parity_texts``: real RU/EN sentences in the parity set (edge cases are always added).
     ``int8_recipe``: see :data:`rosberta_export.quantize.INT8_RECIPES`. ``gate_pairs``: STS dev pairs per
     language for the int8 gate's retrieval and Spearman figures (1500 = the whole dev split).
     """
+    if variants is None:
+        variants = tuple(v for v in VARIANTS if v != "int8-openvino" or openvino_available())
+        if "int8-openvino" not in variants:
+            log("NOTE: openvino is not installed, so the int8-openvino variant is left out "
+                "(pip install 'rosberta-onnx[openvino]' to build and gate it)")
     variants = tuple(dict.fromkeys(variants))
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise ExportError(f"unknown variant(s) {bad or variants}; choose from {', '.join(VARIANTS)}")
+    if "int8-openvino" in variants and not openvino_available():
+        raise ExportError("variant int8-openvino is built and gated with OpenVINO, which is not installed: "
+                          "pip install 'rosberta-onnx[openvino]', or leave int8-openvino out of --variants")
     if int8_recipe not in INT8_RECIPES:
         raise ExportError(f"unknown int8 recipe {int8_recipe!r}; choose one of {', '.join(INT8_RECIPES)}")
     out = Path(out)
@@ -174,26 +189,18 @@ def export(
                 _stamp(fused.model, props)
                 written["fp32"] = save_onnx(fused.model, tmp / FILES["fp32"], external_data=True)
             del fused
-        if "int8" in variants:
-            import onnx
-
-            from rosberta_onnx.tokenize import TextTokenizer
-
-            step(f"quantising to int8 (recipe {int8_recipe})")
-            tok = TextTokenizer(tmp / "tokenizer.json", max_length=facts.max_length, pad_id=facts.pad_token_id)
-            q = quantize_int8(raw, work / "int8.onnx", recipe=int8_recipe, tokenizer=tok)
-            qm = onnx.load(str(q))
-            _stamp(qm, props)
-            written["int8"] = save_onnx(qm, tmp / FILES["int8"], external_data=False)
-            del qm
+        if any(v in variants for v in INT8_VARIANTS):
+            written.update(_quantise(raw, work, tmp, variants, int8_recipe, facts, props, step))
 
         records = {}
+        recipes = {**RECIPES, "int8": INT8_RECIPES[int8_recipe], "int8-openvino": OPENVINO_RECIPE}
         for v, paths in written.items():
+            openvino = v == "int8-openvino"
             records[v] = VariantRecord(
                 name=v, file=FILES[v], files={p.name: sha256_file(p) for p in paths},
-                size_bytes=sum(p.stat().st_size for p in paths),
-                recipe=INT8_RECIPES[int8_recipe] if v == "int8" else RECIPES[v],
-                fused_ops=fused_counts if v != "int8" else {}, isa=cpu_isa() if v == "int8" else "",
+                size_bytes=sum(p.stat().st_size for p in paths), recipe=recipes[v],
+                fused_ops=fused_counts if v not in INT8_VARIANTS else {}, isa=cpu_isa() if v in INT8_VARIANTS else "",
+                engine="openvino" if openvino else "onnxruntime", engine_options=dict(OPENVINO_OPTIONS) if openvino else {},
             )
         shutil.rmtree(work)
         Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
@@ -217,6 +224,37 @@ def export(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recipe: str, facts: ModelFacts, props,
+              step) -> dict[str, list[Path]]:
+    """The int8 variants. The row-wise recipes' calibration and weight plans (GPTQ: minutes on the full-size
+    model) are made once and shared by ``int8`` and ``int8-openvino``, which therefore hold the same weights."""
+    import onnx
+
+    from rosberta_onnx.tokenize import TextTokenizer
+
+    tok = TextTokenizer(tmp / "tokenizer.json", max_length=facts.max_length, pad_id=facts.pad_token_id)
+    rowwise = recipe in ROWWISE_SETTINGS
+    # int8-openvino always carries row-wise weights: those of the recipe asked for, else the default recipe's
+    s = ROWWISE_SETTINGS[recipe if rowwise else DEFAULT_INT8_RECIPE]
+    cal = plans = None
+    if rowwise or "int8-openvino" in variants:
+        step(f"calibrating int8 on {s.sentences} RU/EN STS train sentences")
+        cal = calibrate(raw, tok, s)
+        step("planning int8 weights: SmoothQuant, " + ("GPTQ rounding" if s.gptq else "rounding to nearest"))
+        plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
+    builds = {"int8": lambda out: quantize_int8(raw, out, recipe=recipe, tokenizer=tok, settings=s if rowwise else None,
+                                                cal=cal if rowwise else None, plans=plans if rowwise else None),
+              "int8-openvino": lambda out: write_openvino_int8(raw, out, plans)}
+    written = {}
+    for v in (v for v in INT8_VARIANTS if v in variants):
+        step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")
+        qm = onnx.load(str(builds[v](work / FILES[v])))
+        _stamp(qm, props)
+        written[v] = save_onnx(qm, tmp / FILES[v], external_data=False)
+        del qm
+    return written
 
 
 def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step, *, int8_recipe: str,
@@ -261,9 +299,8 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step,
         fails[v] = f
         step(f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
              + ("" if not f else f" — {len(f)} failing case(s)"))
-    if "int8" in out:
-        step(f"  int8 quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
-        int8 = Encoder.load(folder, variant="int8", verify=False)
+    gated = [v for v in INT8_VARIANTS if v in out]
+    if gated:
         if "fp32" in out:
             base = Encoder.load(folder, variant="fp32", verify=False)
             fp32 = lambda t, task: base.encode(t, task=task, batch_size=32)  # noqa: E731 - equal to torch by parity
@@ -271,11 +308,35 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step,
             from rosberta_onnx.prompts import apply_prompt
 
             fp32 = lambda t, task: ref.embed(apply_prompt(list(t), task, facts.prompts), batch_size=32)  # noqa: E731
+        fp32 = _memo(fp32)  # every int8 variant is judged against the same fp32 vectors, computed once
+    for v in gated:
+        step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
+        int8 = Encoder.load(folder, variant=v, verify=False)
         figures = gate_figures(fp32, lambda t, task: int8.encode(t, task=task, batch_size=32),
                                prompts=facts.prompts, pairs_per_lang=gate_pairs)
-        gate_fails = judge(out["int8"].parity, figures)
+        gate_fails = judge(out[v].parity, figures)
         gate = {"passed": not gate_fails, "thresholds": INT8_GATE, "figures": figures, "failures": gate_fails,
-                "recipe": int8_recipe, "weights": "random (stand-in: hides quantisation error)" if src.stand_in else "trained"}
-        out["int8"] = VariantRecord(**{**out["int8"].__dict__, "gate": gate})
-        step("  int8 gate: " + ("pass" if not gate_fails else "FAIL — " + "; ".join(gate_fails)))
+                "recipe": int8_recipe if v == "int8" else "openvino-" + _ov_weights(int8_recipe),
+                "weights": "random (stand-in: hides quantisation error)" if src.stand_in else "trained"}
+        if v == "int8-openvino":
+            gate["engine"] = {"openvino": openvino_version(), **out[v].engine_options}
+        out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
+        step(f"  {v} gate: " + ("pass" if not gate_fails else "FAIL — " + "; ".join(gate_fails)))
+        del int8
     return out, fails
+
+
+def _ov_weights(recipe: str) -> str:
+    return recipe if recipe in ROWWISE_SETTINGS else DEFAULT_INT8_RECIPE
+
+
+def _memo(embed):
+    cache: dict = {}
+
+    def cached(texts, task):
+        key = (tuple(texts), task)
+        if key not in cache:
+            cache[key] = embed(texts, task)
+        return cache[key]
+
+    return cached

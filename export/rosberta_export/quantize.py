@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .corpus import sts_pairs
-from .rowwise import ROWWISE_RECIPE, Calibration, _weight_matmuls, channel_stats, quantize_rowwise, sensitivity
+from .rowwise import (ROWWISE_RECIPE, Calibration, Plan, _weight_matmuls, channel_stats, plan_weights, quantize_rowwise,
+                      sensitivity)
 
 __all__ = ["INT8_RECIPES", "DEFAULT_INT8_RECIPE", "ROWWISE_SETTINGS", "RowwiseSettings", "calibrate", "quantize_int8",
            "calibration_texts"]
@@ -77,11 +78,13 @@ def calibrate(raw: Path, tokenizer, settings: RowwiseSettings, *, batch_size: in
 
 
 def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, tokenizer=None, keep_fp32: int = 0,
-                  settings: RowwiseSettings | None = None, cal: Calibration | None = None) -> Path:
+                  settings: RowwiseSettings | None = None, cal: Calibration | None = None,
+                  plans: dict[str, Plan] | None = None) -> Path:
     """Quantise the *unfused* fp32 graph ``raw``; onnxruntime fuses the int8 graph itself at load.
 
     ``tokenizer`` (a :class:`rosberta_onnx.tokenize.TextTokenizer`) is needed by calibrated recipes,
-    unless ``cal`` (from :func:`calibrate` with the same settings) is given.
+    unless ``cal`` (from :func:`calibrate` with the same settings) is given; ``plans`` (from
+    :func:`.rowwise.plan_weights` with that calibration and settings) saves rounding the weights again.
     ``keep_fp32``: how many of the most sensitive MatMuls (by measured relative output error on the
     calibration text) stay in fp32 (row-wise recipes only). ``settings`` overrides a row-wise recipe's.
     """
@@ -93,15 +96,17 @@ def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, to
             if tokenizer is None:
                 raise ValueError(f"the {recipe} recipe calibrates on text and needs a tokenizer")
             cal = calibrate(raw, tokenizer, s, keep_rows=SENSITIVITY_ROWS if keep_fp32 else 0)
+        if keep_fp32 and not cal.samples:
+            raise ValueError(f"keep_fp32={keep_fp32} ranks MatMuls on calibration rows, and the calibration given has "
+                             f"none: build it with calibrate(..., keep_rows={SENSITIVITY_ROWS})")
+        if plans is None:
+            plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
         skip: set[str] = set()
         if keep_fp32:
-            if not cal.samples:
-                raise ValueError(f"keep_fp32={keep_fp32} ranks MatMuls on calibration rows, and the calibration given has "
-                                 f"none: build it with calibrate(..., keep_rows={SENSITIVITY_ROWS})")
-            sens = sensitivity(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
+            sens = sensitivity(raw, cal, plans)
             skip = set(sorted(sens, key=sens.get, reverse=True)[:keep_fp32])
         quantize_rowwise(raw, out, cal=cal, alpha=s.alpha, shift_floor=s.shift_floor, skip=skip,
-                         merge_shared=s.merge_shared)
+                         merge_shared=s.merge_shared, plans=plans)
         return out
 
     import onnx

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ROWWISE_RECIPE", "Plan", "plan_matmul", "gptq_round", "fake_quant", "Calibration", "channel_stats",
-           "sensitivity", "quantize_rowwise"]
+__all__ = ["ROWWISE_RECIPE", "Plan", "plan_matmul", "plan_weights", "gptq_round", "fake_quant", "Calibration",
+           "channel_stats", "sensitivity", "quantize_rowwise"]
 
 ROWWISE_RECIPE = ("dynamic int8, per-row activation scales: MatMul weights S8 per output column, activations U8 "
                   "with one scale per token (U8S8, MatMulIntegerToFloat), fp32 attention scores and elsewhere")
@@ -83,6 +83,21 @@ def plan_matmul(w: np.ndarray, rng: tuple[np.ndarray, np.ndarray] | None, *, alp
     if shift is not None:
         corr = (shift.astype(np.float64) @ (wq.astype(np.float64) * col[None, :])).astype(np.float32)
     return Plan(inv_smooth, shift, wq, col, corr)
+
+
+def plan_weights(raw: Path, cal: "Calibration | None", *, alpha: float, shift_floor: float) -> dict[str, Plan]:
+    """:func:`plan_matmul` for every constant-weight MatMul of ``raw``, by node name. GPTQ rounding is
+    the slow part of an int8 export (minutes on the full-size model), so the plans are made once and
+    shared by everything built from them: the sensitivity ranking, the onnxruntime graph and the
+    OpenVINO twin (:mod:`.openvino_int8`, which uses the same weights, smoothing included)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(raw)).graph
+    inits = {i.name: i for i in graph.initializer}
+    return {n.name: plan_matmul(numpy_helper.to_array(inits[n.input[1]]), cal.ranges.get(n.input[0]) if cal else None,
+                                alpha=alpha, shift_floor=shift_floor, gram=cal.grams.get(n.input[0]) if cal else None)
+            for n in _weight_matmuls(graph)}
 
 
 def gptq_round(w: np.ndarray, gram: np.ndarray, col: np.ndarray, *, block: int = 128, damp: float = 0.01) -> np.ndarray:
@@ -177,8 +192,9 @@ def channel_stats(raw: Path, tensors: list[str], batches, *, keep_rows: int = 0,
     return Calibration(ranges, samples, gram)
 
 
-def sensitivity(raw: Path, cal: Calibration, *, alpha: float, shift_floor: float) -> dict[str, float]:
-    """Relative output error ``|y_q - y| / |y|`` of each constant-weight MatMul on calibration rows."""
+def sensitivity(raw: Path, cal: Calibration, plans: dict[str, Plan]) -> dict[str, float]:
+    """Relative output error ``|y_q - y| / |y|`` of each constant-weight MatMul on calibration rows
+    (``plans`` from :func:`plan_weights` with the same calibration)."""
     import onnx
     from onnx import numpy_helper
 
@@ -187,10 +203,8 @@ def sensitivity(raw: Path, cal: Calibration, *, alpha: float, shift_floor: float
     out = {}
     for node in _weight_matmuls(model.graph):
         x = cal.samples[node.input[0]]
-        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-        y = x @ w
-        yq = fake_quant(x, plan_matmul(w, cal.ranges.get(node.input[0]), alpha=alpha, shift_floor=shift_floor,
-                                       gram=cal.grams.get(node.input[0])))
+        y = x @ numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        yq = fake_quant(x, plans[node.name])
         out[node.name] = float(np.linalg.norm(yq - y) / max(np.linalg.norm(y), 1e-12))
     return out
 
@@ -205,7 +219,8 @@ def _consumers(graph) -> dict[str, list]:
 
 def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = frozenset(),
                      cal: Calibration | None = None, alpha: float = 0.5, shift_floor: float = -0.2,
-                     blocked_quantize: bool = True, merge_shared: bool = False) -> Path:
+                     blocked_quantize: bool = True, merge_shared: bool = False,
+                     plans: dict[str, Plan] | None = None) -> Path:
     """Rewrite every constant-weight MatMul of ``raw`` (fp32 ONNX) except those named in ``skip``.
 
     ``MatMulIntegerToFloat`` (an onnxruntime contrib op, as the fused fp32 graph's Attention is) applies
@@ -217,7 +232,9 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
     concatenated (smoothed and rounded together, as they see the same activations), the input is
     quantised once, one wider GEMM runs and a Split hands each its columns. Off by default: on the
     full-size stand-in it was ~3% faster at 8x128 (within run-to-run noise), and on MiniLM the shared
-    smoothing cost RU top-10 overlap (0.957 -> 0.952 of the gate's 0.95).
+    smoothing cost RU top-10 overlap (0.957 -> 0.952 of the gate's 0.95). ``plans`` (from
+    :func:`plan_weights` with the same calibration and settings) are used for unmerged MatMuls instead
+    of planning them again.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -255,8 +272,11 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
         k = w.shape[0]
         drop_inits.update(n.input[1] for n in members)
         p = f"rw_{node.name.replace('/', '_')}"
-        plan = plan_matmul(w, cal.ranges.get(x) if cal else None, alpha=alpha, shift_floor=shift_floor,
-                           gram=cal.grams.get(x) if cal else None)
+        if plans is not None and len(members) == 1:
+            plan = plans[node.name]
+        else:
+            plan = plan_matmul(w, cal.ranges.get(x) if cal else None, alpha=alpha, shift_floor=shift_floor,
+                               gram=cal.grams.get(x) if cal else None)
         add_inits += [numpy_helper.from_array(plan.wq, p + "_wq"), numpy_helper.from_array(plan.col, p + "_scol")]
         if plan.inv_smooth is not None:
             add_inits.append(numpy_helper.from_array(plan.inv_smooth, p + "_inv_smooth"))

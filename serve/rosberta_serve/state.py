@@ -47,7 +47,8 @@ class ServerState:
         # Read the manifest now: a wrong folder fails at start, and /info answers while the model loads.
         self.manifest = Manifest.read(config.model_dir)
         self.facts = self.manifest.model
-        # Likewise a variant this machine can't run (fp16 on CPU, an int8 that failed its gate).
+        # Likewise a variant this machine can't run (fp16 on CPU, an int8 that failed its gate). For ``auto``
+        # this is provisional: Encoder.load may measure the candidates and settle on another (see load()).
         self.variant = choose_variant(self.manifest, config.variant, resolve_providers(None))
         self.model_name = config.model_name or _default_name(self.manifest, config)
         self.status = "loading"
@@ -79,8 +80,9 @@ class ServerState:
         cfg = self.config
         started = time.perf_counter()
         try:
-            enc = await asyncio.to_thread(Encoder.load, cfg.model_dir, variant=self.variant, threads=cfg.threads,
+            enc = await asyncio.to_thread(Encoder.load, cfg.model_dir, variant=cfg.variant, threads=cfg.threads,
                                           spinning=cfg.spinning)
+            self.variant = enc.variant
             await asyncio.to_thread(enc.encode, _WARMUP * 4, batch_size=cfg.max_batch_size,
                                     max_batch_tokens=cfg.run_batch_tokens)
             batcher = MicroBatcher(enc, max_batch_tokens=cfg.max_batch_tokens, max_batch_size=cfg.max_batch_size,
@@ -96,8 +98,8 @@ class ServerState:
                 self._on_fatal(exc)
             return
         self.encoder, self.batcher, self.status = enc, batcher, "ready"
-        log.info("model ready: %s variant=%s dim=%d providers=%s batching=%s (%.1f s)", self.model_name, enc.variant,
-                 enc.dim, enc.providers, "on" if cfg.batching else "off", time.perf_counter() - started)
+        log.info("model ready: %s variant=%s [%s] dim=%d providers=%s batching=%s (%.1f s)", self.model_name, enc.variant,
+                 enc.selection, enc.dim, enc.providers, "on" if cfg.batching else "off", time.perf_counter() - started)
 
     async def close(self) -> None:
         """Finish queued and running batches (uvicorn has already drained in-flight HTTP requests)."""

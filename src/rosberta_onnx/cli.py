@@ -1,7 +1,7 @@
 """``rosberta-onnx``: a thin command line over the library.
 
     rosberta-onnx synth DIR [--size full|tiny] [--seed N]           offline stand-in checkpoint (export extra)
-    rosberta-onnx export [MODEL] -o DIR [--variants fp32,fp16,int8]  checkpoint -> ONNX artifact (export extra)
+    rosberta-onnx export [MODEL] -o DIR [--variants fp32,fp16,int8,int8-openvino]  checkpoint -> ONNX artifact (export extra)
     rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--task T]        embed one text per line (or JSONL)
     rosberta-onnx info DIR                                           the manifest's facts and parity figures
     rosberta-onnx demo [DIR]                                         synth -> export -> encode -> parity table
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputFormatError, MissingDependencyError, RosbertaError
+from .manifest import VARIANTS
 
 __all__ = ["main"]
 
@@ -73,7 +74,7 @@ def _cmd_export(a) -> int:
     _export_side()
     from rosberta_export.pipeline import export
 
-    result = export(a.model, a.output, variants=_variants(a.variants), overwrite=a.overwrite, parity_texts=a.parity_texts,
+    result = export(a.model, a.output, variants=_variants(a.variants) if a.variants else None, overwrite=a.overwrite, parity_texts=a.parity_texts,
                     int8_recipe=a.int8_recipe, gate_pairs=a.gate_pairs)
     print(parity_table(result.manifest))
     if not result.ok:
@@ -171,6 +172,10 @@ def _cmd_info(a) -> int:
     print(f"model: {f.architecture}, {f.num_layers} layers, dim {f.dim}, max length {f.max_length}, pooling {f.pooling}, "
           f"normalize {f.normalize}, tasks {list(f.prompts)}")
     print(parity_table(m))
+    for name, rec in m.variants.items():
+        if rec.engine != "onnxruntime":
+            print(f"{name}: runs on {rec.engine} with {dict(rec.engine_options)} "
+                  f"(pip install 'rosberta-onnx[{rec.engine}]')")
     return 0
 
 
@@ -270,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a checkpoint to an ONNX artifact folder, with parity figures")
     e.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"hub id or local folder (default {DEFAULT_MODEL})")
     e.add_argument("-o", "--output", required=True)
-    e.add_argument("--variants", default="fp32,fp16,int8")
+    e.add_argument("--variants", default=None,
+                   help=f"comma list of {','.join(VARIANTS)} (default: all; int8-openvino only where openvino is installed)")
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--parity-texts", type=int, default=64, help="real RU/EN sentences in the parity set (plus edge cases)")
     e.add_argument("--int8-recipe", default="rowwise-sq", choices=["rowwise-sq", "rowwise-sq-rtn", "ort-per-channel", "ort-per-tensor"])
@@ -284,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--input-format", choices=["lines", "jsonl"], default=None, help="default: by extension")
     n.add_argument("-o", "--output", default=None, help="file (default: stdout)")
     n.add_argument("--format", choices=["npy", "jsonl"], default=None, help="default: by extension, else npy")
-    n.add_argument("--variant", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    n.add_argument("--variant", default="auto", choices=("auto",) + VARIANTS)
     n.add_argument("--task", default=None, help="task prefix to add (e.g. search_query); default none")
     n.add_argument("--batch-size", type=int, default=32)
     n.add_argument("--threads", type=int, default=None)
@@ -302,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("serve", help="HTTP embedding server: OpenAI /v1/embeddings, TEI /embed, dynamic batching")
     v.add_argument("dir")
-    v.add_argument("--variant", choices=["auto", "fp32", "fp16", "int8"], default=None, help="default auto")
+    v.add_argument("--variant", choices=("auto",) + VARIANTS, default=None, help="default auto")
     v.add_argument("--model-name", default=None, help="model id in responses (default: from the manifest)")
     v.add_argument("--host", default=None, help="default 127.0.0.1 (loopback only)")
     v.add_argument("--port", type=int, default=None, help="default 8080; 0 picks a free port")
@@ -335,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--text-column", default="text")
     c.add_argument("--id-column", default="id")
     c.add_argument("--task", default="search_document", help="task prefix (default search_document)")
-    c.add_argument("--variant", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    c.add_argument("--variant", default="auto", choices=("auto",) + VARIANTS)
     c.add_argument("--ray-address", default=None,
                    help="auto: join a running cluster; local: start a local instance; default: join one if found, else local")
     c.add_argument("--actors", type=int, default=None, help="actors (one model each); default: cluster CPUs / threads")

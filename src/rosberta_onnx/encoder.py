@@ -13,11 +13,11 @@ import numpy as np
 from .batching import plan_batches
 from .errors import RosbertaError
 from .inputs import as_text_list
-from .manifest import Manifest, ModelFacts
+from .manifest import INT8_VARIANTS, Manifest, ModelFacts
 from .pooling import l2_normalize, pool
 from .prompts import apply_prompt
-from .hardware import autotune_int8, cpu_isa, int8_native
-from .session import CUDA, choose_variant, make_session, physical_cores, resolve_providers
+from .hardware import cpu_isa, fastest_variant, int8_native
+from .session import CUDA, auto_candidates, choose_variant, make_session, physical_cores, resolve_providers
 from .tokenize import TextTokenizer
 
 __all__ = ["Encoder", "Encoded", "HardwareWarning"]
@@ -78,20 +78,26 @@ class Encoder:
     ) -> "Encoder":
         """Load an artifact folder written by ``rosberta-onnx export``.
 
-        ``variant``: ``"auto"`` (fp16 on a CUDA device, else int8 if it passed its quality gate, else
-        fp32), or ``"fp32"`` / ``"fp16"`` / ``"int8"``. ``threads`` defaults to the physical cores.
+        ``variant``: ``"auto"`` (fp16 on a CUDA device, else an int8 variant that passed its quality gate,
+        else fp32), or ``"fp32"`` / ``"fp16"`` / ``"int8"`` / ``"int8-openvino"`` (the same int8 weights run
+        by OpenVINO: needs ``pip install 'rosberta-onnx[openvino]'``). ``threads`` defaults to the physical cores.
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
         ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on int8, time
-        int8 against fp32 once on this machine and keep fp32 if int8 is not faster; the verdict is
-        cached next to the artifact. Why a variant was chosen is in :attr:`selection`.
+        fp32 and every gated int8 variant whose engine is installed once on this machine and take the
+        fastest (never an int8 slower than fp32); the verdict is cached next to the artifact. Without it,
+        ``auto`` takes onnxruntime's int8 before OpenVINO's. Why a variant was chosen is in :attr:`selection`.
         """
         folder = Path(path)
         manifest = Manifest.read(folder)
         provs = resolve_providers(providers)
         chosen = choose_variant(manifest, variant, provs, allow_cpu_fp16=allow_cpu_fp16)
         threads = threads if threads is not None else physical_cores()
-        open_session = lambda f: make_session(folder / f, providers=provs, threads=threads, spinning=spinning)  # noqa: E731
+
+        def open_session(name: str):
+            rec = manifest.variant(name)
+            return make_session(folder / rec.file, providers=provs, threads=threads, spinning=spinning, record=rec)
+
         reason = "requested" if variant != "auto" else f"auto: {chosen}"
         session = None
         if chosen == "int8":
@@ -104,20 +110,19 @@ class Encoder:
                     HardwareWarning, stacklevel=2)
                 if variant == "auto" and "fp32" in manifest.variants:
                     chosen, reason = "fp32", f"auto: fp32 (int8 not native on {isa})"
-            elif variant == "auto" and "fp32" in manifest.variants and _autotune_enabled(autotune):
-                rec = manifest.variant("int8")
-                d, session = autotune_int8(folder, manifest.variant("fp32").file, rec.file, rec.files[rec.file],
-                                           threads=threads, make_session=open_session)
-                verdict = f"int8 {d['int8_ms']:.1f} ms vs fp32 {d['fp32_ms']:.1f} ms" + (" (cached)" if d["cached"] else "")
-                if not d["int8_faster"]:
-                    chosen, session = "fp32", None
-                reason = f"auto: {chosen} ({verdict})"
+        candidates = auto_candidates(manifest, provs)
+        if variant == "auto" and chosen in INT8_VARIANTS and len(candidates) > 1 and _autotune_enabled(autotune):
+            shas = {v: manifest.variant(v).files[manifest.variant(v).file] for v in candidates}
+            d, sessions = fastest_variant(folder, shas, threads=threads, make_session=open_session)
+            chosen, session = d["choice"], sessions.get(d["choice"])
+            timings = ", ".join(f"{v} {ms:.1f} ms" for v, ms in sorted(d["ms"].items(), key=lambda kv: kv[1]))
+            reason = f"auto: {chosen} ({timings}" + (", cached)" if d["cached"] else ")")
         record = manifest.variant(chosen)
         if verify:
             manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256, **record.files})
         facts = manifest.model
         tokenizer = TextTokenizer(folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id)
-        enc = cls(folder, manifest, chosen, session or open_session(record.file), tokenizer)
+        enc = cls(folder, manifest, chosen, session or open_session(chosen), tokenizer)
         enc.selection = reason
         return enc
 

@@ -1,12 +1,12 @@
-"""What this CPU can do for int8, and whether int8 actually beats fp32 here (measured once, cached).
+"""What this CPU can do for int8, and which variant is fastest here (measured once, cached).
 
 ``variant="auto"`` must never pick a variant that is slower than fp32 on the machine it runs on. The
 int8 kernels' speed depends on the instruction set (AMX / AVX-512 VNNI / AVX-VNNI multiply U8xS8
-natively; plain AVX2 emulates it with 16-bit intermediates that can saturate), on the thread count
-and on the onnxruntime build, so the decision is measured, not assumed: one short alternating timing
-of fp32 and int8 the first time an artifact is loaded with ``auto``, cached next to the artifact (or
-in ``~/.cache/rosberta-onnx`` when that folder is read-only). ``ROSBERTA_AUTOTUNE=0`` or
-``autotune=False`` skips the measurement and trusts the quality gate alone.
+natively; plain AVX2 emulates it with 16-bit intermediates that can saturate), on the thread count,
+on the engine (onnxruntime or OpenVINO) and its build, so the decision is measured, not assumed: one
+short alternating timing of fp32 and every gated int8 variant the first time an artifact is loaded with
+``auto``, cached next to the artifact (or in ``~/.cache/rosberta-onnx`` when that folder is read-only).
+``ROSBERTA_AUTOTUNE=0`` or ``autotune=False`` skips the measurement and trusts the quality gate alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cpu_flags", "cpu_isa", "int8_native", "autotune_int8"]
+__all__ = ["cpu_flags", "cpu_isa", "int8_native", "fastest_variant"]
 
 CACHE_NAME = ".autotune.json"
 
@@ -66,48 +66,51 @@ def _cache_paths(folder: Path, key: str) -> list[Path]:
     return [folder / CACHE_NAME, home / f"autotune-{key[:16]}.json"]
 
 
-def autotune_int8(folder: Path, fp32_file: str, int8_file: str, int8_sha: str, *, threads: int, make_session,
-                  seq: int = 64, batch: int = 4, rounds: int = 5) -> tuple[dict, object | None]:
-    """``({"int8_faster": bool, "fp32_ms": .., "int8_ms": .., "cached": bool, ...}, int8 session or None)``.
+def fastest_variant(folder: Path, candidates: dict[str, str], *, threads: int, make_session, seq: int = 64,
+                    batch: int = 4, rounds: int = 5) -> tuple[dict, dict[str, object]]:
+    """Time each of ``candidates`` (variant name -> sha256 of its model file; fp32 among them) and pick the fastest.
 
-    The int8 session is returned when it had to be opened for the measurement, so the caller can keep it.
+    Returns ``({"choice": name, "ms": {name: median ms}, "cached": bool, "cache": path, ...}, sessions)``;
+    ``sessions`` holds the sessions opened for the measurement (none when the verdict came from the cache),
+    so the caller can keep the chosen one instead of loading it twice.
     """
-    import onnxruntime as ort
-
-    key_fields = {"int8_sha256": int8_sha, "cpu": _cpu_model(), "threads": threads, "onnxruntime": ort.__version__,
-                  "shape": [batch, seq]}
-    key = json.dumps(key_fields, sort_keys=True)
     import hashlib
 
-    digest = hashlib.sha256(key.encode()).hexdigest()
+    import onnxruntime as ort
+
+    from .openvino_engine import openvino_version
+
+    key_fields = {"candidates": dict(sorted(candidates.items())), "cpu": _cpu_model(), "threads": threads,
+                  "onnxruntime": ort.__version__, "openvino": openvino_version(), "shape": [batch, seq]}
+    digest = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
     for path in _cache_paths(folder, digest):
         try:
             data = json.loads(path.read_text())
-            if data.get("key") == key_fields:
-                return {**data["decision"], "cached": True, "cache": str(path)}, None
+            if data.get("key") == key_fields and data["decision"]["choice"] in candidates:
+                return {**data["decision"], "cached": True, "cache": str(path)}, {}
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    fp32, int8_session = make_session(fp32_file), make_session(int8_file)
+    sessions = {name: make_session(name) for name in candidates}
     ids = np.full((batch, seq), 5, dtype=np.int64)
     ids[:, 0], ids[:, -1] = 0, 2
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    times = {"fp32": [], "int8": []}
-    for s in (fp32, int8_session):
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for s in sessions.values():
         s.run(None, feeds)  # warm-up
-    for _ in range(rounds):  # alternate, so drift on a shared machine hits both alike
-        for name, s in (("fp32", fp32), ("int8", int8_session)):
+    for _ in range(rounds):  # alternate, so drift on a shared machine hits all alike
+        for name, s in sessions.items():
             t = time.perf_counter()
             s.run(None, feeds)
             times[name].append(time.perf_counter() - t)
-    f, i = float(np.median(times["fp32"])) * 1e3, float(np.median(times["int8"])) * 1e3
-    decision = {"int8_faster": i < f, "fp32_ms": f, "int8_ms": i, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+    decision = {"choice": min(ms, key=ms.get), "ms": ms, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
     from .manifest import write_json_atomic
 
     for path in _cache_paths(folder, digest):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, {"key": key_fields, "decision": decision})
-            return {**decision, "cached": False, "cache": str(path)}, int8_session
+            return {**decision, "cached": False, "cache": str(path)}, sessions
         except OSError:
             continue
-    return {**decision, "cached": False, "cache": None}, int8_session
+    return {**decision, "cached": False, "cache": None}, sessions

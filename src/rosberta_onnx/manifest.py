@@ -10,7 +10,8 @@ An artifact folder looks like::
     tokenizer.json         the `tokenizers` file (padding/truncation are set by the runtime, not trusted)
     model.onnx + model.onnx.data     fp32
     model_fp16.onnx        fp16 (GPU variant)
-    model_int8.onnx        dynamic int8 (CPU variant)
+    model_int8.onnx        dynamic int8 (CPU variant, onnxruntime)
+    model_int8_openvino.onnx   the same int8 weights for OpenVINO's CPU plugin (optional engine)
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "VARIANTS",
+    "INT8_VARIANTS",
+    "ENGINES",
     "POOLINGS",
     "ModelFacts",
     "VariantRecord",
@@ -39,7 +42,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-VARIANTS = ("fp32", "fp16", "int8")
+VARIANTS = ("fp32", "fp16", "int8", "int8-openvino")
+INT8_VARIANTS = ("int8", "int8-openvino")  # each gated by the exporter before ``auto`` may pick it
+ENGINES = ("onnxruntime", "openvino")
 POOLINGS = ("cls", "mean")
 # Key prefix of the contract copied into each ONNX file's metadata_props.
 METADATA_PREFIX = "rosberta_onnx."
@@ -84,7 +89,7 @@ class ModelFacts:
 class VariantRecord:
     """One exported ONNX file and what was measured about it at export time."""
 
-    name: str  # "fp32" | "fp16" | "int8"
+    name: str  # one of VARIANTS
     file: str
     files: Mapping[str, str]  # every file the variant needs -> sha256
     size_bytes: int
@@ -93,6 +98,13 @@ class VariantRecord:
     gate: Mapping[str, Any] = field(default_factory=dict)  # {"passed": bool, "thresholds": ..., "figures": ...}
     fused_ops: Mapping[str, int] = field(default_factory=dict)
     isa: str = ""  # instruction set the variant was built and gated for (int8)
+    engine: str = "onnxruntime"  # what runs the file (ENGINES)
+    engine_options: Mapping[str, Any] = field(default_factory=dict)  # passed to the engine as gated
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ArtifactError(f"variant {self.name!r} names engine {self.engine!r}, which this rosberta-onnx does not "
+                                f"know (it runs {ENGINES}); upgrade rosberta-onnx or re-export the folder")
 
     @property
     def gate_passed(self) -> bool:

@@ -1,4 +1,5 @@
-"""Building the ONNX Runtime session: providers, threads, spinning, and which variant ``auto`` picks."""
+"""Building the session that runs a variant (onnxruntime, or OpenVINO where the manifest says so):
+providers, threads, spinning, and which variant ``auto`` picks."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import os
 from pathlib import Path
 
 from .errors import ArtifactError, VariantError
-from .manifest import Manifest, VARIANTS
+from .manifest import INT8_VARIANTS, Manifest, VARIANTS, VariantRecord
+from .openvino_engine import OpenVinoSession, openvino_available
 
-__all__ = ["physical_cores", "resolve_providers", "choose_variant", "make_session", "cuda_available"]
+__all__ = ["physical_cores", "resolve_providers", "choose_variant", "auto_candidates", "make_session", "cuda_available",
+           "engine_available"]
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -51,17 +54,30 @@ def resolve_providers(providers: list[str] | None) -> list[str]:
     return list(providers)
 
 
+def engine_available(record: VariantRecord) -> bool:
+    return record.engine == "onnxruntime" or (record.engine == "openvino" and openvino_available())
+
+
+def auto_candidates(manifest: Manifest, providers: list[str]) -> list[str]:
+    """What ``auto`` may pick here, best first: fp16 on a CUDA device; on the CPU every int8 variant that
+    passed its quality gate and whose engine is installed (onnxruntime's before OpenVINO's: the default
+    engine, unless a measurement says otherwise -- see :func:`.hardware.fastest_variant`), then fp32."""
+    if CUDA in providers and "fp16" in manifest.variants:
+        return ["fp16"]
+    out = []
+    if CUDA not in providers:
+        out = [v for v in INT8_VARIANTS if v in manifest.variants and manifest.variants[v].gate_passed
+               and engine_available(manifest.variants[v])]
+    return out + ["fp32"] * ("fp32" in manifest.variants)
+
+
 def choose_variant(manifest: Manifest, requested: str, providers: list[str], *, allow_cpu_fp16: bool = False) -> str:
-    """``auto``: fp16 on a CUDA device, else int8 if it passed its quality gate, else fp32."""
+    """``auto``: the first of :func:`auto_candidates`; else the variant named, if it may run here."""
     on_cuda = CUDA in providers
     if requested == "auto":
-        if on_cuda and "fp16" in manifest.variants:
-            return "fp16"
-        int8 = manifest.variants.get("int8")
-        if not on_cuda and int8 is not None and int8.gate_passed:
-            return "int8"
-        if "fp32" in manifest.variants:
-            return "fp32"
+        candidates = auto_candidates(manifest, providers)
+        if candidates:
+            return candidates[0]
         raise VariantError(
             f"variant='auto' found nothing it may use here: the artifact has {sorted(manifest.variants)}, "
             f"providers are {providers}. Export fp32 too, or name a variant explicitly."
@@ -78,7 +94,13 @@ def choose_variant(manifest: Manifest, requested: str, providers: list[str], *, 
     return requested
 
 
-def make_session(path: Path, *, providers: list[str], threads: int | None, spinning: bool):
+def make_session(path: Path, *, providers: list[str], threads: int | None, spinning: bool,
+                 record: VariantRecord | None = None):
+    """The session for ``path``; ``record`` (its manifest entry) says which engine runs it and how."""
+    if record is not None and record.engine == "openvino":
+        # ``spinning`` is an onnxruntime thread-pool setting; OpenVINO runs its own pool and has no such switch.
+        return OpenVinoSession(path, threads=threads if threads is not None else physical_cores(),
+                               options=record.engine_options, variant=record.name)
     import onnxruntime as ort
 
     so = ort.SessionOptions()

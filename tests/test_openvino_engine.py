@@ -1,0 +1,134 @@
+"""The optional OpenVINO engine: the int8-openvino variant, its loading, its errors, and how ``auto`` treats it."""
+
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from rosberta_onnx import Encoder
+from rosberta_onnx.errors import ArtifactError, VariantError
+from rosberta_onnx.manifest import Manifest
+from rosberta_onnx.openvino_engine import openvino_available
+
+needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed "
+                                    "(pip install 'rosberta-onnx[openvino]'; the full CI environment has it)")
+
+
+def _has_ov_variant(art):
+    if "int8-openvino" not in Manifest.read(art).variants:
+        pytest.skip("this artifact has no int8-openvino variant (exported without openvino)")
+
+
+def _with_gates(src, dst, **passed):
+    shutil.copytree(src, dst)
+    d = json.loads((dst / "manifest.json").read_text())
+    for variant, ok in passed.items():
+        d["variants"][variant.replace("_", "-")]["gate"]["passed"] = ok
+    (dst / "manifest.json").write_text(json.dumps(d))
+    return dst
+
+
+def test_record_names_the_engine_and_the_options_it_was_gated_with(tiny_artifact):
+    _has_ov_variant(tiny_artifact)
+    m = Manifest.read(tiny_artifact)
+    ov, ort_int8 = m.variants["int8-openvino"], m.variants["int8"]
+    assert (ov.engine, ort_int8.engine, m.variants["fp32"].engine) == ("openvino", "onnxruntime", "onnxruntime")
+    assert ov.engine_options["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == 256
+    assert ov.engine_options["INFERENCE_PRECISION_HINT"] == "f32"
+    assert ov.gate["engine"]["openvino"] and "passed" in ov.gate and ov.isa
+
+
+@pytest.mark.torch
+def test_both_int8_variants_carry_the_same_weights(tiny_artifact):
+    """One weight plan (smoothing + GPTQ) serves both engines: the int8 weight tensors are identical."""
+    import onnx
+    from onnx import numpy_helper
+
+    _has_ov_variant(tiny_artifact)
+
+    def int8_weights(file, suffix):
+        g = onnx.load(str(tiny_artifact / file)).graph
+        return sorted((numpy_helper.to_array(i).tobytes() for i in g.initializer if i.name.endswith(suffix)))
+
+    ort_w = int8_weights("model_int8.onnx", "_wq")
+    assert ort_w and ort_w == int8_weights("model_int8_openvino.onnx", "_wq")
+
+
+@needs_openvino
+def test_openvino_variant_encodes_like_fp32_and_is_thread_safe(tiny_artifact):
+    _has_ov_variant(tiny_artifact)
+    ov = Encoder.load(tiny_artifact, variant="int8-openvino")
+    assert ov.variant == "int8-openvino" and ov.providers == ["OpenVINO:CPU"]
+    texts = ["Привет, мир", "search me", "Съешь же ещё этих мягких французских булок, да выпей чаю."] * 7
+    ref = Encoder.load(tiny_artifact, variant="fp32").encode(texts, task="search_query")
+    got = ov.encode(texts, task="search_query", batch_size=5)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    assert float((got * ref).sum(1).min()) > 0.999  # random weights: loose, the gate judges real ones
+    out, errors = {}, []
+
+    def work(i):
+        try:
+            out[i] = ov.encode(texts[i:i + 6], task="search_query", batch_size=2)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(out) == 8
+    for i, v in out.items():  # concurrent calls give what serial ones give
+        np.testing.assert_allclose(v, got[i:i + 6], atol=1e-5)
+
+
+@needs_openvino
+def test_auto_takes_a_gated_openvino_int8_and_never_a_failed_one(tiny_artifact, tmp_path):
+    _has_ov_variant(tiny_artifact)
+    only_ov = _with_gates(tiny_artifact, tmp_path / "ov", int8=False, int8_openvino=True)
+    assert Encoder.load(only_ov, autotune=False).variant == "int8-openvino"
+    both = _with_gates(tiny_artifact, tmp_path / "both", int8=True, int8_openvino=True)
+    assert Encoder.load(both, autotune=False).variant == "int8"  # untimed: the default engine first
+    neither = _with_gates(tiny_artifact, tmp_path / "neither", int8=False, int8_openvino=False)
+    assert Encoder.load(neither, autotune=False).variant == "fp32"
+    timed = Encoder.load(both)  # timed: all three measured, the fastest kept
+    d = json.loads((both / ".autotune.json").read_text())["decision"]
+    assert set(d["ms"]) == {"fp32", "int8", "int8-openvino"} and timed.variant == d["choice"]
+
+
+def test_without_openvino_the_variant_is_refused_with_the_fix_and_auto_skips_it(tiny_artifact, tmp_path, monkeypatch):
+    _has_ov_variant(tiny_artifact)
+    import rosberta_onnx.openvino_engine as engine
+    import rosberta_onnx.session as session
+
+    monkeypatch.setattr(engine, "openvino_available", lambda: False)
+    monkeypatch.setattr(session, "openvino_available", lambda: False)
+    with pytest.raises(VariantError, match=r"not installed.*rosberta-onnx\[openvino\].*variant='int8'"):
+        Encoder.load(tiny_artifact, variant="int8-openvino")
+    only_ov = _with_gates(tiny_artifact, tmp_path / "ov", int8=False, int8_openvino=True)
+    assert Encoder.load(only_ov).variant == "fp32"
+
+
+@needs_openvino
+def test_damaged_openvino_file_is_an_artifact_error(tiny_artifact, tmp_path):
+    _has_ov_variant(tiny_artifact)
+    art = tmp_path / "damaged"
+    shutil.copytree(tiny_artifact, art)
+    f = art / Manifest.read(art).variants["int8-openvino"].file
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    with pytest.raises(ArtifactError, match="does not match its checksum"):
+        Encoder.load(art, variant="int8-openvino")
+    with pytest.raises(ArtifactError, match=r"OpenVINO .* could not load.*re-export"):
+        Encoder.load(art, variant="int8-openvino", verify=False)
+
+
+def test_unknown_engine_in_a_manifest_is_refused(tiny_artifact, tmp_path):
+    art = tmp_path / "future"
+    shutil.copytree(tiny_artifact, art)
+    d = json.loads((art / "manifest.json").read_text())
+    d["variants"]["int8"]["engine"] = "tensorrt"
+    (art / "manifest.json").write_text(json.dumps(d))
+    with pytest.raises(ArtifactError, match="engine 'tensorrt'.*upgrade rosberta-onnx or re-export"):
+        Encoder.load(art)

@@ -30,43 +30,9 @@ RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
 # OpenVINO candidates -> the group size (along the reduction axis) its CPU plugin quantises activations in at
 # run time, with int8 weights per column; 0 for NNCF's static int8, which needs none
 OPENVINO_DYNAMIC = {f"openvino w8 + dynamic a8 g{g}": g for g in (32, 256)}
-OPENVINO_ROWWISE = "openvino w8 rowwise-sq (smoothing, GPTQ) + dynamic a8 g256"
+OPENVINO_ROWWISE = "openvino w8 rowwise-sq (smoothing, GPTQ) + dynamic a8 g256"  # = the int8-openvino variant
 NNCF = "openvino nncf int8 (static)"
 OPENVINO = {**OPENVINO_DYNAMIC, OPENVINO_ROWWISE: 256, NNCF: 0}
-
-
-def _weight_int8_dq(raw: Path, out: Path, *, cal=None, alpha: float = 0.0) -> Path:
-    """The fp32 graph with every constant MatMul weight stored int8 per column behind a DequantizeLinear:
-    OpenVINO reads it as a weight-compressed model and its CPU plugin quantises activations on the fly.
-    Without ``cal`` the weights are rounded to nearest; with it (a row-wise recipe's calibration) each
-    MatMul input is smoothed first (a Mul) and the weights are GPTQ-rounded, as the row-wise recipe does
-    -- all but the GELU shift, which OpenVINO's symmetric activation groups cannot use."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    from rosberta_export.rowwise import _weight_matmuls, plan_matmul
-
-    m = onnx.load(str(raw))
-    g = m.graph
-    inits = {i.name: i for i in g.initializer}
-    before: dict[str, list] = {}  # MatMul name -> nodes that must run before it
-    for n in _weight_matmuls(g):
-        name, x = n.input[1], n.input[0]
-        plan = plan_matmul(numpy_helper.to_array(inits[name]), cal.ranges.get(x) if cal else None, alpha=alpha,
-                           shift_floor=float("inf"), gram=cal.grams.get(x) if cal else None)
-        g.initializer.remove(inits[name])
-        g.initializer.extend([numpy_helper.from_array(plan.wq, name + "_q"), numpy_helper.from_array(plan.col, name + "_s")])
-        before[n.name] = [helper.make_node("DequantizeLinear", [name + "_q", name + "_s"], [name + "_dq"], axis=1)]
-        n.input[1] = name + "_dq"
-        if plan.inv_smooth is not None:
-            g.initializer.append(numpy_helper.from_array(plan.inv_smooth, name + "_inv_smooth"))
-            before[n.name].append(helper.make_node("Mul", [x, name + "_inv_smooth"], [name + "_xsm"]))
-            n.input[0] = name + "_xsm"
-    nodes = [d for n in g.node for d in (*before.get(n.name, ()), n)]
-    del g.node[:]
-    g.node.extend(nodes)
-    onnx.save(m, str(out))
-    return out
 
 
 def _nncf_int8(raw: Path, tok, out: Path) -> Path:
@@ -82,27 +48,12 @@ def _nncf_int8(raw: Path, tok, out: Path) -> Path:
     return out
 
 
-class _OpenVino:
-    """Quacks like an onnxruntime session (``run(None, feeds)``) for the loops below."""
-
-    def __init__(self, path: Path, threads: int, group: int) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        model = core.read_model(str(path))
-        model.reshape({i.get_any_name(): ov.PartialShape([-1, -1]) for i in model.inputs})
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                                                     "DYNAMIC_QUANTIZATION_GROUP_SIZE": group})
-        self._req, self._names = compiled.create_infer_request(), {i.get_any_name() for i in compiled.inputs}
-
-    def run(self, _outputs, feeds):
-        self._req.infer({k: v for k, v in feeds.items() if k in self._names})
-        return [self._req.get_output_tensor(0).data.copy()]
-
-
 def _session(path: Path, threads: int, name: str = ""):
-    if name in OPENVINO:
-        return _OpenVino(path, threads, group=OPENVINO[name])
+    if name in OPENVINO:  # the runtime's own OpenVINO adapter, with this candidate's group size
+        from rosberta_onnx.openvino_engine import OpenVinoSession
+
+        return OpenVinoSession(path, threads=threads, variant=name, options={
+            "INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": OPENVINO[name]})
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -138,7 +89,9 @@ def main(argv=None) -> int:
     from rosberta_export.convert import export_fp32
     from rosberta_export.corpus import parity_texts
     from rosberta_export.gate import gate_figures
+    from rosberta_export.openvino_int8 import write_openvino_int8
     from rosberta_export.quantize import ROWWISE_SETTINGS, calibrate, quantize_int8
+    from rosberta_export.rowwise import plan_weights
     from rosberta_export.source import resolve_source
     from rosberta_onnx.tokenize import TextTokenizer
 
@@ -158,10 +111,13 @@ def main(argv=None) -> int:
         files[r] = quantize_int8(raw, work / f"{r}.onnx", recipe=r, tokenizer=tok, cal=cal if r == "rowwise-sq" else None)
         build_s[r] = time.perf_counter() - t + (cal_s if r == "rowwise-sq" else 0.0)
     if importlib.util.find_spec("openvino") is not None:
-        dq = _weight_int8_dq(raw, work / "openvino-w8.onnx")
+        # nearest-rounded weights, no smoothing (what OpenVINO's own 8-bit weight compression does) ...
+        dq = write_openvino_int8(raw, work / "openvino-w8.onnx", plan_weights(raw, None, alpha=0.0, shift_floor=0.0))
         files.update({name: dq for name in OPENVINO_DYNAMIC})
-        files[OPENVINO_ROWWISE] = _weight_int8_dq(raw, work / "openvino-w8-rowwise.onnx", cal=cal,
-                                                  alpha=ROWWISE_SETTINGS["rowwise-sq"].alpha)
+        # ... and the shipped int8-openvino variant: the row-wise recipe's weights, as the exporter writes it
+        s = ROWWISE_SETTINGS["rowwise-sq"]
+        files[OPENVINO_ROWWISE] = write_openvino_int8(raw, work / "openvino-w8-rowwise.onnx",
+                                                      plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor))
         if importlib.util.find_spec("nncf") is not None:
             t = time.perf_counter()
             files[NNCF] = _nncf_int8(raw, tok, work / "openvino-nncf-int8.xml")

@@ -29,8 +29,8 @@ class Rosberta(System):
         self.config = {"variant": self.variant, "file": rec.file, "providers": self._enc.providers,
                        "threads": self.ctx.threads, "spinning": False, "verify_checksums": True}
         self.notes.append("load time includes the sha256 check of the model files (Encoder.load's default)")
-        if self.variant == "int8" and not rec.gate_passed:
-            self.notes.append("this int8 file FAILED its quality gate at export; `auto` would not pick it")
+        if self.variant.startswith("int8") and not rec.gate_passed:
+            self.notes.append(f"this {self.variant} file FAILED its quality gate at export; `auto` would not pick it")
 
     def _load_kwargs(self) -> dict:
         return {}
@@ -50,6 +50,22 @@ class RosbertaInt8(Rosberta):
     name, label, variant = "rosberta-int8", "rosberta-onnx int8", "int8"
 
 
+class RosbertaInt8OpenVino(Rosberta):
+    name, label, variant = "rosberta-int8-openvino", "rosberta-onnx int8 on OpenVINO", "int8-openvino"
+
+    def prepare(self) -> None:
+        super().prepare()
+        from rosberta_onnx.openvino_engine import openvino_available
+
+        if not openvino_available():
+            raise Skip("openvino is not installed (pip install 'rosberta-onnx[openvino]')")
+
+    def _load_kwargs(self) -> dict:
+        opts = self.ctx.manifest.variant(self.variant).engine_options
+        self.notes.append(f"the int8 variant's weights run by OpenVINO's CPU plugin with {dict(opts)}, as gated")
+        return {}
+
+
 class RosbertaFp16(Rosberta):
     name, label, variant = "rosberta-fp16", "rosberta-onnx fp16 (GPU)", "fp16"
 
@@ -66,4 +82,4 @@ class RosbertaFp16(Rosberta):
         return {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaFp16)
+SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaInt8OpenVino, RosbertaFp16)

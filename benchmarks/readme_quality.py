@@ -31,13 +31,16 @@ def parity_section(artifacts: list[Path]) -> str:
         lines += ["", f"**{Path(str(src['model'])).name}** ({kind}; {m.model.num_layers} layers, dim {m.model.dim}, "
                       f"pooling {m.model.pooling}; {n} texts), exported {m.created[:10]} with onnxruntime "
                       f"{m.tools.get('onnxruntime')}, torch {m.tools.get('torch')}:", "", parity_table(m)]
-        g = m.variants.get("int8") and m.variants["int8"].gate
-        if g and g.get("figures"):
+        for name, rec in m.variants.items():
+            g = rec.gate
+            if not g or not g.get("figures"):
+                continue
             f = g["figures"]
             ov = ", ".join(f"{k} {v:.3f}" for k, v in f["top10_overlap"].items())
             sp = ", ".join(f"{k} {f['spearman_int8'][k]:.4f} vs {f['spearman_fp32'][k]:.4f}" for k in f["spearman_fp32"])
-            lines += ["", f"int8 gate ({g.get('recipe')}, {g.get('weights')}): top-10 retrieval overlap with fp32 {ov}; "
-                          f"STS Spearman int8 vs fp32 {sp} ({f['pairs_per_lang']} dev pairs per language) — "
+            engine = f", on {rec.engine} {dict(rec.engine_options)}" if rec.engine != "onnxruntime" else ""
+            lines += ["", f"{name} gate ({g.get('recipe')}{engine}, {g.get('weights')}): top-10 retrieval overlap with "
+                          f"fp32 {ov}; STS Spearman int8 vs fp32 {sp} ({f['pairs_per_lang']} dev pairs per language) — "
                           + ("**pass**" if g.get("passed") else "**FAIL**: " + "; ".join(g.get("failures", [])))]
     lines.append(PARITY[1])
     return "\n".join(lines)

@@ -12,7 +12,8 @@ __all__ = ["write_all", "markdown", "table", "charts"]
 COLOURS = {"torch-fp32": "#7f7f7f", "torch-bf16": "#b0b0b0", "st-torch": "#1f77b4", "st-onnx": "#9ecae9",
            "openvino-fp32": "#6a3d9a", "openvino-bf16": "#b294c7", "openvino-int8": "#3f007d",
            "ort-plain": "#2ca02c",
-           "rosberta-fp32": "#ff7f0e", "rosberta-int8": "#d62728", "rosberta-fp16": "#8c564b"}
+           "rosberta-fp32": "#ff7f0e", "rosberta-int8": "#d62728",
+           "rosberta-int8-openvino": "#e377c2", "rosberta-fp16": "#8c564b"}
 THROUGHPUT = ("throughput_8x128", "throughput_32x128", "throughput_1x512")
 
 

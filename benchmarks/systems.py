@@ -23,7 +23,7 @@ __all__ = ["Skip", "Context", "System", "SYSTEM_NAMES", "make_system", "has_modu
 
 # Run order inside every round; the first is the baseline every ratio is against.
 SYSTEM_NAMES = ("torch-fp32", "torch-bf16", "st-torch", "st-onnx", "openvino-fp32", "openvino-bf16", "openvino-int8",
-                "ort-plain", "rosberta-fp32", "rosberta-int8", "rosberta-fp16")
+                "ort-plain", "rosberta-fp32", "rosberta-int8", "rosberta-int8-openvino", "rosberta-fp16")
 
 
 class Skip(Exception):

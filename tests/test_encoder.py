@@ -154,3 +154,16 @@ def test_auto_measures_int8_against_fp32_once_and_caches_it(tiny_artifact, tmp_p
     (art / ".autotune.json").write_text(json.dumps(cache))
     again = Encoder.load(art)
     assert again.variant == forged and "cached" in again.selection
+
+
+def test_cpu_without_vnni_warns_and_auto_leaves_onnxruntime_int8_out(tiny_artifact, tmp_path, monkeypatch):
+    import rosberta_onnx.encoder as encoder
+    from rosberta_onnx import HardwareWarning
+
+    monkeypatch.setattr(encoder, "cpu_isa", lambda: "avx2")
+    art = _with_gate(tiny_artifact, tmp_path / "art", True)
+    with pytest.warns(HardwareWarning, match=r"\(avx2\) has no VNNI/AMX.*auto' leaves onnxruntime's int8 out"):
+        e = Encoder.load(art, autotune=False)
+    assert e.variant != "int8" and "not native on avx2" in e.selection
+    with pytest.warns(HardwareWarning, match="Consider variant='fp32'"):
+        assert Encoder.load(art, variant="int8").variant == "int8"  # asked for by name: warned, not refused

@@ -100,17 +100,19 @@ class Encoder:
 
         reason = "requested" if variant != "auto" else f"auto: {chosen}"
         session = None
+        candidates = auto_candidates(manifest, provs) if variant == "auto" else [chosen]
         if chosen == "int8":
             isa = cpu_isa()
             if not int8_native(isa):
+                auto_out = variant == "auto" and len(candidates) > 1
                 warnings.warn(
                     f"this CPU ({isa}) has no VNNI/AMX: U8xS8 int8 products go through 16-bit intermediates that can "
                     f"saturate, and are often no faster than fp32. "
-                    + ("variant='auto' uses fp32 instead." if variant == "auto" else "Consider variant='fp32'."),
+                    + ("variant='auto' leaves onnxruntime's int8 out." if auto_out else "Consider variant='fp32'."),
                     HardwareWarning, stacklevel=2)
-                if variant == "auto" and "fp32" in manifest.variants:
-                    chosen, reason = "fp32", f"auto: fp32 (int8 not native on {isa})"
-        candidates = auto_candidates(manifest, provs)
+                if auto_out:
+                    candidates = [v for v in candidates if v != "int8"]
+                    chosen, reason = candidates[0], f"auto: {candidates[0]} (onnxruntime int8 not native on {isa})"
         if variant == "auto" and chosen in INT8_VARIANTS and len(candidates) > 1 and _autotune_enabled(autotune):
             shas = {v: manifest.variant(v).files[manifest.variant(v).file] for v in candidates}
             d, sessions = fastest_variant(folder, shas, threads=threads, make_session=open_session)

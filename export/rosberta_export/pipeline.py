@@ -252,7 +252,10 @@ def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recip
         step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")
         qm = onnx.load(str(builds[v](work / FILES[v])))
         _stamp(qm, props)
-        written[v] = save_onnx(qm, tmp / FILES[v], external_data=False)
+        # int8-openvino keeps its weights in a .data file beside the graph: OpenVINO maps that file instead of
+        # reading it into memory (load peak ~360 MB instead of ~1070 MB on the full-size model), and processes
+        # serving the same artifact share its pages
+        written[v] = save_onnx(qm, tmp / FILES[v], external_data=v == "int8-openvino")
         del qm
     return written
 

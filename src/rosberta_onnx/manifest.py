@@ -11,7 +11,7 @@ An artifact folder looks like::
     model.onnx + model.onnx.data     fp32
     model_fp16.onnx        fp16 (GPU variant)
     model_int8.onnx        dynamic int8 (CPU variant, onnxruntime)
-    model_int8_openvino.onnx   the same int8 weights for OpenVINO's CPU plugin (optional engine)
+    model_int8_openvino.onnx + .data   the same int8 weights for OpenVINO's CPU plugin (optional engine)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``rosberta-onnx``: a thin command line over the library.
 
     rosberta-onnx synth DIR [--size full|tiny] [--seed N]           offline stand-in checkpoint (export extra)
-    rosberta-onnx export [MODEL] -o DIR [--variants fp32,fp16,int8,int8-openvino]  checkpoint -> ONNX artifact (export extra)
+    rosberta-onnx export [MODEL] -o DIR [--variants LIST]            checkpoint -> ONNX artifact (export extra)
     rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--task T]        embed one text per line (or JSONL)
     rosberta-onnx info DIR                                           the manifest's facts and parity figures
     rosberta-onnx demo [DIR]                                         synth -> export -> encode -> parity table
@@ -74,8 +74,8 @@ def _cmd_export(a) -> int:
     _export_side()
     from rosberta_export.pipeline import export
 
-    result = export(a.model, a.output, variants=_variants(a.variants) if a.variants else None, overwrite=a.overwrite, parity_texts=a.parity_texts,
-                    int8_recipe=a.int8_recipe, gate_pairs=a.gate_pairs)
+    result = export(a.model, a.output, variants=_variants(a.variants) if a.variants else None, overwrite=a.overwrite,
+                    parity_texts=a.parity_texts, int8_recipe=a.int8_recipe, gate_pairs=a.gate_pairs)
     print(parity_table(result.manifest))
     if not result.ok:
         for v, fails in result.parity_failures.items():

@@ -258,3 +258,29 @@ def test_spinning_flag_reaches_the_onnx_runtime_session(monkeypatch, tiny_artifa
             assert live.get("/info").json()["spinning"] is config.spinning
             opts = app.state.rosberta.encoder._session.get_session_options()
             assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if config.spinning else "0")
+
+
+def test_the_openvino_engine_serves_the_same_api(tiny_artifact):
+    """``serve --variant int8-openvino``: the optional engine behind the real server, answering concurrent clients."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rosberta_onnx.manifest import Manifest
+    from rosberta_onnx.openvino_engine import openvino_available
+
+    if not openvino_available() or "int8-openvino" not in Manifest.read(tiny_artifact).variants:
+        pytest.skip("needs openvino and an artifact with the int8-openvino variant (the full CI environment)")
+    want = Encoder.load(tiny_artifact, variant="int8-openvino").encode(TEXTS[:4], task="search_query")
+    with LiveServer(tiny_artifact, "--variant", "int8-openvino", "--max-wait-ms", "2") as srv:
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
+            info = client.get("/info").json()
+            assert (info["model_dtype"], info["providers"]) == ("int8-openvino", ["OpenVINO:CPU"])
+
+            def post(i):
+                r = client.post("/embed", json={"inputs": TEXTS[i % 4], "prompt_name": "search_query"})
+                assert r.status_code == 200, r.text
+                return i % 4, r.json()[0]
+
+            with ThreadPoolExecutor(8) as pool:
+                got = list(pool.map(post, range(24)))
+    for i, vec in got:  # batched with other clients' texts by the server, same vectors as alone
+        assert cos_rows([vec], want[i:i + 1])[0] > 0.99999

@@ -236,8 +236,7 @@ def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recip
 
     tok = TextTokenizer(tmp / "tokenizer.json", max_length=facts.max_length, pad_id=facts.pad_token_id)
     rowwise = recipe in ROWWISE_SETTINGS
-    # int8-openvino always carries row-wise weights: those of the recipe asked for, else the default recipe's
-    s = ROWWISE_SETTINGS[recipe if rowwise else DEFAULT_INT8_RECIPE]
+    s = ROWWISE_SETTINGS[_ov_weights(recipe)]
     cal = plans = None
     if rowwise or "int8-openvino" in variants:
         step(f"calibrating int8 on {s.sentences} RU/EN STS train sentences")
@@ -330,6 +329,7 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step,
 
 
 def _ov_weights(recipe: str) -> str:
+    """int8-openvino always carries row-wise weights: those of the recipe asked for, else the default recipe's."""
     return recipe if recipe in ROWWISE_SETTINGS else DEFAULT_INT8_RECIPE
 
 

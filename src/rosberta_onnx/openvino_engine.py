@@ -55,7 +55,7 @@ class OpenVinoSession:
             model = core.read_model(str(path))
             # the file's batch and sequence axes are dynamic; make sure OpenVINO compiles them so
             model.reshape({i.get_any_name(): ov.PartialShape([-1, -1]) for i in model.inputs})
-            config = {**{k: v for k, v in options.items()}, "INFERENCE_NUM_THREADS": int(threads)}
+            config = {**options, "INFERENCE_NUM_THREADS": int(threads)}
             self._compiled = core.compile_model(model, "CPU", config)
         except (RuntimeError, ValueError) as exc:  # openvino raises RuntimeError subclasses for bad files/options
             raise ArtifactError(

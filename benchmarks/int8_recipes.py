@@ -41,8 +41,7 @@ def _nncf_int8(raw: Path, tok, out: Path) -> Path:
 
     from .nncf_int8 import nncf_quantize
 
-    model = ov.Core().read_model(str(raw))
-    model.reshape({i.get_any_name(): ov.PartialShape([-1, -1]) for i in model.inputs})
+    model = ov.Core().read_model(str(raw))  # the exporter's dynamic batch and sequence axes
     quantised, _ = nncf_quantize(model, lambda texts: tok.pad(tok.tokenize(texts).ids))
     ov.save_model(quantised, str(out))
     return out

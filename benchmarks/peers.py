@@ -222,11 +222,7 @@ class OpenVinoInt8(OpenVino):
                           f"INFERENCE_PRECISION_HINT f32 keeps what NNCF left un-quantised in fp32")
 
     def _model(self, core):
-        import openvino as ov
-
-        model = core.read_model(str(self._ir))
-        model.reshape({inp.get_any_name(): ov.PartialShape([-1, -1]) for inp in model.inputs})
-        return model, self._source
+        return core.read_model(str(self._ir)), self._source  # saved from a model with dynamic inputs (super()._model)
 
 
 class OrtPlain(System):

@@ -124,6 +124,17 @@ def test_damaged_openvino_file_is_an_artifact_error(tiny_artifact, tmp_path):
         Encoder.load(art, variant="int8-openvino", verify=False)
 
 
+
+@needs_openvino
+def test_auto_checks_every_file_it_would_time_before_running_any(tiny_artifact, tmp_path):
+    _has_ov_variant(tiny_artifact)
+    both = _with_gates(tiny_artifact, tmp_path / "both", int8=True, int8_openvino=True)
+    f = both / Manifest.read(both).variants["int8-openvino"].file
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    with pytest.raises(ArtifactError, match=r"model_int8_openvino.*does not match its checksum"):
+        Encoder.load(both)
+    assert not (both / ".autotune.json").exists()  # nothing was timed, so no verdict was cached
+
 def test_unknown_engine_in_a_manifest_is_refused(tiny_artifact, tmp_path):
     art = tmp_path / "future"
     shutil.copytree(tiny_artifact, art)

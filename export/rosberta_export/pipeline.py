@@ -288,8 +288,12 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step,
     if long_ix:
         ref_vecs[long_ix] = ref.embed([texts[i] for i in long_ix], batch_size=4)
     out, fails = {}, {}
+    gated = [v for v in INT8_VARIANTS if v in records]
+    kept = {}  # the encoders the gate uses again: one load (one OpenVINO compile) per variant
     for v, rec in records.items():
         enc = Encoder.load(folder, variant=v, verify=False, allow_cpu_fp16=True)
+        if v in gated or (v == "fp32" and gated):
+            kept[v] = enc
         got = enc.encode(texts, batch_size=16)
         fig = compare(ref_vecs, got, names)
         fig["tokenizer_mismatches"] = tok_mismatch
@@ -301,10 +305,9 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step,
         fails[v] = f
         step(f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
              + ("" if not f else f" — {len(f)} failing case(s)"))
-    gated = [v for v in INT8_VARIANTS if v in out]
     if gated:
-        if "fp32" in out:
-            base = Encoder.load(folder, variant="fp32", verify=False)
+        if "fp32" in kept:
+            base = kept.pop("fp32")
             fp32 = lambda t, task: base.encode(t, task=task, batch_size=32)  # noqa: E731 - equal to torch by parity
         else:
             from rosberta_onnx.prompts import apply_prompt
@@ -313,7 +316,7 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step,
         fp32 = _memo(fp32)  # every int8 variant is judged against the same fp32 vectors, computed once
     for v in gated:
         step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
-        int8 = Encoder.load(folder, variant=v, verify=False)
+        int8 = kept.pop(v)
         figures = gate_figures(fp32, lambda t, task: int8.encode(t, task=task, batch_size=32),
                                prompts=facts.prompts, pairs_per_lang=gate_pairs)
         gate_fails = judge(out[v].parity, figures)

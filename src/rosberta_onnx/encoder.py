@@ -94,8 +94,13 @@ class Encoder:
         chosen = choose_variant(manifest, variant, provs, allow_cpu_fp16=allow_cpu_fp16)
         threads = threads if threads is not None else physical_cores()
 
-        def open_session(name: str):
+        verified: set[str] = set()
+
+        def open_session(name: str):  # files are checked before any engine reads them (auto times several)
             rec = manifest.variant(name)
+            if verify and name not in verified:
+                manifest.verify_files(folder, rec.files)
+                verified.add(name)
             return make_session(folder / rec.file, providers=provs, threads=threads, spinning=spinning, record=rec)
 
         reason = "requested" if variant != "auto" else f"auto: {chosen}"
@@ -119,9 +124,8 @@ class Encoder:
             chosen, session = d["choice"], sessions.get(d["choice"])
             timings = ", ".join(f"{v} {ms:.1f} ms" for v, ms in sorted(d["ms"].items(), key=lambda kv: kv[1]))
             reason = f"auto: {chosen} ({timings}" + (", cached)" if d["cached"] else ")")
-        record = manifest.variant(chosen)
         if verify:
-            manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256, **record.files})
+            manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256})
         facts = manifest.model
         tokenizer = TextTokenizer(folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id)
         enc = cls(folder, manifest, chosen, session or open_session(chosen), tokenizer)

@@ -30,7 +30,7 @@ RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
 # OpenVINO candidates -> the group size (along the reduction axis) its CPU plugin quantises activations in at
 # run time, with int8 weights per column; 0 for NNCF's static int8, which needs none
 OPENVINO_DYNAMIC = {f"openvino w8 + dynamic a8 g{g}": g for g in (32, 256)}
-OPENVINO_ROWWISE = "openvino w8 rowwise-sq (smoothing, GPTQ) + dynamic a8 g256"  # = the int8-openvino variant
+OPENVINO_ROWWISE = "openvino w8 rowwise-sq (smoothing, GPTQ) + dynamic a8 g256"  # int8-openvino's weights
 NNCF = "openvino nncf int8 (static)"
 OPENVINO = {**OPENVINO_DYNAMIC, OPENVINO_ROWWISE: 256, NNCF: 0}
 
@@ -48,7 +48,8 @@ def _nncf_int8(raw: Path, tok, out: Path) -> Path:
 
 
 def _session(path: Path, threads: int, name: str = ""):
-    if name in OPENVINO:  # the runtime's own OpenVINO adapter, with this candidate's group size
+    if name in OPENVINO:  # the runtime's own OpenVINO adapter, with this candidate's group size; f32 elsewhere for
+        # every candidate, so they differ only in how they quantise (int8-openvino itself uses bf16 where native)
         from rosberta_onnx.openvino_engine import OpenVinoSession
 
         return OpenVinoSession(path, threads=threads, variant=name, options={

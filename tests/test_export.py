@@ -129,6 +129,12 @@ def test_existing_output_needs_overwrite(tmp_path, tiny_checkpoint):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
+
+def test_calibration_size_out_of_range_names_the_range(tmp_path, tiny_checkpoint):
+    r = cli("export", str(tiny_checkpoint), "-o", str(tmp_path / "out"), "--calibration-sentences", "0")
+    assert r.returncode == 2 and "calibration_sentences=0 is out of range" in r.stderr and "choose 1.." in r.stderr
+    assert not (tmp_path / "out").exists()
+
 def test_unwritable_output(tmp_path, tiny_checkpoint):
     if os.geteuid() == 0:
         target = "/proc/rosberta-out/x"  # root ignores permission bits; /proc refuses everyone

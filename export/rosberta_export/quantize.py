@@ -24,7 +24,7 @@ from .rowwise import (ROWWISE_RECIPE, Calibration, Plan, _weight_matmuls, channe
                       sensitivity)
 
 __all__ = ["INT8_RECIPES", "DEFAULT_INT8_RECIPE", "ROWWISE_SETTINGS", "RowwiseSettings", "calibrate", "quantize_int8",
-           "calibration_texts"]
+           "calibration_texts", "describe_rowwise"]
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,13 @@ ROWWISE_SETTINGS = {
 }
 
 
-def _describe(s: RowwiseSettings) -> str:
+def describe_rowwise(s: RowwiseSettings) -> str:
     return (f"{ROWWISE_RECIPE}; SmoothQuant alpha {s.alpha} and GELU-output shift calibrated on {s.sentences} RU/EN "
             f"STS train sentences, weights " + ("rounded with GPTQ error feedback" if s.gptq else "rounded to nearest"))
 
 
 INT8_RECIPES = {
-    **{name: _describe(s) for name, s in ROWWISE_SETTINGS.items()},
+    **{name: describe_rowwise(s) for name, s in ROWWISE_SETTINGS.items()},
     "ort-per-channel": "onnxruntime quantize_dynamic: MatMul weights S8 per output channel, U8 activations per tensor (U8S8)",
     "ort-per-tensor": "onnxruntime quantize_dynamic: MatMul weights S8 per tensor, U8 activations per tensor (U8S8)",
 }

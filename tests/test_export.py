@@ -135,6 +135,16 @@ def test_calibration_size_out_of_range_names_the_range(tmp_path, tiny_checkpoint
     assert r.returncode == 2 and "calibration_sentences=0 is out of range" in r.stderr and "choose 1.." in r.stderr
     assert not (tmp_path / "out").exists()
 
+
+def test_a_failing_fusion_child_is_an_export_error_with_its_cause(tmp_path, tiny_artifact):
+    """Fusion runs in a child process (its memory goes back to the OS); its failure must still say what broke."""
+    from rosberta_export.pipeline import ExportError, _fuse_and_convert
+
+    facts = Manifest.read(tiny_artifact).model
+    with pytest.raises(ExportError, match=r"rosberta_export\.fuse failed: exit status 1\..*missing-raw\.onnx"):
+        _fuse_and_convert(tmp_path / "missing-raw.onnx", tmp_path, tmp_path, ("fp32", "fp16"), facts, {})
+    assert not (tmp_path / "model.onnx").exists() and not (tmp_path / "model_fp16.onnx").exists()
+
 def test_unwritable_output(tmp_path, tiny_checkpoint):
     if os.geteuid() == 0:
         target = "/proc/rosberta-out/x"  # root ignores permission bits; /proc refuses everyone

@@ -7,9 +7,17 @@ from pathlib import Path
 
 from .source import Source
 
-__all__ = ["OPSET", "export_fp32", "save_onnx"]
+__all__ = ["OPSET", "export_fp32", "save_onnx", "stamp"]
 
 OPSET = 17  # has LayerNormalization; what onnxruntime's transformer fusions are tested against
+
+
+def stamp(model, props: dict[str, str]) -> None:
+    """Copy the runtime contract into an ONNX file's metadata_props (replacing any there)."""
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
 
 
 def save_onnx(model, path: Path, *, external_data: bool) -> list[Path]:

@@ -22,9 +22,7 @@ from rosberta_onnx.manifest import (FORMAT_VERSION, INT8_VARIANTS, VARIANTS, Man
                                     sha256_file)
 from rosberta_onnx.openvino_engine import openvino_available, openvino_version
 
-from .convert import OPSET, export_fp32, save_onnx
-from .fp16 import to_fp16
-from .fuse import fuse
+from .convert import OPSET, export_fp32, save_onnx, stamp
 from .gate import INT8_GATE, gate_figures, judge
 from .parity import THRESHOLDS, compare, failures, parity_cases
 from rosberta_onnx.hardware import cpu_isa
@@ -98,14 +96,6 @@ def _facts(src: Source) -> ModelFacts:
         max_position_embeddings=int(c["max_position_embeddings"]), max_length=src.max_length,
         pooling=src.pooling, normalize=src.normalize, prompts=src.prompts,
     )
-
-
-def _stamp(model, props: dict[str, str]) -> None:
-    """Copy the runtime contract into an ONNX file's metadata_props."""
-    del model.metadata_props[:]
-    for k, v in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
 
 
 def export(
@@ -190,19 +180,11 @@ def export(
         written: dict[str, list[Path]] = {}
         fused_counts: dict[str, int] = {}
         if "fp32" in variants or "fp16" in variants:
-            step("fusing transformer ops with onnxruntime's optimizer")
-            fused, fused_counts = fuse(raw, num_heads=facts.num_heads, hidden_size=facts.hidden_size)
+            step("fusing transformer ops with onnxruntime's optimizer, writing "
+                 + " and ".join(v for v in ("fp32", "fp16") if v in variants) + " (child processes)")
+            fp, fused_counts = _fuse_and_convert(raw, work, tmp, variants, facts, props)
+            written.update(fp)
             log(f"  fused ops: {fused_counts}")
-            if "fp16" in variants:  # before the fp32 save, which moves the weights out of the in-memory proto
-                step("converting to fp16")
-                half = to_fp16(fused)
-                _stamp(half, props)
-                written["fp16"] = save_onnx(half, tmp / FILES["fp16"], external_data=False)
-                del half
-            if "fp32" in variants:
-                _stamp(fused.model, props)
-                written["fp32"] = save_onnx(fused.model, tmp / FILES["fp32"], external_data=True)
-            del fused
         if any(v in variants for v in INT8_VARIANTS):
             written.update(_quantise(raw, work, tmp, variants, int8_recipe, settings, facts, props, step))
 
@@ -244,6 +226,38 @@ def export(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _in_child(module: str, job: dict) -> dict:
+    """``python -m <module>`` with ``job`` as JSON on stdin; its JSON answer (last stdout line). The fusion and
+    fp16 steps run this way so that their transient memory goes back to the OS before the next step (in one
+    process the export peaked at 13.2 GB RSS on the full-size model, and was OOM-killed on a 23 GB machine
+    with one job beside it; as separate processes the largest step peaks at 8.9 GB). A subprocess rather than
+    multiprocessing: spawn re-imports the caller's ``__main__``, which a library must not require of callers."""
+    import json
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", module], input=json.dumps(job), capture_output=True, text=True)
+    if r.returncode != 0:
+        why = ("killed by signal %d (most often: out of memory -- fusing the full-size model needs about 9 GB free)"
+               % -r.returncode) if r.returncode < 0 else f"exit status {r.returncode}"
+        tail = " ".join(r.stderr.strip().splitlines()[-3:])
+        raise ExportError(f"the export step {sys.executable} -m {module} failed: {why}. {tail} "
+                          f"Free memory or fix what it reports, then export again")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _fuse_and_convert(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], facts: ModelFacts,
+                      props: dict[str, str]) -> tuple[dict[str, list[Path]], dict[str, int]]:
+    """The fused fp32 variant and its fp16 conversion, each step in a child process (:func:`_in_child`)."""
+    fused = tmp / FILES["fp32"] if "fp32" in variants else work / "fused.onnx"
+    got = _in_child("rosberta_export.fuse", {"raw": str(raw), "out": str(fused), "num_heads": facts.num_heads,
+                                             "hidden_size": facts.hidden_size, "props": props})
+    written = {"fp32": [Path(p) for p in got["files"]]} if "fp32" in variants else {}
+    if "fp16" in variants:
+        half = _in_child("rosberta_export.fp16", {"fused": str(fused), "out": str(tmp / FILES["fp16"]), "props": props})
+        written["fp16"] = [Path(p) for p in half["files"]]
+    return written, got["counts"]
+
+
 def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recipe: str, s: RowwiseSettings,
               facts: ModelFacts, props, step) -> dict[str, list[Path]]:
     """The int8 variants. The row-wise recipes' calibration and weight plans (GPTQ: minutes on the full-size
@@ -268,7 +282,7 @@ def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recip
     for v in (v for v in INT8_VARIANTS if v in variants):
         step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")
         qm = onnx.load(str(builds[v](work / FILES[v])))
-        _stamp(qm, props)
+        stamp(qm, props)
         # int8-openvino keeps its weights in a .data file beside the graph: OpenVINO maps that file instead of
         # reading it into memory (load peak ~360 MB instead of ~1070 MB on the full-size model), and processes
         # serving the same artifact share its pages

@@ -3,8 +3,9 @@
     python -m benchmarks.int8_recipes CHECKPOINT [--out benchmarks/results/int8] [--rounds 7] [--quality-only]
 
 For each recipe -- and, when openvino is installed, OpenVINO reading int8 weights and quantising activations
-per 32- or 256-wide group at run time (the "optional engine" candidates), and, with nncf, OpenVINO's own
-static int8 (NNCF post-training quantisation, the strongest peer) -- the int8 model is built from the same
+per 32- or 256-wide group at run time (the "optional engine" candidates), int8-openvino with static activation
+scales on one group of MatMuls (QKV, FFN-up, ...), and, with nncf, OpenVINO's own static int8 (NNCF
+post-training quantisation, the strongest peer) -- the int8 model is built from the same
 unfused fp32 export, then
 - quality: cosine min/mean vs the fp32 ONNX graph on 128 real RU/EN dev sentences (the parity texts) and
   the int8 gate's retrieval top-10 overlap on the STS dev split (``--gate-pairs`` per language);
@@ -32,7 +33,64 @@ RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
 OPENVINO_DYNAMIC = {f"openvino w8 + dynamic a8 g{g}": g for g in (32, 256)}
 OPENVINO_ROWWISE = "openvino w8 rowwise-sq (smoothing, GPTQ) + dynamic a8 g256"  # int8-openvino's weights
 NNCF = "openvino nncf int8 (static)"
-OPENVINO = {**OPENVINO_DYNAMIC, OPENVINO_ROWWISE: 256, NNCF: 0}
+# int8-openvino with *static* per-tensor activation scales (calibration min/max) on one group of MatMuls and
+# dynamic g256 on the rest: static scales are where NNCF's speed comes from; this measures what each group
+# costs in quality and buys in speed
+STATIC_GROUPS = ("qkv", "ffn-up", "qkv+ffn-up", "attn-out", "ffn-down", "qkv+ffn-up+attn-out+ffn-down")
+OPENVINO_STATIC = {f"openvino rowwise-sq, static a8 on {g}": g for g in STATIC_GROUPS}
+OPENVINO = {**OPENVINO_DYNAMIC, OPENVINO_ROWWISE: 256, **{name: 256 for name in OPENVINO_STATIC}, NNCF: 0}
+
+
+def _matmul_groups(raw: Path) -> dict[str, str]:
+    """Each constant-weight MatMul of ``raw`` by role: qkv (reads the same input as others), ffn-up (widens),
+    ffn-down (narrows), attn-out (square, own input)."""
+    import onnx
+
+    from rosberta_export.rowwise import _weight_matmuls
+
+    g = onnx.load(str(raw), load_external_data=False).graph
+    dims = {i.name: tuple(i.dims) for i in g.initializer}
+    mms = _weight_matmuls(g)
+    readers: dict[str, int] = {}
+    for n in mms:
+        readers[n.input[0]] = readers.get(n.input[0], 0) + 1
+    role = {}
+    for n in mms:
+        k, m = dims[n.input[1]]
+        role[n.name] = "qkv" if readers[n.input[0]] > 1 else "ffn-up" if m > k else "ffn-down" if k > m else "attn-out"
+    return role
+
+
+def _with_static(twin: Path, out: Path, raw: Path, cal, plans, group: str) -> Path:
+    """``twin`` (int8-openvino's graph) with a calibrated per-tensor u8 QuantizeLinear/DequantizeLinear in front
+    of every MatMul whose role is in ``group`` (``+``-joined); OpenVINO runs those as static int8."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    roles, wanted = _matmul_groups(raw), set(group.split("+"))
+    sources = {n.name: n.input[0] for n in onnx.load(str(raw), load_external_data=False).graph.node if n.name in roles}
+    model = onnx.load(str(twin))
+    nodes, consts = [], []
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and roles.get(node.name) in wanted:
+            lo, hi = cal.ranges[sources[node.name]]
+            inv = plans[node.name].inv_smooth
+            if inv is not None:  # the range of the smoothed input the MatMul reads
+                lo, hi = np.minimum(lo * inv, hi * inv), np.maximum(lo * inv, hi * inv)
+            lo_t, hi_t = min(float(lo.min()), 0.0), max(float(hi.max()), 0.0)
+            scale = max(hi_t - lo_t, 1e-8) / 255.0
+            p = f"static_{node.name.replace('/', '_')}"
+            consts += [numpy_helper.from_array(np.array(scale, np.float32), p + "_s"),
+                       numpy_helper.from_array(np.array(int(np.clip(np.rint(-lo_t / scale), 0, 255)), np.uint8), p + "_z")]
+            nodes += [helper.make_node("QuantizeLinear", [node.input[0], p + "_s", p + "_z"], [p + "_q"], name=p + "_Q"),
+                      helper.make_node("DequantizeLinear", [p + "_q", p + "_s", p + "_z"], [p + "_dq"], name=p + "_DQ")]
+            node.input[0] = p + "_dq"
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(consts)
+    onnx.save_model(model, str(out), save_as_external_data=True, location=out.name + ".data")
+    return out
 
 
 def _nncf_int8(raw: Path, tok, out: Path) -> Path:
@@ -116,8 +174,10 @@ def main(argv=None) -> int:
         files.update({name: dq for name in OPENVINO_DYNAMIC})
         # ... and the shipped int8-openvino variant: the row-wise recipe's weights, as the exporter writes it
         s = ROWWISE_SETTINGS["rowwise-sq"]
-        files[OPENVINO_ROWWISE] = write_openvino_int8(raw, work / "openvino-w8-rowwise.onnx",
-                                                      plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor))
+        plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
+        files[OPENVINO_ROWWISE] = twin = write_openvino_int8(raw, work / "openvino-w8-rowwise.onnx", plans)
+        for name, group in OPENVINO_STATIC.items():
+            files[name] = _with_static(twin, work / f"openvino-static-{group}.onnx", raw, cal, plans, group)
         if importlib.util.find_spec("nncf") is not None:
             t = time.perf_counter()
             files[NNCF] = _nncf_int8(raw, tok, work / "openvino-nncf-int8.xml")

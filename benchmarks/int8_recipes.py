@@ -189,7 +189,10 @@ def main(argv=None) -> int:
         texts = parity_texts(128)
         sessions = {name: _session(p, a.threads, name) for name, p in files.items()}
         base = _embed(sessions["fp32 (onnx, unfused)"], tok, texts, src.pooling)
-        fp32_fn = lambda t, task: _embed(sessions["fp32 (onnx, unfused)"], tok, t, src.pooling)  # noqa: E731
+        from rosberta_export.pipeline import _memo
+
+        # every candidate is judged against the same fp32 vectors, computed once
+        fp32_fn = _memo(lambda t, task: _embed(sessions["fp32 (onnx, unfused)"], tok, t, src.pooling))
         for name, s in sessions.items():
             c = (_embed(s, tok, texts, src.pooling) * base).sum(1)
             q = {"cos_min": float(c.min()), "cos_mean": float(c.mean())}

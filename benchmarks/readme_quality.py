@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", action="append", default=[], type=Path)
     p.add_argument("--readme", default="README.md", type=Path)
     a = p.parse_args(argv)
+    if not a.artifact and not a.int8:
+        p.error("nothing to regenerate: pass --artifact DIR (parity section) and/or --int8 FILE (int8 section)")
     text = a.readme.read_text(encoding="utf-8")
     if a.artifact:
         text = replace_section(text, parity_section(a.artifact), *PARITY)

@@ -23,7 +23,6 @@ def fuse(raw: Path, *, num_heads: int, hidden_size: int):
     return model, counts
 
 
-
 def write_fused(raw: Path, out: Path, *, num_heads: int, hidden_size: int,
                 props: dict[str, str]) -> tuple[list[Path], dict[str, int]]:
     """Fuse ``raw`` and write it to ``out`` with its weights in ``out.data``; returns (files, fused op counts).

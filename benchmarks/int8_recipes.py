@@ -18,6 +18,7 @@ Writes ``int8_recipes.json`` and ``int8_recipes.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import tempfile
@@ -41,9 +42,10 @@ OPENVINO_STATIC = {f"openvino rowwise-sq, static a8 on {g}": g for g in STATIC_G
 OPENVINO = {**OPENVINO_DYNAMIC, OPENVINO_ROWWISE: 256, **{name: 256 for name in OPENVINO_STATIC}, NNCF: 0}
 
 
-def _matmul_groups(raw: Path) -> dict[str, str]:
-    """Each constant-weight MatMul of ``raw`` by role: qkv (reads the same input as others), ffn-up (widens),
-    ffn-down (narrows), attn-out (square, own input)."""
+@functools.lru_cache(maxsize=1)
+def _matmul_groups(raw: Path) -> dict[str, tuple[str, str]]:
+    """Each constant-weight MatMul of ``raw`` -> (role, input tensor); roles: qkv (reads the same input as others),
+    ffn-up (widens), ffn-down (narrows), attn-out (square, own input)."""
     import onnx
 
     from rosberta_export.rowwise import _weight_matmuls
@@ -57,7 +59,8 @@ def _matmul_groups(raw: Path) -> dict[str, str]:
     role = {}
     for n in mms:
         k, m = dims[n.input[1]]
-        role[n.name] = "qkv" if readers[n.input[0]] > 1 else "ffn-up" if m > k else "ffn-down" if k > m else "attn-out"
+        kind = "qkv" if readers[n.input[0]] > 1 else "ffn-up" if m > k else "ffn-down" if k > m else "attn-out"
+        role[n.name] = (kind, n.input[0])
     return role
 
 
@@ -68,12 +71,11 @@ def _with_static(twin: Path, out: Path, raw: Path, cal, plans, group: str) -> Pa
     from onnx import helper, numpy_helper
 
     roles, wanted = _matmul_groups(raw), set(group.split("+"))
-    sources = {n.name: n.input[0] for n in onnx.load(str(raw), load_external_data=False).graph.node if n.name in roles}
     model = onnx.load(str(twin))
     nodes, consts = [], []
     for node in model.graph.node:
-        if node.op_type == "MatMul" and roles.get(node.name) in wanted:
-            lo, hi = cal.ranges[sources[node.name]]
+        if node.op_type == "MatMul" and node.name in roles and roles[node.name][0] in wanted:
+            lo, hi = cal.ranges[roles[node.name][1]]
             inv = plans[node.name].inv_smooth
             if inv is not None:  # the range of the smoothed input the MatMul reads
                 lo, hi = np.minimum(lo * inv, hi * inv), np.maximum(lo * inv, hi * inv)

@@ -129,7 +129,6 @@ def test_existing_output_needs_overwrite(tmp_path, tiny_checkpoint):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
-
 def test_calibration_size_out_of_range_names_the_range(tmp_path, tiny_checkpoint):
     r = cli("export", str(tiny_checkpoint), "-o", str(tmp_path / "out"), "--calibration-sentences", "0")
     assert r.returncode == 2 and "calibration_sentences=0 is out of range" in r.stderr and "choose 1.." in r.stderr
@@ -144,6 +143,7 @@ def test_a_failing_fusion_child_is_an_export_error_with_its_cause(tmp_path, tiny
     with pytest.raises(ExportError, match=r"rosberta_export\.fuse failed: exit status 1\..*missing-raw\.onnx"):
         _fuse_and_convert(tmp_path / "missing-raw.onnx", tmp_path, tmp_path, ("fp32", "fp16"), facts, {})
     assert not (tmp_path / "model.onnx").exists() and not (tmp_path / "model_fp16.onnx").exists()
+
 
 def test_unwritable_output(tmp_path, tiny_checkpoint):
     if os.geteuid() == 0:

@@ -143,6 +143,9 @@ def export(
                               f"train split has {available} sentences; choose 1..{available} (default "
                               f"{settings.sentences})")
         settings = dataclasses.replace(settings, sentences=calibration_sentences)
+        if int8_recipe not in ROWWISE_SETTINGS and "int8-openvino" not in variants:
+            log(f"NOTE: calibration_sentences={calibration_sentences} is not used: the {int8_recipe} recipe does not "
+                f"calibrate, and int8-openvino (which does) is not among the variants")
     out = Path(out)
     _check_output(out, overwrite)
     t0 = time.perf_counter()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib", reason="needs the bench extra: pip install 'rosberta-onnx[bench]'")
@@ -143,3 +144,27 @@ def test_fixed_shape_texts_have_exactly_n_tokens(tiny_artifact):
     for n, k in ((16, 1), (128, 8), (enc.max_length, 1)):
         texts = exact_length_texts(count, n, k)
         assert len(set(texts)) == k and [count(t) for t in texts] == [n] * k
+
+
+@pytest.mark.skipif(not HAS_TORCH or importlib.util.find_spec("openvino") is None,
+                    reason="the ceiling bench times torch against OpenVINO and onnxruntime")
+def test_ceiling_bench_times_the_same_work_in_every_engine(tiny_checkpoint, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.ceiling", str(tiny_checkpoint), "--shapes", "1x8,2x16",
+                        "--rounds", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "ceiling.json").read_text(encoding="utf-8"))
+    assert list(res["shapes"]) == ["1x8", "2x16"]
+    for shape in res["shapes"].values():
+        systems = shape["systems"]
+        assert len(systems) == 5 and all(math.isfinite(s["gmacs"]) and s["gmacs"] > 0 for s in systems.values())
+        # every engine's GEMM-only model computes torch's chain (int8 rounding aside)
+        assert len(shape["cosine_vs_torch_gemms"]) == 4 and min(shape["cosine_vs_torch_gemms"].values()) > 0.95
+    assert "| 2x16 |" in (tmp_path / "ceiling.md").read_text(encoding="utf-8")
+
+
+def test_ceiling_agreement_check_tells_a_different_computation_apart():
+    from benchmarks.ceiling import INT8, TORCH_GEMMS, _agreement
+
+    y = np.random.default_rng(0).standard_normal((2, 8, 16)).astype(np.float32)
+    agree = _agreement({TORCH_GEMMS: y, INT8[0]: 1.01 * y + 1e-3, INT8[1]: y[:, ::-1].copy()})
+    assert agree[TORCH_GEMMS] == pytest.approx(1.0) and agree[INT8[0]] > 0.999 and agree[INT8[1]] < 0.5

@@ -132,7 +132,6 @@ def _agreement(outputs: dict[str, np.ndarray]) -> dict[str, float]:
             for name, y in outputs.items()}
 
 
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
@@ -144,7 +143,11 @@ def main(argv=None) -> int:
     try:
         shapes = [tuple(int(v) for v in s.lower().split("x")) for s in a.shapes.split(",")]
     except ValueError:
-        ap.error(f"--shapes {a.shapes!r}: expected batch x tokens pairs such as 1x16,8x128")
+        shapes = []
+    if not shapes or any(len(sh) != 2 or min(sh) < 1 for sh in shapes):
+        ap.error(f"--shapes {a.shapes!r}: expected batch x tokens pairs of positive numbers, such as 1x16,8x128")
+    if a.rounds < 1:
+        ap.error(f"--rounds {a.rounds}: needs at least 1 timed round")
 
     import torch
     from transformers import AutoModel

@@ -26,10 +26,11 @@ import argparse
 import json
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from .runner import alternate
 
 TORCH_MODEL = "torch fp32, whole model (the reference)"
 TORCH_GEMMS = "torch fp32, weight GEMMs only (F.linear)"
@@ -184,12 +185,7 @@ def main(argv=None) -> int:
         if min(agree.values()) < MIN_AGREEMENT:
             raise SystemExit(f"the GEMM-only models disagree at {b}x{n} (cosine against torch's: {agree}); a kernel "
                              f"that computes something else would be timed on different work. Not reporting.")
-        t = {name: [] for name in systems}
-        for _ in range(a.rounds):
-            for name, fn in systems.items():
-                t0 = time.perf_counter()
-                fn()
-                t[name].append(time.perf_counter() - t0)
+        t = alternate(systems, a.rounds)
         ref = np.array(t[TORCH_MODEL])
         macs = b * n * sum(k * m for k, m in dims)
         rows = {name: {"median_ms": 1e3 * float(np.median(v)), "gmacs": macs / float(np.median(v)) / 1e9,

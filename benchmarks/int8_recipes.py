@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runner import alternate
+
 SHAPES = ((1, 16), (8, 128), (32, 128))
 RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
 # OpenVINO candidates -> the group size (along the reduction axis) its CPU plugin quantises activations in at
@@ -225,12 +227,7 @@ def main(argv=None) -> int:
             systems = {"torch fp32": run_torch, **{k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()}}
             for fn in systems.values():
                 fn()  # warm-up
-            times = {k: [] for k in systems}
-            for _ in range(a.rounds):
-                for k, fn in systems.items():
-                    t = time.perf_counter()
-                    fn()
-                    times[k].append(time.perf_counter() - t)
+            times = alternate(systems, a.rounds)
             shape = f"{b}x{n}"
             for k in systems:
                 ratio = float(np.median(np.array(times["torch fp32"]) / np.array(times[k])))

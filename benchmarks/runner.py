@@ -17,7 +17,19 @@ import numpy as np
 from .systems import Skip, System
 from .workloads import Workload
 
-__all__ = ["load_systems", "run_workloads", "quality"]
+__all__ = ["alternate", "load_systems", "run_workloads", "quality"]
+
+
+def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each ``fns`` callable, ``rounds`` times, in turn (A B C A B C …): the smaller
+    benches' version of :func:`run_workloads`, for callables that are already warmed up."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def load_systems(systems: list[System], log) -> dict[str, dict]:

@@ -21,6 +21,8 @@ import argparse
 import functools
 import importlib.util
 import json
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -144,6 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quality-only", action="store_true")
     ap.add_argument("--speed-only", action="store_true")
     a = ap.parse_args(argv)
+    command = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))  # as run, flags included
 
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -240,7 +243,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "int8_recipes.json").write_text(json.dumps(results, indent=2))
     lines = [f"int8 recipes on `{src.folder.name}`" + (" (STAND-IN: random weights hide quantisation error)" if src.stand_in else "")
-             + f", {a.threads} threads. Reproduce: `python -m benchmarks.int8_recipes {a.checkpoint}`", "",
+             + f", {a.threads} threads. Reproduce: `python -m benchmarks.int8_recipes {command}`", "",
              "| recipe | cos min | cos mean | top-10 overlap en / ru | " + " | ".join(f"{b}x{n} (x torch fp32)" for b, n in SHAPES) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(SHAPES)]
     for name, r in results["recipes"].items():

@@ -3,9 +3,9 @@ kernel we can use, timed against the whole torch fp32 model in one process, alte
 
     python -m benchmarks.ceiling CHECKPOINT [--shapes 1x16,8x128,32x128] [--rounds 7] [--threads 2]
 
-The weight MatMuls (per layer Q, K, V and attention output, hidden x hidden; FFN up and down) hold ~97% of the
-model's multiply-adds and are all that int8 speeds up: attention scores, softmax, GELU and LayerNorm stay float
-in every engine. So each engine runs a *GEMM-only model*: the same MatMul shapes, layer after layer, one call,
+The weight MatMuls (per layer Q, K, V and attention output, hidden x hidden; FFN up and down) hold ~98% of the
+model's multiply-adds at 128 tokens and are all that int8 speeds up: attention scores, softmax, GELU and
+LayerNorm stay float in every engine. So each engine runs a *GEMM-only model*: the same MatMul shapes, layer after layer, one call,
 nothing else (random weights scaled to keep activations in range; GEMM speed does not depend on the values).
 Its time against torch fp32's whole model is a **ceiling**: the speed-up that engine would reach if every other
 op of the model were free. The int8 kernels:

@@ -59,6 +59,8 @@ def _chain_model(path: Path, weights: list[np.ndarray], kind: str) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from rosberta_export.rowwise import plan_matmul
+
     inits, nodes, x = [], [], "x"
     if kind == "static":
         inits += [numpy_helper.from_array(np.array(8.0 / 255, np.float32), "xs"),
@@ -72,9 +74,8 @@ def _chain_model(path: Path, weights: list[np.ndarray], kind: str) -> Path:
             inits.append(numpy_helper.from_array(w, f"w{i}"))
             wname = f"w{i}"
         else:
-            col = (np.abs(w).max(axis=0) / 127.0).astype(np.float32)
-            inits += [numpy_helper.from_array(np.rint(w / col).astype(np.int8), f"wq{i}"),
-                      numpy_helper.from_array(col, f"ws{i}")]
+            plan = plan_matmul(w, None, alpha=0.0, shift_floor=0.0)  # S8 per column, rounded to nearest
+            inits += [numpy_helper.from_array(plan.wq, f"wq{i}"), numpy_helper.from_array(plan.col, f"ws{i}")]
             nodes.append(helper.make_node("DequantizeLinear", [f"wq{i}", f"ws{i}"], [f"wd{i}"], axis=1))
             wname = f"wd{i}"
         nodes.append(helper.make_node("MatMul", [x, wname], [f"y{i}"]))

@@ -185,3 +185,10 @@ def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_
     with pytest.raises(RuntimeError):
         pipeline.export(str(tiny_checkpoint), fresh, variants=("int8",), parity_texts=4)
     assert not fresh.exists()
+
+
+def test_calibration_size_without_a_calibrating_variant_says_it_is_unused(tmp_path, tiny_checkpoint):
+    r = cli("export", str(tiny_checkpoint), "-o", str(tmp_path / "out"), "--variants", "fp32",
+            "--calibration-sentences", "64", "--parity-texts", "4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "calibration_sentences=64 is not used" in r.stdout + r.stderr

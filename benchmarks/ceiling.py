@@ -151,6 +151,13 @@ def main(argv=None) -> int:
     if a.rounds < 1:
         ap.error(f"--rounds {a.rounds}: needs at least 1 timed round")
 
+    # the built models (GBs at full size) go when the run ends, also when it fails or is interrupted
+    with tempfile.TemporaryDirectory(prefix="ceiling-") as d:
+        return _measure(a, shapes, Path(d))
+
+
+def _measure(a, shapes: list[tuple[int, int]], work: Path) -> int:
+    """The measurement itself; ``work`` holds the models it builds and is removed afterwards by :func:`main`."""
     import torch
     from transformers import AutoModel
 
@@ -162,7 +169,6 @@ def main(argv=None) -> int:
     dims = _layer_dims(hidden, inter) * layers
     model = AutoModel.from_pretrained(str(src.folder), add_pooling_layer=False).eval()
     rng = np.random.default_rng(0)
-    work = Path(tempfile.mkdtemp(prefix="ceiling-"))
     engines = _engines(_weights(dims, rng), work, a.threads)
 
     results = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads,

@@ -148,6 +148,13 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     command = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))  # as run, flags included
 
+    # the built models (GBs at full size) go when the run ends, also when it fails or is interrupted
+    with tempfile.TemporaryDirectory(prefix="int8-recipes-") as d:
+        return _measure(a, command, Path(d))
+
+
+def _measure(a, command: str, work: Path) -> int:
+    """The measurement itself; ``work`` holds the models it builds and is removed afterwards by :func:`main`."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -162,7 +169,6 @@ def main(argv=None) -> int:
 
     src = resolve_source(a.checkpoint)
     pad = int(src.config.get("pad_token_id") or 0)
-    work = Path(tempfile.mkdtemp(prefix="int8-recipes-"))
     AutoTokenizer.from_pretrained(str(src.folder)).backend_tokenizer.save(str(work / "tokenizer.json"))
     tok = TextTokenizer(work / "tokenizer.json", max_length=src.max_length, pad_id=pad)
     raw = export_fp32(src, work / "raw.onnx")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,9 +150,14 @@ def test_fixed_shape_texts_have_exactly_n_tokens(tiny_artifact):
 @pytest.mark.skipif(not HAS_TORCH or importlib.util.find_spec("openvino") is None,
                     reason="the ceiling bench times torch against OpenVINO and onnxruntime")
 def test_ceiling_bench_times_the_same_work_in_every_engine(tiny_checkpoint, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     r = subprocess.run([sys.executable, "-m", "benchmarks.ceiling", str(tiny_checkpoint), "--shapes", "1x8,2x16",
-                        "--rounds", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+                        "--rounds", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env={**os.environ, "TMPDIR": str(scratch)})
     assert r.returncode == 0, r.stderr[-3000:]
+    # the GEMM-only models it built (GBs at full size) are gone with the run
+    assert not list(scratch.glob("ceiling-*")), list(scratch.iterdir())
     res = json.loads((tmp_path / "ceiling.json").read_text(encoding="utf-8"))
     assert list(res["shapes"]) == ["1x8", "2x16"]
     for shape in res["shapes"].values():

@@ -192,3 +192,50 @@ def test_calibration_size_without_a_calibrating_variant_says_it_is_unused(tmp_pa
             "--calibration-sentences", "64", "--parity-texts", "4")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "calibration_sentences=64 is not used" in r.stdout + r.stderr
+
+
+def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothing(tmp_path, tiny_checkpoint,
+                                                                                   monkeypatch):
+    import errno
+    from collections import namedtuple
+
+    from rosberta_export import diskspace, pipeline
+
+    out = tmp_path / "out"
+    pipeline.export(str(tiny_checkpoint), out, variants=("fp32",), parity_texts=4)
+    before = Manifest.read(out)
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: usage(10 ** 12, 10 ** 12 - 2 ** 20, 2 ** 20))
+    with pytest.raises(pipeline.ExportError, match=r"not enough disk space in .* needs about \d+\.\d GB more at its "
+                                                   r"peak and 0\.0 GB are free.*--variants"):
+        pipeline.export(str(tiny_checkpoint), out, overwrite=True, parity_texts=4)
+    monkeypatch.undo()
+
+    def disk_full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", "model_int8.onnx")
+
+    monkeypatch.setattr(pipeline, "quantize_int8", disk_full)
+    with pytest.raises(pipeline.ExportError, match=r"filled up during the export .*partial export was removed"):
+        pipeline.export(str(tiny_checkpoint), out, variants=("fp32", "int8"), overwrite=True, parity_texts=4)
+    assert Manifest.read(out) == before  # the old artifact is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folders left behind
+
+
+def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export):
+    """The space check's arithmetic against a real export's files (MiniLM: its int8 files are 65% of fp32, the
+    embedding tables staying fp32). At its fullest the export holds the raw and fused fp32 graphs, fp16, and each
+    int8 file twice (work copy and artifact)."""
+    from rosberta_export.diskspace import MARGIN_BYTES, int8_fraction, peak_bytes
+
+    m = minilm_export.manifest
+    size = {v: r.size_bytes for v, r in m.variants.items()}
+    assert set(size) == {"fp32", "fp16", "int8", "int8-openvino"}
+    raw = size["fp32"]  # the fused graph holds the same weights as the raw one
+    q = int8_fraction(raw, vocab_size=m.model.vocab_size, max_positions=m.model.max_position_embeddings,
+                      hidden_size=m.model.hidden_size)
+    for v in ("int8", "int8-openvino"):
+        assert size[v] == pytest.approx(q * raw, rel=0.03), (v, size[v] / raw, q)
+    held = raw + size["fp32"] + size["fp16"] + 2 * (size["int8"] + size["int8-openvino"])
+    estimate = raw + peak_bytes(raw, tuple(size), calibrates=True, int8_fraction=q)
+    assert held <= estimate <= held * 1.03 + MARGIN_BYTES

@@ -8,6 +8,7 @@ loads as valid (and, with ``overwrite``, the previous artifact stays intact unti
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import platform
 import shutil
@@ -18,15 +19,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from rosberta_onnx.hardware import cpu_isa
 from rosberta_onnx.manifest import (FORMAT_VERSION, INT8_VARIANTS, VARIANTS, Manifest, ModelFacts, VariantRecord,
                                     sha256_file)
 from rosberta_onnx.openvino_engine import openvino_available, openvino_version
 
 from .convert import OPSET, export_fp32, save_onnx, stamp
+from .diskspace import NotEnoughSpace, check_space, int8_fraction, peak_bytes
 from .gate import INT8_GATE, gate_figures, judge
 from .parity import THRESHOLDS, compare, failures, parity_cases
-from rosberta_onnx.hardware import cpu_isa
-
 from .openvino_int8 import openvino_options, openvino_recipe, write_openvino_int8
 from .quantize import (DEFAULT_INT8_RECIPE, INT8_RECIPES, ROWWISE_SETTINGS, RowwiseSettings, calibrate,
                        calibration_texts, describe_rowwise, quantize_int8)
@@ -171,6 +172,12 @@ def export(
 
         step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
         raw = export_fp32(src, work / "raw.onnx")
+        raw_bytes = raw.stat().st_size
+        calibrates = "int8-openvino" in variants or ("int8" in variants and int8_recipe in ROWWISE_SETTINGS)
+        q = int8_fraction(raw_bytes, vocab_size=facts.vocab_size, max_positions=facts.max_position_embeddings,
+                          hidden_size=facts.hidden_size)
+        check_space(out.parent, peak_bytes(raw_bytes, variants, calibrates=calibrates, int8_fraction=q),
+                    f"exporting {', '.join(variants)}")
 
         provisional = Manifest(
             format_version=FORMAT_VERSION,
@@ -226,6 +233,14 @@ def export(
             os.replace(tmp, out)
         step(f"wrote {out}")
         return ExportResult(out, manifest, fails)
+    except NotEnoughSpace as exc:
+        raise ExportError(str(exc)) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise ExportError(f"the disk holding {str(out.parent)!r} filled up during the export ({exc}); the partial "
+                          f"export was removed and {str(out)!r} is as it was. Free space there or export to a disk "
+                          f"with room (-o)") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

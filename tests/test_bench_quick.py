@@ -174,3 +174,38 @@ def test_ceiling_agreement_check_tells_a_different_computation_apart():
     y = np.random.default_rng(0).standard_normal((2, 8, 16)).astype(np.float32)
     agree = _agreement({TORCH_GEMMS: y, INT8[0]: 1.01 * y + 1e-3, INT8[1]: y[:, ::-1].copy()})
     assert agree[TORCH_GEMMS] == pytest.approx(1.0) and agree[INT8[0]] > 0.999 and agree[INT8[1]] < 0.5
+
+
+@pytest.mark.skipif(not HAS_TORCH or importlib.util.find_spec("nncf") is None,
+                    reason="the NNCF accuracy-control bench needs torch, openvino and nncf")
+def test_nncf_accuracy_bench_reports_reverts_gate_figures_and_speed(tiny_checkpoint, tiny_artifact, tmp_path):
+    from rosberta_onnx.manifest import Manifest
+
+    if "int8-openvino" not in Manifest.read(tiny_artifact).variants:
+        pytest.skip("the tiny artifact has no int8-openvino to compare with")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    r = subprocess.run([sys.executable, "-m", "benchmarks.nncf_accuracy", "--quality-checkpoint", str(tiny_checkpoint),
+                        "--speed-checkpoint", str(tiny_checkpoint), "--artifact", str(tiny_artifact),
+                        "--max-drops", "0.01", "--defaults-iterations", "1", "--gate-pairs", "20", "--rounds", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env={**os.environ, "TMPDIR": str(scratch)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "nncf_accuracy.json").read_text(encoding="utf-8"))
+    runs = res["quality"]["runs"]
+    assert [(x["max_drop"], x["nncf_defaults"]) for x in runs] == [(None, False), (0.01, False), (None, True),
+                                                                    (0.01, True)]
+    assert runs[0]["reverted"] == [] and runs[2]["reverted"] == []  # plain static int8 quantises every MatMul
+    for x in runs:
+        assert x["weight_matmuls"] == 12 and len(x["reverted"]) == sum(x["reverted_roles"].values())
+        assert 0.9 < x["cos_min"] <= x["cos_mean"] <= 1.0 + 1e-6 and set(x["top10_overlap"]) == {"en", "ru"}
+    assert list(res["speed"]["shapes"]) == ["1x16", "8x128"]
+    assert all(math.isfinite(v) and v > 0 for s in res["speed"]["shapes"].values() for v in s.values())
+    assert "| no SmoothQuant, no bias correction | 0.01 |" in (tmp_path / "nncf_accuracy.md").read_text(encoding="utf-8")
+    assert not list(scratch.glob("nncf-accuracy-*"))
+
+
+def test_nncf_accuracy_bench_needs_an_int8_openvino_artifact(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.nncf_accuracy", "--artifact", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "has no model_int8_openvino.onnx" in r.stderr and "rosberta-onnx export" in r.stderr

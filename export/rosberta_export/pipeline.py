@@ -301,7 +301,9 @@ def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recip
     written = {}
     for v in (v for v in INT8_VARIANTS if v in variants):
         step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")
-        qm = onnx.load(str(builds[v](work / FILES[v])))
+        built = builds[v](work / FILES[v])
+        qm = onnx.load(str(built))
+        built.unlink()  # in memory now: the disk holds each int8 file once (see diskspace.peak_bytes)
         stamp(qm, props)
         # int8-openvino keeps its weights in a .data file beside the graph: OpenVINO maps that file instead of
         # reading it into memory (load peak ~360 MB instead of ~1070 MB on the full-size model), and processes

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import alternate
+from .runner import alternate, fixed_batch
 
 TORCH_MODEL = "torch fp32, whole model (the reference)"
 TORCH_GEMMS = "torch fp32, weight GEMMs only (F.linear)"
@@ -177,15 +177,8 @@ def _measure(a, shapes: list[tuple[int, int]], work: Path) -> int:
              f"threads, {a.rounds} alternating rounds. Reproduce: `python -m benchmarks.ceiling {a.checkpoint}`", "",
              "| shape | system | median ms | GMAC/s | x torch fp32 whole model |", "|---|---|---:|---:|---:|"]
     for b, n in shapes:
-        ids = np.full((b, n), 5, dtype=np.int64)
-        ids[:, 0], ids[:, -1] = 0, 2
-        tids = torch.from_numpy(ids)
+        _, whole_model = fixed_batch(model, b, n)
         x = rng.standard_normal((b, n, hidden)).astype(np.float32)
-
-        def whole_model():
-            with torch.inference_mode():
-                model(input_ids=tids, attention_mask=torch.ones_like(tids))
-
         systems = {TORCH_MODEL: whole_model, **{name: (lambda fn=fn: fn(x)) for name, fn in engines.items()}}
         whole_model()  # warm-up; the engines' first-shape compilation and paging happen in the check below
         agree = _agreement({name: fn(x) for name, fn in engines.items()})

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import alternate
+from .runner import alternate, fixed_batch
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
 RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
@@ -224,15 +224,7 @@ def _measure(a, command: str, work: Path) -> int:
         sessions = {name: _session(p, a.threads, name) for name, p in files.items()}
         speed = {}
         for b, n in SHAPES:
-            ids = np.full((b, n), 5, dtype=np.int64)
-            ids[:, 0], ids[:, -1] = 0, 2
-            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-            tids = torch.from_numpy(ids)
-
-            def run_torch():
-                with torch.inference_mode():
-                    model(input_ids=tids, attention_mask=torch.ones_like(tids))
-
+            feeds, run_torch = fixed_batch(model, b, n)
             systems = {"torch fp32": run_torch, **{k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()}}
             for fn in systems.values():
                 fn()  # warm-up

@@ -33,7 +33,7 @@ import numpy as np
 
 from .int8_recipes import _matmul_groups
 from .nncf_int8 import SENTENCES
-from .runner import alternate
+from .runner import alternate, fixed_batch
 
 SHAPES = ((1, 16), (8, 128))
 VALIDATION_PAIRS = 150  # per language: 600 sentences
@@ -201,15 +201,7 @@ def _speed(a, work: Path, ffn_fraction: float) -> dict:
     model = AutoModel.from_pretrained(str(src.folder), add_pooling_layer=False).eval()
     out = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "ffn_float_layers": keep, "shapes": {}}
     for b, n in SHAPES:
-        ids = np.full((b, n), 5, dtype=np.int64)
-        ids[:, 0], ids[:, -1] = 0, 2
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-        tids = torch.from_numpy(ids)
-
-        def run_torch():
-            with torch.inference_mode():
-                model(input_ids=tids, attention_mask=torch.ones_like(tids))
-
+        feeds, run_torch = fixed_batch(model, b, n)
         systems = {"torch fp32": run_torch, **{k: (lambda r=r: r.infer(feeds)) for k, r in infer.items()}}
         for fn in systems.values():
             fn()  # warm-up

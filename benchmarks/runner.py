@@ -17,7 +17,7 @@ import numpy as np
 from .systems import Skip, System
 from .workloads import Workload
 
-__all__ = ["alternate", "load_systems", "run_workloads", "quality"]
+__all__ = ["alternate", "fixed_batch", "load_systems", "run_workloads", "quality"]
 
 
 def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
@@ -30,6 +30,23 @@ def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
             fn()
             times[name].append(time.perf_counter() - t0)
     return times
+
+
+def fixed_batch(model, batch: int, tokens: int):
+    """The small benches' fixed-shape input -- ``batch`` texts of exactly ``tokens`` tokens (``<s> 5 … 5 </s>``),
+    no padding -- as ONNX feeds, and a callable that runs the torch ``model`` on it: their torch fp32 baseline."""
+    import torch
+
+    ids = np.full((batch, tokens), 5, dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 0, 2
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    tids = torch.from_numpy(ids)
+
+    def run_torch():
+        with torch.inference_mode():
+            model(input_ids=tids, attention_mask=torch.ones_like(tids))
+
+    return feeds, run_torch
 
 
 def load_systems(systems: list[System], log) -> dict[str, dict]:

@@ -137,6 +137,8 @@ def export(
     if int8_recipe not in INT8_RECIPES:
         raise ExportError(f"unknown int8 recipe {int8_recipe!r}; choose one of {', '.join(INT8_RECIPES)}")
     settings = ROWWISE_SETTINGS[_ov_weights(int8_recipe)]
+    # only the row-wise int8 recipes and int8-openvino (which takes their weights) calibrate
+    calibrates = "int8-openvino" in variants or ("int8" in variants and int8_recipe in ROWWISE_SETTINGS)
     if calibration_sentences is not None:
         available = len(calibration_texts(10 ** 9))
         if not 1 <= calibration_sentences <= available:
@@ -144,8 +146,7 @@ def export(
                               f"train split has {available} sentences; choose 1..{available} (default "
                               f"{settings.sentences})")
         settings = dataclasses.replace(settings, sentences=calibration_sentences)
-        # only the row-wise int8 recipes and int8-openvino (which takes their weights) calibrate
-        if not (("int8" in variants and int8_recipe in ROWWISE_SETTINGS) or "int8-openvino" in variants):
+        if not calibrates:
             log(f"NOTE: calibration_sentences={calibration_sentences} is not used: none of the variants "
                 f"{', '.join(variants)} with int8 recipe {int8_recipe} calibrates (int8 with a row-wise recipe, or "
                 f"int8-openvino, would)")
@@ -173,7 +174,6 @@ def export(
         step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
         raw = export_fp32(src, work / "raw.onnx")
         raw_bytes = raw.stat().st_size
-        calibrates = "int8-openvino" in variants or ("int8" in variants and int8_recipe in ROWWISE_SETTINGS)
         q = int8_fraction(raw_bytes, vocab_size=facts.vocab_size, max_positions=facts.max_position_embeddings,
                           hidden_size=facts.hidden_size)
         check_space(out.parent, peak_bytes(raw_bytes, variants, calibrates=calibrates, int8_fraction=q),

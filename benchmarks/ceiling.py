@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import alternate, fixed_batch
+from .runner import alternate, as_run, fixed_batch
 
 TORCH_MODEL = "torch fp32, whole model (the reference)"
 TORCH_GEMMS = "torch fp32, weight GEMMs only (F.linear)"
@@ -153,10 +153,10 @@ def main(argv=None) -> int:
 
     # the built models (GBs at full size) go when the run ends, also when it fails or is interrupted
     with tempfile.TemporaryDirectory(prefix="ceiling-") as d:
-        return _measure(a, shapes, Path(d))
+        return _measure(a, shapes, Path(d), as_run(argv))
 
 
-def _measure(a, shapes: list[tuple[int, int]], work: Path) -> int:
+def _measure(a, shapes: list[tuple[int, int]], work: Path, command: str) -> int:
     """The measurement itself; ``work`` holds the models it builds and is removed afterwards by :func:`main`."""
     import torch
     from transformers import AutoModel
@@ -174,7 +174,7 @@ def _measure(a, shapes: list[tuple[int, int]], work: Path) -> int:
     results = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads,
                "rounds": a.rounds, "weight_matmuls": len(dims), "shapes": {}}
     lines = [f"GEMM-only ceiling on `{src.folder.name}` ({layers} layers, {len(dims)} weight MatMuls), {a.threads} "
-             f"threads, {a.rounds} alternating rounds. Reproduce: `python -m benchmarks.ceiling {a.checkpoint}`", "",
+             f"threads, {a.rounds} alternating rounds. Reproduce: `python -m benchmarks.ceiling {command}`", "",
              "| shape | system | median ms | GMAC/s | x torch fp32 whole model |", "|---|---|---:|---:|---:|"]
     for b, n in shapes:
         _, whole_model = fixed_batch(model, b, n)

@@ -21,15 +21,13 @@ import argparse
 import functools
 import importlib.util
 import json
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .runner import alternate, fixed_batch
+from .runner import alternate, as_run, fixed_batch
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
 RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
@@ -146,7 +144,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quality-only", action="store_true")
     ap.add_argument("--speed-only", action="store_true")
     a = ap.parse_args(argv)
-    command = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))  # as run, flags included
+    command = as_run(argv)  # as run, flags included
 
     # the built models (GBs at full size) go when the run ends, also when it fails or is interrupted
     with tempfile.TemporaryDirectory(prefix="int8-recipes-") as d:

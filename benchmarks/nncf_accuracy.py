@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 
 from .int8_recipes import _matmul_groups
 from .nncf_int8 import SENTENCES
-from .runner import alternate, fixed_batch
+from .runner import alternate, as_run, fixed_batch
 
 SHAPES = ((1, 16), (8, 128))
 VALIDATION_PAIRS = 150  # per language: 600 sentences
@@ -258,7 +256,7 @@ def main(argv=None) -> int:
         ap.error(f"--artifact {a.artifact!r} has no model_int8_openvino.onnx; export {a.speed_checkpoint} with "
                  f"int8-openvino first (rosberta-onnx export {a.speed_checkpoint} -o {a.artifact})")
     a.quality_checkpoint = a.quality_checkpoint or _minilm_dir()
-    command = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
+    command = as_run(argv)
     logging.getLogger("nncf").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="nncf-accuracy-") as d:
         quality = _quality(a, Path(d) / "quality")

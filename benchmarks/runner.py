@@ -8,7 +8,9 @@ ratios, and each time is the median over rounds after an untimed warm-up.
 from __future__ import annotations
 
 import gc
+import shlex
 import statistics
+import sys
 import time
 import traceback
 
@@ -17,7 +19,7 @@ import numpy as np
 from .systems import Skip, System
 from .workloads import Workload
 
-__all__ = ["alternate", "fixed_batch", "load_systems", "run_workloads", "quality"]
+__all__ = ["alternate", "fixed_batch", "as_run", "load_systems", "run_workloads", "quality"]
 
 
 def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
@@ -30,6 +32,11 @@ def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
             fn()
             times[name].append(time.perf_counter() - t0)
     return times
+
+
+def as_run(argv: list[str] | None) -> str:
+    """A bench's arguments as typed (flags included), for its table's "Reproduce" line."""
+    return " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
 
 
 def fixed_batch(model, batch: int, tokens: int):

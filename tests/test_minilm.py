@@ -1,6 +1,5 @@
 """Real trained weights (all-MiniLM-L6-v2, BERT, mean pooling): where quantisation error shows."""
 
-import numpy as np
 import pytest
 
 from rosberta_onnx import Encoder

@@ -83,7 +83,7 @@ def synth(out: str | os.PathLike, *, size: str = "full", seed: int = 0, sentence
     s = SIZES[size]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        print(f"[synth] training the byte-level BPE tokenizer on the STS sentences", file=sys.stderr)
+        print("[synth] training the byte-level BPE tokenizer on the STS sentences", file=sys.stderr)
         bpe = _train_tokenizer(VOCAB_SIZE)
         tokenizer = RobertaTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", sep_token="</s>",
                                          cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",

@@ -197,7 +197,7 @@ def _cmd_demo(a) -> int:
     enc = Encoder.load(art)
     texts = ["Сколько программистов нужно, чтобы вкрутить лампочку?", "How many programmers does it take to change a light bulb?"]
     q = enc.encode(texts, task="search_query")
-    print(f"\nSTAND-IN model (random weights: the vectors below are meaningless, the pipeline is real)")
+    print("\nSTAND-IN model (random weights: the vectors below are meaningless, the pipeline is real)")
     print(f"encoded {len(texts)} RU/EN queries with variant {enc.variant!r} [{enc.selection}]: shape {q.shape}, "
           f"norms {[round(float(x), 4) for x in (q ** 2).sum(1) ** 0.5]}")
     print(f"\nparity against PyTorch ({art}):")

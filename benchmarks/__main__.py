@@ -16,7 +16,7 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .systems import SYSTEM_NAMES
+    from .systems import ON_REQUEST, SYSTEM_NAMES
 
     p.add_argument("dir", help="an exported rosberta-onnx artifact folder")
     p.add_argument("--reference", default=None,
@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for every system (default: physical cores)")
     p.add_argument("--rounds", type=int, default=None, help="override the rounds of every workload (smoke tests)")
     p.add_argument("--corpus-size", type=int, default=None, help="override the number of corpus texts")
-    p.add_argument("--systems", type=_csv, default=None, help=f"comma list from: {','.join(SYSTEM_NAMES)}")
+    p.add_argument("--systems", type=_csv, default=None,
+                   help=f"comma list from: {','.join(SYSTEM_NAMES)} (default: all of them); "
+                        f"on request only: {','.join(ON_REQUEST)}")
     p.add_argument("--workloads", type=_csv, default=None,
                    help="comma list of workload names or kinds (latency, throughput, corpus, scaling)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-system peak-memory processes")

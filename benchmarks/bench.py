@@ -13,7 +13,7 @@ from .machine import machine_facts
 from .memory import measure_all
 from .report import write_all
 from .runner import load_systems, quality, run_workloads
-from .systems import SYSTEM_NAMES, Context, Skip, log_stderr, make_system
+from .systems import ON_REQUEST, SYSTEM_NAMES, Context, Skip, log_stderr, make_system
 from .workloads import SETTINGS, build_workloads
 
 __all__ = ["run_benchmark"]
@@ -57,9 +57,9 @@ def run_benchmark(artifact, *, reference=None, quick: bool = False, out="benchma
     from rosberta_onnx.tokenize import TextTokenizer
 
     names = list(systems or SYSTEM_NAMES)
-    bad = [n for n in names if n not in SYSTEM_NAMES]
+    bad = [n for n in names if n not in SYSTEM_NAMES + ON_REQUEST]
     if bad:
-        raise ValueError(f"unknown system(s) {bad}; choose from {', '.join(SYSTEM_NAMES)}")
+        raise ValueError(f"unknown system(s) {bad}; choose from {', '.join(SYSTEM_NAMES + ON_REQUEST)}")
     mode = "quick" if quick else "full"
     settings = SETTINGS[mode]
     if rounds is not None:

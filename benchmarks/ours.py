@@ -27,7 +27,8 @@ class Rosberta(System):
         self.load_s = time.perf_counter() - t0
         rec = self.ctx.manifest.variant(self.variant)
         self.config = {"variant": self.variant, "file": rec.file, "providers": self._enc.providers,
-                       "threads": self.ctx.threads, "spinning": False, "verify_checksums": True}
+                       "threads": self.ctx.threads, "streams": self._enc.streams, "spinning": False,
+                       "verify_checksums": True}
         self.notes.append("load time includes the sha256 check of the model files (Encoder.load's default)")
         if self.variant.startswith("int8") and not rec.gate_passed:
             self.notes.append(f"this {self.variant} file FAILED its quality gate at export; `auto` would not pick it")
@@ -60,10 +61,18 @@ class RosbertaInt8OpenVino(Rosberta):
         if not openvino_available():
             raise Skip("openvino is not installed (pip install 'rosberta-onnx[openvino]')")
 
+    streams: int | None = None  # the Encoder's default
+
     def _load_kwargs(self) -> dict:
         opts = self.ctx.manifest.variant(self.variant).engine_options
-        self.notes.append(f"the int8 variant's weights run by OpenVINO's CPU plugin with {dict(opts)}, as gated")
-        return {}
+        self.notes.append(f"the int8 variant's weights run by OpenVINO's CPU plugin with {dict(opts)}, as gated; "
+                          f"batches of 2+ split across its streams (one query is not)")
+        return {"streams": self.streams}
+
+
+class RosbertaInt8OpenVinoOneStream(RosbertaInt8OpenVino):
+    """The same engine without batch streams: what the split is worth, measured in the same rounds."""
+    name, label, streams = "rosberta-int8-openvino-1stream", "rosberta-onnx int8 on OpenVINO, one stream", 1
 
 
 class RosbertaFp16(Rosberta):
@@ -82,4 +91,4 @@ class RosbertaFp16(Rosberta):
         return {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaInt8OpenVino, RosbertaFp16)
+SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaInt8OpenVino, RosbertaInt8OpenVinoOneStream, RosbertaFp16)

@@ -13,7 +13,8 @@ COLOURS = {"torch-fp32": "#7f7f7f", "torch-bf16": "#b0b0b0", "st-torch": "#1f77b
            "openvino-fp32": "#6a3d9a", "openvino-bf16": "#b294c7", "openvino-int8": "#3f007d",
            "ort-plain": "#2ca02c",
            "rosberta-fp32": "#ff7f0e", "rosberta-int8": "#d62728",
-           "rosberta-int8-openvino": "#e377c2", "rosberta-fp16": "#8c564b"}
+           "rosberta-int8-openvino": "#e377c2", "rosberta-int8-openvino-1stream": "#f7b6d2",
+           "rosberta-fp16": "#8c564b"}
 THROUGHPUT = ("throughput_8x128", "throughput_32x128", "throughput_1x512")
 
 
@@ -81,7 +82,7 @@ def markdown(res: dict) -> str:
              f"each system batching its own way; tokens/s counts content tokens (no padding)",
              f"- quality: cosine of each system's corpus embeddings against {res['baseline']}; peak RSS: a separate "
              f"process per system loading the model and encoding 8×128 and 1×512",
-             f"- load time: one in-process load per system, library imports excluded, file cache warm", ""]
+             "- load time: one in-process load per system, library imports excluded, file cache warm", ""]
     if res["baseline"] != "torch-fp32":
         lines += [f"> **No PyTorch reference in this run** ({model.get('reference_origin')}): ratios and cosines are "
                   f"against {res['baseline']} instead.", ""]

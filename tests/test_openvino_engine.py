@@ -11,7 +11,7 @@ import pytest
 from rosberta_onnx import Encoder
 from rosberta_onnx.errors import ArtifactError, VariantError
 from rosberta_onnx.manifest import Manifest
-from rosberta_onnx.openvino_engine import openvino_available
+from rosberta_onnx.openvino_engine import openvino_available, split_rows
 
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed "
                                     "(pip install 'rosberta-onnx[openvino]'; the full CI environment has it)")
@@ -89,6 +89,41 @@ def test_openvino_variant_encodes_like_fp32_and_is_thread_safe(tiny_artifact):
     assert not errors and len(out) == 8
     for i, v in out.items():  # concurrent calls give what serial ones give
         np.testing.assert_allclose(v, got[i:i + 6], atol=1e-5)
+
+
+def test_split_rows_covers_every_row_once_in_near_equal_parts():
+    for rows in range(1, 12):
+        for parts in range(1, 6):
+            cut = split_rows(rows, parts)
+            sizes = [s.stop - s.start for s in cut]
+            assert [i for s in cut for i in range(rows)[s]] == list(range(rows))
+            assert len(cut) == min(rows, parts) and min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+@needs_openvino
+def test_batch_streams_give_what_one_stream_gives(tiny_artifact):
+    """Splitting a batch across OpenVINO streams changes the schedule, not the result; one query is not split."""
+    _has_ov_variant(tiny_artifact)
+    one = Encoder.load(tiny_artifact, variant="int8-openvino", threads=2, streams=1)
+    two = Encoder.load(tiny_artifact, variant="int8-openvino", threads=2, streams=2)
+    assert (one.streams, two.streams) == (1, 2)
+    assert Encoder.load(tiny_artifact, variant="int8-openvino", threads=1, streams=2).streams == 1  # a stream needs a thread
+    texts = ["Привет, мир", "search me", "Съешь же ещё этих мягких французских булок, да выпей чаю.", "a", "б в г"]
+    for batch_size in (1, 2, 3, 5):
+        got, ref = two.encode(texts, batch_size=batch_size), one.encode(texts, batch_size=batch_size)
+        np.testing.assert_allclose(got, ref, atol=2e-3)  # bf16 float ops: rounding may differ with the part's shape
+        assert float((got * ref).sum(1).min()) > 0.99999
+    ov = two._session
+    assert len(ov._pools[True]) == 2 and len(ov._pools[False]) == 1  # batches went split, the lone text did not
+
+
+def test_threads_and_streams_must_be_whole_numbers_from_one(tiny_artifact):
+    for bad in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=rf"streams must be a whole number >= 1.*got {bad!r}"):
+            Encoder.load(tiny_artifact, variant="fp32", streams=bad)
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        Encoder.load(tiny_artifact, variant="fp32", threads=0)
+    assert Encoder.load(tiny_artifact, variant="fp32", streams=np.int64(2)).streams == 1  # onnxruntime: not split
 
 
 @needs_openvino

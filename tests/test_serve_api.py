@@ -240,6 +240,19 @@ def test_not_ready_until_loaded_and_liveness_meanwhile(tiny_artifact):
         assert cos_rows(got[[0, 1099]], enc.encode([texts[0], texts[1099]])).min() >= 0.99999
 
 
+def test_streams_flag_reaches_the_config_and_is_checked(monkeypatch, tiny_artifact):
+    import rosberta_serve
+    from rosberta_serve import ServeConfig
+
+    seen = []
+    monkeypatch.setattr(rosberta_serve, "serve", lambda config, **_: seen.append(config) or 0)
+    assert main(["serve", str(tiny_artifact), "--streams", "3", "--port", "0"]) == 0
+    assert main(["serve", str(tiny_artifact), "--port", "0"]) == 0
+    assert [c.streams for c in seen] == [3, None]  # None: the Encoder's default
+    with pytest.raises(ValueError, match="streams must be >= 1"):
+        ServeConfig(model_dir=tiny_artifact, streams=0)
+
+
 def test_spinning_flag_reaches_the_onnx_runtime_session(monkeypatch, tiny_artifact):
     import rosberta_serve
     from starlette.testclient import TestClient
@@ -274,6 +287,7 @@ def test_the_openvino_engine_serves_the_same_api(tiny_artifact):
         with httpx.Client(base_url=srv.url, timeout=30) as client:
             info = client.get("/info").json()
             assert (info["model_dtype"], info["providers"]) == ("int8-openvino", ["OpenVINO:CPU"])
+            assert info["streams"] == Encoder.load(tiny_artifact, variant="int8-openvino").streams  # default here
 
             def post(i):
                 r = client.post("/embed", json={"inputs": TEXTS[i % 4], "prompt_name": "search_query"})

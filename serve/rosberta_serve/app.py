@@ -168,6 +168,7 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
             "prompts": dict(f.prompts),
             "stand_in": bool(state.manifest.source.get("stand_in")),
             "providers": enc.providers if enc else None,
+            "streams": enc.streams if enc else None,
             "dynamic_batching": config.batching,
             "spinning": config.spinning,
             "max_wait_ms": config.max_wait_ms,

@@ -39,6 +39,8 @@ class ServeConfig:
     # ONNX Runtime's idle threads spin between calls: lower latency for steady traffic, CPU burnt while idle
     # (benchmarks/results/spinning: one short query 43.9 -> 36.3 ms median at 20 ms gaps, 1.32 -> 1.59 cores busy)
     spinning: bool = False
+    # OpenVINO variants: a run of 2+ texts split across this many streams (None: the Encoder's default, 2 on 2+ threads)
+    streams: int | None = None
     max_inputs: int = 2048  # texts per request (OpenAI's own limit)
     max_body_bytes: int = 16 * 1024 * 1024
     max_queue: int = 8192  # texts waiting; beyond it requests get 503 + Retry-After
@@ -55,6 +57,8 @@ class ServeConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 (or None for the physical cores), got {self.threads}")
+        if self.streams is not None and self.streams < 1:
+            raise ValueError(f"streams must be >= 1 (or None for the default), got {self.streams}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:

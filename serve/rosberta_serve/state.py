@@ -81,7 +81,7 @@ class ServerState:
         started = time.perf_counter()
         try:
             enc = await asyncio.to_thread(Encoder.load, cfg.model_dir, variant=cfg.variant, threads=cfg.threads,
-                                          spinning=cfg.spinning)
+                                          spinning=cfg.spinning, streams=cfg.streams)
             self.variant = enc.variant
             await asyncio.to_thread(enc.encode, _WARMUP * 4, batch_size=cfg.max_batch_size,
                                     max_batch_tokens=cfg.run_batch_tokens)

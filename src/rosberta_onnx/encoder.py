@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,7 +18,8 @@ from .manifest import INT8_VARIANTS, Manifest, ModelFacts
 from .pooling import l2_normalize, pool
 from .prompts import apply_prompt
 from .hardware import cpu_isa, fastest_variant, int8_native
-from .session import CUDA, auto_candidates, choose_variant, make_session, physical_cores, resolve_providers
+from .session import (CUDA, auto_candidates, choose_variant, default_streams, make_session, physical_cores,
+                      resolve_providers)
 from .tokenize import TextTokenizer
 
 __all__ = ["Encoder", "Encoded", "HardwareWarning"]
@@ -25,6 +27,14 @@ __all__ = ["Encoder", "Encoded", "HardwareWarning"]
 
 class HardwareWarning(RuntimeWarning):
     """The chosen variant is a poor fit for this CPU."""
+
+
+def _count(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 (or None for the default), got {value!r}")
+    return int(value)
 
 
 def _autotune_enabled(flag: bool | None) -> bool:
@@ -72,6 +82,7 @@ class Encoder:
         providers: list[str] | None = None,
         threads: int | None = None,
         spinning: bool = False,
+        streams: int | None = None,
         verify: bool = True,
         allow_cpu_fp16: bool = False,
         autotune: bool | None = None,
@@ -81,6 +92,9 @@ class Encoder:
         ``variant``: ``"auto"`` (fp16 on a CUDA device, else an int8 variant that passed its quality gate,
         else fp32), or ``"fp32"`` / ``"fp16"`` / ``"int8"`` / ``"int8-openvino"`` (the same int8 weights run
         by OpenVINO: needs ``pip install 'rosberta-onnx[openvino]'``). ``threads`` defaults to the physical cores.
+        ``streams`` (OpenVINO variants only; onnxruntime ignores it): a batch of two or more texts is split
+        into this many parts run at once, each on its share of the threads; one query still gets them all.
+        Default: 2 when ``threads`` >= 2 (2-22% more batch throughput on 2 cores), else 1; 1 turns it off.
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
         ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on int8, time
@@ -92,7 +106,8 @@ class Encoder:
         manifest = Manifest.read(folder)
         provs = resolve_providers(providers)
         chosen = choose_variant(manifest, variant, provs, allow_cpu_fp16=allow_cpu_fp16)
-        threads = threads if threads is not None else physical_cores()
+        threads = _count("threads", threads) or physical_cores()
+        streams = _count("streams", streams) or default_streams(threads)
 
         verified: set[str] = set()
 
@@ -101,7 +116,8 @@ class Encoder:
             if verify and name not in verified:
                 manifest.verify_files(folder, rec.files)
                 verified.add(name)
-            return make_session(folder / rec.file, providers=provs, threads=threads, spinning=spinning, record=rec)
+            return make_session(folder / rec.file, providers=provs, threads=threads, spinning=spinning, record=rec,
+                                streams=streams)
 
         reason = "requested" if variant != "auto" else f"auto: {chosen}"
         session = None
@@ -120,7 +136,7 @@ class Encoder:
                     chosen, reason = candidates[0], f"auto: {candidates[0]} (onnxruntime int8 not native on {isa})"
         if variant == "auto" and chosen in INT8_VARIANTS and len(candidates) > 1 and _autotune_enabled(autotune):
             shas = {v: manifest.variant(v).files[manifest.variant(v).file] for v in candidates}
-            d, sessions = fastest_variant(folder, shas, threads=threads, make_session=open_session)
+            d, sessions = fastest_variant(folder, shas, threads=threads, streams=streams, make_session=open_session)
             chosen, session = d["choice"], sessions.get(d["choice"])
             timings = ", ".join(f"{v} {ms:.1f} ms" for v, ms in sorted(d["ms"].items(), key=lambda kv: kv[1]))
             reason = f"auto: {chosen} ({timings}" + (", cached)" if d["cached"] else ")")
@@ -152,6 +168,11 @@ class Encoder:
     @property
     def providers(self) -> list[str]:
         return list(self._session.get_providers())
+
+    @property
+    def streams(self) -> int:
+        """Parts a batch is split into and run at once (OpenVINO variants; 1 on onnxruntime)."""
+        return getattr(self._session, "streams", 1)
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.folder)!r}, variant={self.variant!r}, dim={self.dim}, providers={self.providers})"

@@ -66,8 +66,8 @@ def _cache_paths(folder: Path, key: str) -> list[Path]:
     return [folder / CACHE_NAME, home / f"autotune-{key[:16]}.json"]
 
 
-def fastest_variant(folder: Path, candidates: dict[str, str], *, threads: int, make_session, seq: int = 64,
-                    batch: int = 4, rounds: int = 5) -> tuple[dict, dict[str, object]]:
+def fastest_variant(folder: Path, candidates: dict[str, str], *, threads: int, make_session, streams: int = 1,
+                    seq: int = 64, batch: int = 4, rounds: int = 5) -> tuple[dict, dict[str, object]]:
     """Time each of ``candidates`` (variant name -> sha256 of its model file; fp32 among them) and pick the fastest.
 
     Returns ``({"choice": name, "ms": {name: median ms}, "cached": bool, "cache": path, ...}, sessions)``;
@@ -81,7 +81,7 @@ def fastest_variant(folder: Path, candidates: dict[str, str], *, threads: int, m
     from .openvino_engine import openvino_version
 
     key_fields = {"candidates": dict(sorted(candidates.items())), "cpu": _cpu_model(), "threads": threads,
-                  "onnxruntime": ort.__version__, "openvino": openvino_version(), "shape": [batch, seq]}
+                  "streams": streams, "onnxruntime": ort.__version__, "openvino": openvino_version(), "shape": [batch, seq]}
     digest = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
     for path in _cache_paths(folder, digest):
         try:

@@ -103,7 +103,7 @@ class Context:
         self._tmp = Path(tempfile.mkdtemp(prefix="rosberta-bench-plain-"))
         self.log(f"building the un-optimised ONNX export of {ref} (torch.onnx, no fusions)")
         t0 = time.perf_counter()
-        self._plain = export_fp32(resolve_source(str(ref)), self._tmp / "model.onnx")
+        self._plain = export_fp32(resolve_source(str(ref)), self._tmp / "model.onnx", weights_apart=False)
         self.plain_export_s = time.perf_counter() - t0
         return self._plain
 

@@ -224,8 +224,8 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
 
 def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export):
     """The space check's arithmetic against a real export's files (MiniLM: its int8 files are 65% of fp32, the
-    embedding tables staying fp32). At its fullest the export holds the raw and fused fp32 graphs, fp16, and then
-    the larger of the calibration probe (a copy of the raw graph) and the int8 files."""
+    embedding tables staying fp32). At its fullest the export holds the raw and fused fp32 graphs, fp16, and the
+    int8 files (the calibration probe is the raw graph without its weights)."""
     from rosberta_export.diskspace import MARGIN_BYTES, int8_fraction, peak_bytes
 
     m = minilm_export.manifest
@@ -236,6 +236,38 @@ def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export)
                       hidden_size=m.model.hidden_size)
     for v in ("int8", "int8-openvino"):
         assert size[v] == pytest.approx(q * raw, rel=0.03), (v, size[v] / raw, q)
-    held = raw + size["fp32"] + size["fp16"] + max(raw, size["int8"] + size["int8-openvino"])
-    estimate = raw + peak_bytes(raw, tuple(size), calibrates=True, int8_fraction=q)
+    held = raw + size["fp32"] + size["fp16"] + size["int8"] + size["int8-openvino"]
+    estimate = raw + peak_bytes(raw, tuple(size), int8_fraction=q)
     assert held <= estimate <= held * 1.03 + MARGIN_BYTES
+
+
+def test_raw_export_keeps_weights_apart_so_the_calibration_probe_copies_none(tmp_path, tiny_checkpoint, monkeypatch):
+    """The raw fp32 graph's weights sit in one .data file, so the calibration probe (the graph plus outputs)
+    writes kilobytes, not a copy of the weights; ``weights_apart=False`` keeps torch's single file."""
+    import onnx
+    from onnx import numpy_helper
+
+    from rosberta_export import rowwise
+    from rosberta_export.convert import export_fp32
+    from rosberta_export.source import resolve_source
+
+    src = resolve_source(str(tiny_checkpoint))
+    apart = export_fp32(src, tmp_path / "apart" / "raw.onnx") if (tmp_path / "apart").mkdir() is None else None
+    whole = export_fp32(src, tmp_path / "whole" / "raw.onnx", weights_apart=False) if (tmp_path / "whole").mkdir() is None else None
+    data = apart.with_name("raw.onnx.data")
+    assert data.exists() and not whole.with_name("raw.onnx.data").exists()
+    assert apart.stat().st_size * 20 < data.stat().st_size < whole.stat().st_size
+    weights = lambda p: {i.name: numpy_helper.to_array(i) for i in onnx.load(str(p)).graph.initializer}  # noqa: E731
+    a, w = weights(apart), weights(whole)
+    assert a.keys() == w.keys() and all(np.array_equal(a[k], w[k]) for k in a)
+
+    probes = []
+    real_save = onnx.save_model
+    monkeypatch.setattr(onnx, "save_model", lambda m, f, *args, **kw: (real_save(m, f, *args, **kw),
+                                                                        probes.append(os.path.getsize(f)))[0])
+    g = onnx.load(str(apart), load_external_data=False).graph
+    name = next(n.input[0] for n in g.node if n.op_type == "MatMul")
+    ids = np.array([[0, 5, 6, 2]], dtype=np.int64)
+    cal = rowwise.channel_stats(apart, [name], [(ids, np.ones_like(ids))])
+    assert probes and max(probes) < apart.stat().st_size * 2 and name in cal.ranges
+    assert not apart.with_name("raw.calibration.onnx").exists()

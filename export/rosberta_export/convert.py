@@ -40,8 +40,14 @@ def save_onnx(model, path: Path, *, external_data: bool) -> list[Path]:
     return written
 
 
-def export_fp32(source: Source, out: Path) -> Path:
-    """Export ``source`` to ``out`` (an .onnx file with external weights); returns ``out``."""
+def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Path:
+    """Export ``source`` to ``out``; returns ``out``.
+
+    ``weights_apart``: the weights go to one ``<name>.data`` file beside the graph, so a step that needs only the
+    graph (the calibration probe adds outputs to it) reads and writes megabytes, not a copy of the weights. torch's
+    TorchScript exporter keeps them inside the .onnx below protobuf's 2 GB limit (ru-en-RoSBERTa: 1.4 GB), so they
+    are moved out after it; ``False`` leaves the file as torch wrote it (one file, as a plain export ships).
+    """
     import torch
     from transformers import AutoModel
 
@@ -63,4 +69,8 @@ def export_fp32(source: Source, out: Path) -> Path:
             input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"], dynamic_axes=dyn,
             external_data=True,
         )
+    if weights_apart and not out.with_name(out.name + ".data").exists():
+        import onnx
+
+        save_onnx(onnx.load(str(out)), out, external_data=True)
     return out

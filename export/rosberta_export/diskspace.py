@@ -29,21 +29,22 @@ def int8_fraction(raw_bytes: int, *, vocab_size: int, max_positions: int, hidden
     return (emb + (raw_bytes - emb) / 4) / raw_bytes
 
 
-def peak_bytes(raw_bytes: int, variants: tuple[str, ...], *, calibrates: bool, int8_fraction: float) -> int:
+def peak_bytes(raw_bytes: int, variants: tuple[str, ...], *, int8_fraction: float) -> int:
     """Bytes the export holds beside the raw fp32 graph (``raw_bytes``, written first) at its fullest.
 
-    In export order: the fused fp32 graph (kept as ``fp32``, or as fp16's source) and the fp16 one; then either the
-    calibration probe (a copy of the raw graph, deleted once the session holds it) or the int8 files (each built in
-    the work folder, read back into memory and deleted there, then written stamped into the artifact).
+    In export order: the fused fp32 graph (kept as ``fp32``, or as fp16's source) and the fp16 one; then the int8
+    files (each built in the work folder, read back into memory and deleted there, then written stamped into the
+    artifact). The calibration probe before them is the raw graph without its weights (they stay in the raw
+    graph's ``.data`` file), a few MB within :data:`MARGIN_BYTES`.
     Measured peaks (the folder polled every 50 ms during ``export``, all four variants): full-size stand-in 4.96 GB
-    against 5.02 GB from here (5.59 GB before int8 builds were deleted from the work folder once read back);
-    all-MiniLM-L6-v2 0.34 GB against 0.41 GB (the difference is :data:`MARGIN_BYTES`).
+    against 5.02 GB from here while the probe was a full copy of the raw graph (5.59 GB before int8 builds were
+    deleted from the work folder once read back); all-MiniLM-L6-v2 0.34 GB against 0.41 GB (the difference is
+    :data:`MARGIN_BYTES`).
     """
     fused = 1.0 if ("fp32" in variants or "fp16" in variants) else 0.0
     half = 0.5 if "fp16" in variants else 0.0
     n_int8 = sum(v in variants for v in INT8_VARIANTS)
-    later = max(1.0 if calibrates else 0.0, int8_fraction * n_int8)
-    return int(raw_bytes * (fused + half + later)) + MARGIN_BYTES
+    return int(raw_bytes * (fused + half + int8_fraction * n_int8)) + MARGIN_BYTES
 
 
 def check_space(folder: Path, need: int, what: str) -> None:

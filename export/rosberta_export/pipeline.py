@@ -173,10 +173,10 @@ def export(
 
         step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
         raw = export_fp32(src, work / "raw.onnx")
-        raw_bytes = raw.stat().st_size
+        raw_bytes = sum(f.stat().st_size for f in (raw, raw.with_name(raw.name + ".data")) if f.exists())
         q = int8_fraction(raw_bytes, vocab_size=facts.vocab_size, max_positions=facts.max_position_embeddings,
                           hidden_size=facts.hidden_size)
-        check_space(out.parent, peak_bytes(raw_bytes, variants, calibrates=calibrates, int8_fraction=q),
+        check_space(out.parent, peak_bytes(raw_bytes, variants, int8_fraction=q),
                     f"exporting {', '.join(variants)}")
 
         provisional = Manifest(

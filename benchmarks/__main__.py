@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     from .bench import run_benchmark
     from .report import table
+    from .runner import end_like_ctrl_c_on_sigterm
+
+    end_like_ctrl_c_on_sigterm()
 
     if a.rounds is not None and a.rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {a.rounds}")

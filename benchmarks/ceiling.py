@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import alternate, as_run, fixed_batch
+from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 TORCH_MODEL = "torch fp32, whole model (the reference)"
 TORCH_GEMMS = "torch fp32, weight GEMMs only (F.linear)"
@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/ceiling")
     a = ap.parse_args(argv)
+    end_like_ctrl_c_on_sigterm()
     try:
         shapes = [tuple(int(v) for v in s.lower().split("x")) for s in a.shapes.split(",")]
     except ValueError:

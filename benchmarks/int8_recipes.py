@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import alternate, as_run, fixed_batch
+from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
 RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
@@ -144,6 +144,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quality-only", action="store_true")
     ap.add_argument("--speed-only", action="store_true")
     a = ap.parse_args(argv)
+    end_like_ctrl_c_on_sigterm()
     command = as_run(argv)  # as run, flags included
 
     # the built models (GBs at full size) go when the run ends, also when it fails or is interrupted

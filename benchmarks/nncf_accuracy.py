@@ -31,7 +31,7 @@ import numpy as np
 
 from .int8_recipes import _matmul_groups
 from .nncf_int8 import SENTENCES
-from .runner import alternate, as_run, fixed_batch
+from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 SHAPES = ((1, 16), (8, 128))
 VALIDATION_PAIRS = 150  # per language: 600 sentences
@@ -248,6 +248,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/nncf-accuracy-control")
     a = ap.parse_args(argv)
+    end_like_ctrl_c_on_sigterm()
     try:
         a.max_drops = [float(x) for x in a.max_drops.split(",")]
     except ValueError:

@@ -8,6 +8,8 @@ ratios, and each time is the median over rounds after an untimed warm-up.
 from __future__ import annotations
 
 import gc
+import signal
+import threading
 import shlex
 import statistics
 import sys
@@ -19,7 +21,8 @@ import numpy as np
 from .systems import Skip, System
 from .workloads import Workload
 
-__all__ = ["alternate", "fixed_batch", "as_run", "load_systems", "run_workloads", "quality"]
+__all__ = ["alternate", "fixed_batch", "as_run", "end_like_ctrl_c_on_sigterm", "load_systems", "run_workloads",
+           "quality"]
 
 
 def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
@@ -32,6 +35,17 @@ def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
             fn()
             times[name].append(time.perf_counter() - t0)
     return times
+
+
+def end_like_ctrl_c_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a CI or ``timeout`` limit) end a bench the way Ctrl-C does: ``finally`` blocks and
+    exit handlers run, so the work folders (GBs at full size: exports, quantised models) are removed instead of
+    left in the temp folder. A no-op off the main thread, where Python cannot set handlers."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
 
 
 def as_run(argv: list[str] | None) -> str:

@@ -213,8 +213,8 @@ def _cmd_serve(a) -> int:
     from rosberta_serve import ServeConfig, serve
 
     names = ("variant", "model_name", "host", "port", "api_key", "max_batch_tokens", "max_batch_size", "max_wait_ms",
-             "run_batch_tokens", "workers", "threads", "spinning", "streams", "max_inputs", "max_body_bytes", "max_queue", "shutdown_timeout_s", "access_log",
-             "log_level")
+             "run_batch_tokens", "workers", "threads", "spinning", "streams", "max_inputs", "max_body_bytes", "max_queue",
+             "shutdown_timeout_s", "access_log", "log_level")
     options = {k: getattr(a, k) for k in names if getattr(a, k) is not None}  # unset: ServeConfig's default
     options.setdefault("api_key", ServeConfig.api_key_from_env())
     config = ServeConfig(model_dir=Path(a.dir), batching=not a.no_batching, **options)
@@ -330,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--spinning", action="store_true", default=None,
                    help="keep ONNX Runtime's idle threads spinning: lower latency under steady traffic, CPU busy while idle")
     v.add_argument("--streams", type=int, default=None,
-                   help="OpenVINO variants: split each run of 2+ texts across this many streams (default: 2 on 2+ threads; 1: off)")
+                   help="OpenVINO variants: split each run of 2+ texts across this many streams "
+                        "(default: 2 on 2+ threads; 1: off)")
     v.add_argument("--max-inputs", type=int, default=None, help="texts per request (default 2048)")
     v.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 16 MiB)")
     v.add_argument("--max-queue", type=int, default=None, help="texts queued before 503 (default 8192)")

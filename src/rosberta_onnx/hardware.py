@@ -81,7 +81,8 @@ def fastest_variant(folder: Path, candidates: dict[str, str], *, threads: int, m
     from .openvino_engine import openvino_version
 
     key_fields = {"candidates": dict(sorted(candidates.items())), "cpu": _cpu_model(), "threads": threads,
-                  "streams": streams, "onnxruntime": ort.__version__, "openvino": openvino_version(), "shape": [batch, seq]}
+                  "streams": streams, "onnxruntime": ort.__version__, "openvino": openvino_version(),
+                  "shape": [batch, seq]}
     digest = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
     for path in _cache_paths(folder, digest):
         try:

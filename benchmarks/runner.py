@@ -8,11 +8,11 @@ ratios, and each time is the median over rounds after an untimed warm-up.
 from __future__ import annotations
 
 import gc
-import signal
-import threading
 import shlex
+import signal
 import statistics
 import sys
+import threading
 import time
 import traceback
 

@@ -252,8 +252,10 @@ def test_raw_export_keeps_weights_apart_so_the_calibration_probe_copies_none(tmp
     from rosberta_export.source import resolve_source
 
     src = resolve_source(str(tiny_checkpoint))
-    apart = export_fp32(src, tmp_path / "apart" / "raw.onnx") if (tmp_path / "apart").mkdir() is None else None
-    whole = export_fp32(src, tmp_path / "whole" / "raw.onnx", weights_apart=False) if (tmp_path / "whole").mkdir() is None else None
+    for d in ("apart", "whole"):
+        (tmp_path / d).mkdir()
+    apart = export_fp32(src, tmp_path / "apart" / "raw.onnx")
+    whole = export_fp32(src, tmp_path / "whole" / "raw.onnx", weights_apart=False)
     data = apart.with_name("raw.onnx.data")
     assert data.exists() and not whole.with_name("raw.onnx.data").exists()
     assert apart.stat().st_size * 20 < data.stat().st_size < whole.stat().st_size

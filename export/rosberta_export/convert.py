@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .source import Source
 
-__all__ = ["OPSET", "export_fp32", "save_onnx", "stamp"]
+__all__ = ["OPSET", "data_file", "export_fp32", "save_onnx", "stamp"]
 
 OPSET = 17  # has LayerNormalization; what onnxruntime's transformer fusions are tested against
 
@@ -20,13 +20,18 @@ def stamp(model, props: dict[str, str]) -> None:
         entry.key, entry.value = k, v
 
 
+def data_file(path: Path) -> Path:
+    """Where a graph saved with external weights keeps them: ``<name>.data`` beside it."""
+    return path.with_name(path.name + ".data")
+
+
 def save_onnx(model, path: Path, *, external_data: bool) -> list[Path]:
     """Save an ``onnx.ModelProto``; with ``external_data`` the weights go to ``<name>.data`` beside it."""
     import onnx
 
     path = Path(path)
     if external_data:
-        data = path.with_name(path.name + ".data")
+        data = data_file(path)
         if data.exists():
             data.unlink()
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -69,7 +74,7 @@ def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Pat
             input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"], dynamic_axes=dyn,
             external_data=True,
         )
-    if weights_apart and not out.with_name(out.name + ".data").exists():
+    if weights_apart and not data_file(out).exists():
         import onnx
 
         save_onnx(onnx.load(str(out)), out, external_data=True)

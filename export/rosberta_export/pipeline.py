@@ -24,7 +24,7 @@ from rosberta_onnx.manifest import (FORMAT_VERSION, INT8_VARIANTS, VARIANTS, Man
                                     sha256_file)
 from rosberta_onnx.openvino_engine import openvino_available, openvino_version
 
-from .convert import OPSET, export_fp32, save_onnx, stamp
+from .convert import OPSET, data_file, export_fp32, save_onnx, stamp
 from .diskspace import NotEnoughSpace, check_space, int8_fraction, peak_bytes
 from .gate import INT8_GATE, gate_figures, judge
 from .parity import THRESHOLDS, compare, failures, parity_cases
@@ -173,7 +173,7 @@ def export(
 
         step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
         raw = export_fp32(src, work / "raw.onnx")
-        raw_bytes = sum(f.stat().st_size for f in (raw, raw.with_name(raw.name + ".data")) if f.exists())
+        raw_bytes = sum(f.stat().st_size for f in (raw, data_file(raw)) if f.exists())
         q = int8_fraction(raw_bytes, vocab_size=facts.vocab_size, max_positions=facts.max_position_embeddings,
                           hidden_size=facts.hidden_size)
         check_space(out.parent, peak_bytes(raw_bytes, variants, int8_fraction=q),

@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from .bench import run_benchmark
+    from .goals import goals_section
     from .report import table
     from .runner import end_like_ctrl_c_on_sigterm
 
@@ -51,6 +52,9 @@ def run(a: argparse.Namespace) -> int:
                                rounds=a.rounds, systems=a.systems, workloads=a.workloads, corpus_size=a.corpus_size,
                                memory=not a.no_memory)
     print(table(res))
+    goals = goals_section(res)
+    if goals:
+        print("\n" + goals)
     print("\n" + "\n".join(f"{k}: {v}" for k, v in paths.items()))
     failed = [s["name"] for s in res["systems"] if s["status"] == "failed"]
     if failed:

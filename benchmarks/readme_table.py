@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from .goals import goals_section
 from .machine import describe
 from .report import table
 
@@ -56,6 +57,9 @@ def render_section(res: dict, results_json: Path, readme: Path) -> str:
         lines += ["> Stand-in model (random weights, the real model's shape): speed and memory are representative; "
                   "the cosines only prove the systems compute the same function.", ""]
     lines += [table(res), ""]
+    goals = goals_section(res, level=3)
+    if goals:
+        lines += [goals, ""]
     skipped = [s for s in res["systems"] if s["status"] != "ok"]
     for s in skipped:
         lines.append(f"- {s['label']}: {s['status']} — {s['reason']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .goals import goals_section
 from .machine import describe
 
 __all__ = ["write_all", "markdown", "table", "charts"]
@@ -91,9 +92,9 @@ def markdown(res: dict) -> str:
                   "cosines only show that each system computes the same function — int8's quality loss on real "
                   "weights is larger.", ""]
     lines += [table(res), ""]
-    scaling = _scaling_table(res)
-    if scaling:
-        lines += [scaling, ""]
+    for section in (goals_section(res), _scaling_table(res)):
+        if section:
+            lines += [section, ""]
     lines += ["## Systems", ""]
     for s in res["systems"]:
         extra = f" — {s['reason']}" if s["status"] != "ok" else ""

@@ -103,6 +103,10 @@ def test_markdown_and_charts_are_written(quick_run):
         if s["status"] == "skipped":
             assert s["reason"] in md
     assert "| system |" in r.stdout  # the table is printed too
+    ok = {s["name"] for s in res["systems"] if s["status"] == "ok"}
+    if {"torch-fp32", "rosberta-int8"} <= ok:  # the int8 speed goals are judged in the report and printed
+        for text in (md, r.stdout):
+            assert "## Speed goals (int8, issue 4)" in text and "| rosberta-onnx int8 | 8×128 throughput ≥ 4× |" in text
     for chart in ("throughput.png", "latency.png", "seq_scaling.png"):
         data = (folder / chart).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000, chart

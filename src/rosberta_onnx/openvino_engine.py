@@ -86,13 +86,15 @@ class OpenVinoSession:
         feeds = {k: v for k, v in feeds.items() if k in self._inputs}
         rows = len(next(iter(feeds.values())))
         if self._split is None or rows < 2:
-            return self._infer(self._compiled, [feeds], names)[0]
+            return self._infer(self._compiled, [feeds], names, lambda outs: [o.copy() for o in outs[0]])
         parts = [{k: v[part] for k, v in feeds.items()} for part in split_rows(rows, self.streams)]
-        outs = self._infer(self._split, parts, names)
-        return [np.concatenate([o[i] for o in outs]) for i in range(len(names))]
+        return self._infer(self._split, parts, names,
+                           lambda outs: [np.concatenate([o[i] for o in outs]) for i in range(len(names))])
 
-    def _infer(self, compiled, parts: list[dict], names: list[str]) -> list[list[np.ndarray]]:
-        """Run each of ``parts`` on its own request of ``compiled`` at once; their outputs in order."""
+    def _infer(self, compiled, parts: list[dict], names: list[str], collect) -> list[np.ndarray]:
+        """Run each of ``parts`` on its own request of ``compiled`` at once; ``collect`` turns the outputs
+        (per part, per name: views of the requests' buffers) into arrays of their own before the requests
+        go back to the pool, where their next inference reuses those buffers."""
         pool = self._pools[compiled is self._split]
         with self._lock:
             reqs = [pool.pop() if pool else compiled.create_infer_request() for _ in parts]
@@ -103,8 +105,7 @@ class OpenVinoSession:
                 started.append(req)
             for req in started:
                 req.wait()
-            # copies: the request's output buffers are reused by its next inference
-            return [[req.get_tensor(name).data.copy() for name in names] for req in reqs]
+            return collect([[req.get_tensor(name).data for name in names] for req in reqs])
         finally:
             for req in started:  # after a failure the others may still run: a request goes back to the pool idle
                 with contextlib.suppress(Exception):

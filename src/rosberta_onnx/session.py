@@ -101,13 +101,15 @@ def default_streams(threads: int) -> int:
 
 
 def make_session(path: Path, *, providers: list[str], threads: int | None, spinning: bool,
-                 record: VariantRecord | None = None, streams: int | None = None):
-    """The session for ``path``; ``record`` (its manifest entry) says which engine runs it and how."""
+                 record: VariantRecord | None = None, streams: int = 1):
+    """The session for ``path``; ``record`` (its manifest entry) says which engine runs it and how. ``streams``
+    is the OpenVINO engine's batch streams, already resolved by the caller (the Encoder's default is
+    :func:`default_streams`); onnxruntime ignores it."""
     if record is not None and record.engine == "openvino":
         # ``spinning`` is an onnxruntime thread-pool setting; OpenVINO runs its own pool and has no such switch.
         threads = threads if threads is not None else physical_cores()
         return OpenVinoSession(path, threads=threads, options=record.engine_options, variant=record.name,
-                               streams=streams if streams is not None else default_streams(threads))
+                               streams=streams)
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -191,6 +191,7 @@ def export(
         props = provisional.metadata_props()
         written: dict[str, list[Path]] = {}
         fused_counts: dict[str, int] = {}
+        rewrites: dict[str, int] = {}
         if "fp32" in variants or "fp16" in variants:
             step("fusing transformer ops with onnxruntime's optimizer, writing "
                  + " and ".join(v for v in ("fp32", "fp16") if v in variants) + " (child processes)")
@@ -198,14 +199,15 @@ def export(
             written.update(fp)
             log(f"  fused ops: {fused_counts}")
         if any(v in variants for v in INT8_VARIANTS):
-            written.update(_quantise(raw, work, tmp, variants, int8_recipe, settings, facts, props, step))
+            quantised, rewrites = _quantise(raw, work, tmp, variants, int8_recipe, settings, facts, props, step)
+            written.update(quantised)
 
         records = {}
         ov_options = openvino_options() if "int8-openvino" in written else {}
         rowwise = int8_recipe in ROWWISE_SETTINGS
         recipes = {**RECIPES, "int8": describe_rowwise(settings) if rowwise else INT8_RECIPES[int8_recipe]}
         if ov_options:
-            recipes["int8-openvino"] = openvino_recipe(ov_options, calibrated_on=settings.sentences)
+            recipes["int8-openvino"] = openvino_recipe(ov_options, calibrated_on=settings.sentences, rewrites=rewrites)
         for v, paths in written.items():
             openvino = v == "int8-openvino"
             records[v] = VariantRecord(
@@ -213,6 +215,7 @@ def export(
                 size_bytes=sum(p.stat().st_size for p in paths), recipe=recipes[v],
                 fused_ops=fused_counts if v not in INT8_VARIANTS else {}, isa=cpu_isa() if v in INT8_VARIANTS else "",
                 engine="openvino" if openvino else "onnxruntime", engine_options=ov_options if openvino else {},
+                graph_rewrites=rewrites if openvino else {},
             )
         shutil.rmtree(work)
         Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
@@ -279,10 +282,10 @@ def _fuse_and_convert(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...
 
 
 def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recipe: str, s: RowwiseSettings,
-              facts: ModelFacts, props, step) -> dict[str, list[Path]]:
-    """The int8 variants. The row-wise recipes' calibration and weight plans (GPTQ: minutes on the full-size
-    model) are made once, with settings ``s``, and shared by ``int8`` and ``int8-openvino``, which therefore hold
-    the same weights."""
+              facts: ModelFacts, props, step) -> tuple[dict[str, list[Path]], dict[str, int]]:
+    """The int8 variants, and the graph rewrites applied to ``int8-openvino``. The row-wise recipes'
+    calibration and weight plans (GPTQ: minutes on the full-size model) are made once, with settings ``s``, and
+    shared by ``int8`` and ``int8-openvino``, which therefore hold the same weights."""
     import onnx
 
     from rosberta_onnx.tokenize import TextTokenizer
@@ -295,9 +298,16 @@ def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recip
         cal = calibrate(raw, tok, s)
         step("planning int8 weights: SmoothQuant, " + ("GPTQ rounding" if s.gptq else "rounding to nearest"))
         plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
+    rewrites: dict[str, int] = {}
+
+    def twin(out: Path) -> Path:
+        path, done = write_openvino_int8(raw, out, plans, pooling=facts.pooling)
+        rewrites.update(done)
+        return path
+
     builds = {"int8": lambda out: quantize_int8(raw, out, recipe=recipe, tokenizer=tok, settings=s if rowwise else None,
                                                 cal=cal if rowwise else None, plans=plans if rowwise else None),
-              "int8-openvino": lambda out: write_openvino_int8(raw, out, plans)}
+              "int8-openvino": twin}
     written = {}
     for v in (v for v in INT8_VARIANTS if v in variants):
         step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")
@@ -310,7 +320,7 @@ def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recip
         # serving the same artifact share its pages
         written[v] = save_onnx(qm, tmp / FILES[v], external_data=v == "int8-openvino")
         del qm
-    return written
+    return written, rewrites
 
 
 def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step, *, int8_recipe: str,

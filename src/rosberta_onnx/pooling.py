@@ -13,6 +13,11 @@ def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
     if method == "cls":
         return np.ascontiguousarray(hidden[:, 0, :])
     if method == "mean":
+        if hidden.shape[1] != mask.shape[1]:
+            raise ValueError(
+                f"mean pooling needs a hidden state for each of the {mask.shape[1]} positions, but the model returned "
+                f"{hidden.shape[1]}: this graph computes only the first token (made for CLS pooling). Re-export the "
+                f"model: rosberta-onnx export MODEL -o DIR --overwrite")
         m = mask.astype(np.float32)[:, :, None]
         # Every row has at least its special tokens, so the count is never 0; the guard is for safety.
         return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)

@@ -182,14 +182,12 @@ def _measure(a, command: str, work: Path) -> int:
         build_s[r] = time.perf_counter() - t + (cal_s if r == "rowwise-sq" else 0.0)
     if importlib.util.find_spec("openvino") is not None:
         # nearest-rounded weights, no smoothing (what OpenVINO's own 8-bit weight compression does) ...
-        dq, _ = write_openvino_int8(raw, work / "openvino-w8.onnx", plan_weights(raw, None, alpha=0.0, shift_floor=0.0),
-                                    pooling=src.pooling)
+        dq = write_openvino_int8(raw, work / "openvino-w8.onnx", plan_weights(raw, None, alpha=0.0, shift_floor=0.0))
         files.update({name: dq for name in OPENVINO_DYNAMIC})
         # ... and the shipped int8-openvino variant: the row-wise recipe's weights, as the exporter writes it
         s = ROWWISE_SETTINGS["rowwise-sq"]
         plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
-        twin, _ = write_openvino_int8(raw, work / "openvino-w8-rowwise.onnx", plans, pooling=src.pooling)
-        files[OPENVINO_ROWWISE] = twin
+        files[OPENVINO_ROWWISE] = twin = write_openvino_int8(raw, work / "openvino-w8-rowwise.onnx", plans)
         for name, group in OPENVINO_STATIC.items():
             files[name] = _with_static(twin, work / f"openvino-static-{group}.onnx", raw, cal, plans, group)
         if importlib.util.find_spec("nncf") is not None:

@@ -39,8 +39,7 @@ def test_minilm_int8_gate_figures(minilm_export, variant):
         assert g["figures"]["top10_overlap"][lang] >= 0.95, g["figures"]["top10_overlap"]
         assert abs(g["figures"]["spearman_int8"][lang] - g["figures"]["spearman_fp32"][lang]) <= 0.005
     assert g["passed"] and not g["failures"], g["failures"]
-    if variant == "int8-openvino":  # mean pooling reads every token: no first-token tail in its graph
-        assert rec.graph_rewrites["first_token_tail"] == 0 and rec.graph_rewrites["key_transposes_split"] == 6
+    assert rec.graph_rewrites["first_token_tail"] == 0  # mean pooling reads every token: no first-token tail
     enc = Encoder.load(minilm_export.folder, autotune=False)
     assert enc.variant == "int8"  # auto picks a gated int8, the default engine's first (no timing decides here)
 

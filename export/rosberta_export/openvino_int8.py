@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .openvino_graph import rewrite_for_openvino
 from .rowwise import Plan, _weight_matmuls
 
 __all__ = ["GROUP_SIZE", "openvino_options", "openvino_recipe", "write_openvino_int8"]
@@ -42,21 +41,15 @@ def openvino_options() -> dict[str, object]:
     return {"DYNAMIC_QUANTIZATION_GROUP_SIZE": GROUP_SIZE, "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
 
 
-def openvino_recipe(options: dict[str, object], *, calibrated_on: int, rewrites: dict[str, int]) -> str:
-    applied = [what for key, what in (("key_transposes_split", "key transposes split for its attention fusion"),
-                                      ("first_token_tail", "the last layer after attention on the first token only "
-                                                           "(CLS pooling)")) if rewrites.get(key)]
+def openvino_recipe(options: dict[str, object], *, calibrated_on: int) -> str:
     return ("OpenVINO CPU plugin: MatMul weights S8 per output column (the row-wise recipe's SmoothQuant and GPTQ "
             f"weights calibrated on {calibrated_on} RU/EN STS train sentences, a DequantizeLinear each), activations "
             f"quantised at run time per group of {options['DYNAMIC_QUANTIZATION_GROUP_SIZE']} values along the "
-            f"reduction axis; {options['INFERENCE_PRECISION_HINT']} elsewhere"
-            + (f"; graph: {', '.join(applied)}" if applied else ""))
+            f"reduction axis; {options['INFERENCE_PRECISION_HINT']} elsewhere")
 
 
-def write_openvino_int8(raw: Path, out: Path, plans: dict[str, Plan], *, pooling: str) -> tuple[Path, dict[str, int]]:
-    """Rewrite the unfused fp32 graph ``raw`` with ``plans`` (from :func:`.rowwise.plan_weights`), then in the
-    shapes OpenVINO runs faster (:mod:`.openvino_graph`; ``pooling`` says which fit). Returns the file and the
-    graph rewrites applied."""
+def write_openvino_int8(raw: Path, out: Path, plans: dict[str, Plan]) -> Path:
+    """Rewrite the unfused fp32 graph ``raw`` with ``plans`` (from :func:`.rowwise.plan_weights`)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -78,6 +71,5 @@ def write_openvino_int8(raw: Path, out: Path, plans: dict[str, Plan], *, pooling
     nodes = [d for n in g.node for d in (*before.get(n.name, ()), n)]
     del g.node[:]
     g.node.extend(nodes)
-    rewrites = rewrite_for_openvino(g, pooling=pooling)
     onnx.save_model(model, str(out))
-    return out, rewrites
+    return out

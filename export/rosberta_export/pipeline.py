@@ -31,6 +31,7 @@ from .parity import THRESHOLDS, compare, failures, parity_cases
 from .openvino_int8 import openvino_options, openvino_recipe, write_openvino_int8
 from .quantize import (DEFAULT_INT8_RECIPE, INT8_RECIPES, ROWWISE_SETTINGS, RowwiseSettings, calibrate,
                        calibration_texts, describe_rowwise, quantize_int8)
+from .rewrites import describe, rewrite_for_onnxruntime, rewrite_for_openvino
 from .rowwise import plan_weights
 from .source import Source, resolve_source
 
@@ -42,6 +43,8 @@ RECIPES = {
     "fp32": "fp32, onnxruntime transformer fusions (Attention, SkipLayerNormalization, BiasGelu), weights in model.onnx.data",
     "fp16": "fp16 weights and compute from the fused fp32 graph, fp32 inputs/outputs; a GPU variant",
 }
+# applied to each int8 file once it is built (after calibration, so the weights are those calibrated on every token)
+REWRITES = {"int8": rewrite_for_onnxruntime, "int8-openvino": rewrite_for_openvino}
 
 
 class ExportError(ValueError):
@@ -191,7 +194,7 @@ def export(
         props = provisional.metadata_props()
         written: dict[str, list[Path]] = {}
         fused_counts: dict[str, int] = {}
-        rewrites: dict[str, int] = {}
+        rewrites: dict[str, dict[str, int]] = {}
         if "fp32" in variants or "fp16" in variants:
             step("fusing transformer ops with onnxruntime's optimizer, writing "
                  + " and ".join(v for v in ("fp32", "fp16") if v in variants) + " (child processes)")
@@ -207,15 +210,15 @@ def export(
         rowwise = int8_recipe in ROWWISE_SETTINGS
         recipes = {**RECIPES, "int8": describe_rowwise(settings) if rowwise else INT8_RECIPES[int8_recipe]}
         if ov_options:
-            recipes["int8-openvino"] = openvino_recipe(ov_options, calibrated_on=settings.sentences, rewrites=rewrites)
+            recipes["int8-openvino"] = openvino_recipe(ov_options, calibrated_on=settings.sentences)
         for v, paths in written.items():
             openvino = v == "int8-openvino"
             records[v] = VariantRecord(
                 name=v, file=FILES[v], files={p.name: sha256_file(p) for p in paths},
-                size_bytes=sum(p.stat().st_size for p in paths), recipe=recipes[v],
+                size_bytes=sum(p.stat().st_size for p in paths), recipe=recipes[v] + describe(rewrites.get(v, {})),
                 fused_ops=fused_counts if v not in INT8_VARIANTS else {}, isa=cpu_isa() if v in INT8_VARIANTS else "",
                 engine="openvino" if openvino else "onnxruntime", engine_options=ov_options if openvino else {},
-                graph_rewrites=rewrites if openvino else {},
+                graph_rewrites=rewrites.get(v, {}),
             )
         shutil.rmtree(work)
         Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
@@ -282,8 +285,8 @@ def _fuse_and_convert(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...
 
 
 def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recipe: str, s: RowwiseSettings,
-              facts: ModelFacts, props, step) -> tuple[dict[str, list[Path]], dict[str, int]]:
-    """The int8 variants, and the graph rewrites applied to ``int8-openvino``. The row-wise recipes'
+              facts: ModelFacts, props, step) -> tuple[dict[str, list[Path]], dict[str, dict[str, int]]]:
+    """The int8 variants, and the graph rewrites applied to each (:mod:`.rewrites`). The row-wise recipes'
     calibration and weight plans (GPTQ: minutes on the full-size model) are made once, with settings ``s``, and
     shared by ``int8`` and ``int8-openvino``, which therefore hold the same weights."""
     import onnx
@@ -298,22 +301,16 @@ def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recip
         cal = calibrate(raw, tok, s)
         step("planning int8 weights: SmoothQuant, " + ("GPTQ rounding" if s.gptq else "rounding to nearest"))
         plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
-    rewrites: dict[str, int] = {}
-
-    def twin(out: Path) -> Path:
-        path, done = write_openvino_int8(raw, out, plans, pooling=facts.pooling)
-        rewrites.update(done)
-        return path
-
     builds = {"int8": lambda out: quantize_int8(raw, out, recipe=recipe, tokenizer=tok, settings=s if rowwise else None,
                                                 cal=cal if rowwise else None, plans=plans if rowwise else None),
-              "int8-openvino": twin}
-    written = {}
+              "int8-openvino": lambda out: write_openvino_int8(raw, out, plans)}
+    written, rewrites = {}, {}
     for v in (v for v in INT8_VARIANTS if v in variants):
         step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")
         built = builds[v](work / FILES[v])
         qm = onnx.load(str(built))
         built.unlink()  # in memory now: the disk holds each int8 file once (see diskspace.peak_bytes)
+        rewrites[v] = REWRITES[v](qm.graph, pooling=facts.pooling)  # after calibration: same weights
         stamp(qm, props)
         # int8-openvino keeps its weights in a .data file beside the graph: OpenVINO maps that file instead of
         # reading it into memory (load peak ~360 MB instead of ~1070 MB on the full-size model), and processes

@@ -100,7 +100,7 @@ class VariantRecord:
     isa: str = ""  # instruction set the variant was built and gated for (int8)
     engine: str = "onnxruntime"  # what runs the file (ENGINES)
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # passed to the engine as gated
-    # rewrites of the graph for its engine, and how often each applied (int8-openvino: export/.../openvino_graph.py)
+    # graph rewrites after quantisation and how often each applied (export/rosberta_export/rewrites.py)
     graph_rewrites: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from rosberta_onnx.openvino_engine import openvino_available
 
-pytestmark = [pytest.mark.torch,
-              pytest.mark.skipif(not openvino_available(), reason="needs openvino (pip install 'rosberta-onnx[openvino]')")]
+pytestmark = pytest.mark.torch
+needs_openvino = pytest.mark.skipif(not openvino_available(), reason="needs openvino (pip install 'rosberta-onnx[openvino]')")
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,14 @@ def raw_graph(tiny_checkpoint, tmp_path_factory):
     return export_fp32(src, tmp_path_factory.mktemp("raw") / "raw.onnx"), src
 
 
-def _rewritten(raw, tmp_path, name, pooling):
+def _rewritten(raw, tmp_path, name, pooling, engine="openvino"):
     import onnx
 
-    from rosberta_export.openvino_graph import rewrite_for_openvino
+    from rosberta_export.rewrites import rewrite_for_onnxruntime, rewrite_for_openvino
 
     model = onnx.load(str(raw))
-    done = rewrite_for_openvino(model.graph, pooling=pooling)
+    rewrite = rewrite_for_openvino if engine == "openvino" else rewrite_for_onnxruntime
+    done = rewrite(model.graph, pooling=pooling)
     out = tmp_path / name
     onnx.save_model(model, str(out))
     return out, done, model.graph
@@ -55,6 +56,7 @@ def _transposes(graph, perm):
                and next(list(a.ints) for a in n.attribute if a.name == "perm") == perm)
 
 
+@needs_openvino
 def test_cls_rewrites_keep_the_first_token_and_drop_the_rest(raw_graph, tmp_path):
     raw, src = raw_graph
     layers = int(src.config["num_hidden_layers"])
@@ -68,6 +70,7 @@ def test_cls_rewrites_keep_the_first_token_and_drop_the_rest(raw_graph, tmp_path
     assert not np.allclose(after[:, 0], before[:, 1], atol=1e-3)  # row 0 is the first token, not some other one
 
 
+@needs_openvino
 def test_mean_pooling_keeps_every_token(raw_graph, tmp_path):
     raw, src = raw_graph
     out, done, _ = _rewritten(raw, tmp_path, "mean.onnx", "mean")
@@ -76,10 +79,36 @@ def test_mean_pooling_keeps_every_token(raw_graph, tmp_path):
     np.testing.assert_allclose(_run(out, feeds), _run(raw, feeds), rtol=0, atol=1e-5)
 
 
+def test_the_int8_graph_for_onnxruntime_keeps_its_first_token(raw_graph, tmp_path):
+    """The row-wise int8 graph quantises each MatMul input per token, so the tail is found behind those ops."""
+    import onnxruntime as ort
+
+    from rosberta_export.quantize import quantize_int8
+
+    raw, src = raw_graph
+    int8 = quantize_int8(raw, tmp_path / "int8.onnx", recipe="rowwise-sq-rtn", tokenizer=_tokenizer(src, tmp_path))
+    out, done, _ = _rewritten(int8, tmp_path, "int8-cls.onnx", "cls", engine="onnxruntime")
+    assert done == {"first_token_tail": 1}
+    feeds = _feeds(int(src.config["pad_token_id"]))
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]  # noqa: E731
+    before, after = run(int8), run(out)
+    assert after.shape == (3, 1, before.shape[2])
+    np.testing.assert_allclose(after[:, 0], before[:, 0], rtol=0, atol=1e-5)
+
+
+def _tokenizer(src, tmp_path):
+    from transformers import AutoTokenizer
+
+    from rosberta_onnx.tokenize import TextTokenizer
+
+    AutoTokenizer.from_pretrained(str(src.folder)).backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    return TextTokenizer(tmp_path / "tokenizer.json", max_length=src.max_length, pad_id=int(src.config["pad_token_id"]))
+
+
 def test_a_graph_of_another_shape_is_left_alone():
     from onnx import TensorProto, helper
 
-    from rosberta_export.openvino_graph import first_token_tail
+    from rosberta_export.rewrites import first_token_tail
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", 4])

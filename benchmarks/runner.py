@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import gc
 import shlex
-import signal
 import statistics
 import sys
-import threading
 import time
 import traceback
 
 import numpy as np
+
+from rosberta_onnx.interrupt import end_like_ctrl_c_on_sigterm
 
 from .systems import Skip, System
 from .workloads import Workload
@@ -35,17 +35,6 @@ def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
             fn()
             times[name].append(time.perf_counter() - t0)
     return times
-
-
-def end_like_ctrl_c_on_sigterm() -> None:
-    """Make SIGTERM (``kill``, a CI or ``timeout`` limit) end a bench the way Ctrl-C does: ``finally`` blocks and
-    exit handlers run, so the work folders (GBs at full size: exports, quantised models) are removed instead of
-    left in the temp folder. A no-op off the main thread, where Python cannot set handlers."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt(f"stopped by signal {signum}")
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
 
 
 def as_run(argv: list[str] | None) -> str:

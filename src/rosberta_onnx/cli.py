@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputFormatError, MissingDependencyError, RosbertaError
+from .interrupt import end_like_ctrl_c_on_sigterm
 from .manifest import VARIANTS
 
 __all__ = ["main"]
@@ -72,6 +73,7 @@ def _cmd_synth(a) -> int:
 
 def _cmd_export(a) -> int:
     _export_side()
+    end_like_ctrl_c_on_sigterm()  # a killed export removes its partial folder, as Ctrl-C does
     from rosberta_export.pipeline import export
 
     result = export(a.model, a.output, variants=_variants(a.variants) if a.variants else None, overwrite=a.overwrite,
@@ -183,6 +185,7 @@ def _cmd_info(a) -> int:
 def _cmd_demo(a) -> int:
     """The README's main job: synth the full-size stand-in, export all variants, encode, print parity."""
     _export_side()
+    end_like_ctrl_c_on_sigterm()  # a killed export removes its partial folder, as Ctrl-C does
     from rosberta_export.pipeline import export
     from rosberta_export.synth import synth
 

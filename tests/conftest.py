@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,21 @@ def minilm_export(tmp_path_factory, minilm_dir):
     from rosberta_export.pipeline import export
 
     return export(str(minilm_dir), tmp_path_factory.mktemp("art") / "minilm-onnx", parity_texts=64)
+
+
+@pytest.fixture
+def stop_with_sigterm():
+    """``run(cmd, ready, **popen)``: start ``cmd``, wait (at most 300 s) until ``ready()`` is true while it still
+    runs, send it SIGTERM as ``kill`` or a CI time limit would; its (return code, stderr)."""
+    def run(cmd, ready, **popen):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+        deadline = time.monotonic() + 300
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not ready() or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"{cmd[:4]} never reached the point to stop it at: {proc.communicate()[1][-2000:]}")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        return proc.returncode, err
+    return run

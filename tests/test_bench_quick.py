@@ -173,25 +173,17 @@ def test_ceiling_bench_times_the_same_work_in_every_engine(tiny_checkpoint, tmp_
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="the plain-export peer needs torch")
-def test_a_bench_stopped_by_sigterm_removes_its_work_folders(tiny_checkpoint, tiny_artifact, tmp_path):
+def test_a_bench_stopped_by_sigterm_removes_its_work_folders(tiny_checkpoint, tiny_artifact, tmp_path,
+                                                             stop_with_sigterm):
     """``kill`` or a CI time limit ends a bench like Ctrl-C: the plain export it was building (1.4 GB at full size)
     does not stay behind in the temp folder."""
-    import signal
-    import time
-
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", str(tiny_artifact), "--reference", str(tiny_checkpoint),
-                             "--quick", "--rounds", "1", "--systems", "ort-plain", "--out", str(tmp_path)],
-                            cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not list(scratch.glob("rosberta-bench-*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert list(scratch.glob("rosberta-bench-*")) and proc.poll() is None, "the bench never started its plain export"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "stopped by signal" in err, err[-2000:]
+    rc, err = stop_with_sigterm([sys.executable, "-m", "benchmarks", str(tiny_artifact), "--reference", str(tiny_checkpoint),
+                                 "--quick", "--rounds", "1", "--systems", "ort-plain", "--out", str(tmp_path)],
+                                ready=lambda: bool(list(scratch.glob("rosberta-bench-*"))),
+                                cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)})
+    assert rc != 0 and "stopped by signal" in err, err[-2000:]
     assert not list(scratch.glob("rosberta-bench-*")), list(scratch.iterdir())
 
 

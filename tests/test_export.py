@@ -275,21 +275,12 @@ def test_raw_export_keeps_weights_apart_so_the_calibration_probe_copies_none(tmp
     assert not apart.with_name("raw.calibration.onnx").exists()
 
 
-def test_an_export_stopped_by_sigterm_leaves_no_partial_folder(tiny_checkpoint, tmp_path):
+def test_an_export_stopped_by_sigterm_leaves_no_partial_folder(tiny_checkpoint, tmp_path, stop_with_sigterm):
     """``kill`` or a CI time limit ends an export like Ctrl-C: the partial folder beside the target (1.4 GB and
     more at full size) is removed, and the target is as it was (here: absent)."""
-    import signal
-    import time
-
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "rosberta_onnx.cli", "export", str(tiny_checkpoint), "-o", str(out),
-                             "--parity-texts", "8", "--gate-pairs", "50"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not list(tmp_path.glob(".out.partial-*/*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert list(tmp_path.glob(".out.partial-*/*")) and proc.poll() is None, "the export never started writing"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+    rc, err = stop_with_sigterm([sys.executable, "-m", "rosberta_onnx.cli", "export", str(tiny_checkpoint), "-o", str(out),
+                                 "--parity-texts", "8", "--gate-pairs", "50"],
+                                ready=lambda: bool(list(tmp_path.glob(".out.partial-*/*"))))
+    assert rc == 130 and "interrupted" in err, err[-2000:]
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())

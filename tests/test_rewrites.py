@@ -1,6 +1,7 @@
-"""The int8-openvino twin's graph rewrites (export/rosberta_export/openvino_graph.py): same pooled output, less work.
+"""Graph rewrites after quantisation (export/rosberta_export/rewrites.py): the same pooled output, less work.
 
-Checked on the raw fp32 graph of the tiny stand-in, run by OpenVINO itself before and after the rewrite."""
+Checked on the tiny stand-in: its raw fp32 graph run by OpenVINO, and its row-wise int8 graph run by onnxruntime,
+each before and after the rewrite."""
 
 from __future__ import annotations
 

@@ -120,7 +120,8 @@ def test_a_graph_of_another_shape_is_left_alone():
 
 
 def test_mean_pooling_refuses_a_first_token_only_output():
+    from rosberta_onnx.errors import ArtifactError
     from rosberta_onnx.pooling import pool
 
-    with pytest.raises(ValueError, match="computes only the first token"):
+    with pytest.raises(ArtifactError, match="computes only the first token"):
         pool(np.zeros((2, 1, 4), np.float32), np.ones((2, 5), np.int64), "mean")

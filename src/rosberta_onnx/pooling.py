@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ArtifactError
+
 __all__ = ["pool", "l2_normalize"]
 
 
@@ -14,7 +16,7 @@ def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
         return np.ascontiguousarray(hidden[:, 0, :])
     if method == "mean":
         if hidden.shape[1] != mask.shape[1]:
-            raise ValueError(
+            raise ArtifactError(
                 f"mean pooling needs a hidden state for each of the {mask.shape[1]} positions, but the model returned "
                 f"{hidden.shape[1]}: this graph computes only the first token (made for CLS pooling). Re-export the "
                 f"model: rosberta-onnx export MODEL -o DIR --overwrite")

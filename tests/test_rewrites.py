@@ -1,7 +1,7 @@
 """Graph rewrites after quantisation (export/rosberta_export/rewrites.py): the same pooled output, less work.
 
-Checked on the tiny stand-in: its raw fp32 graph run by OpenVINO, and its row-wise int8 graph run by onnxruntime,
-each before and after the rewrite."""
+Checked on the tiny stand-in: its raw fp32 graph run by OpenVINO, its row-wise int8 graph and its fused fp32 graph
+run by onnxruntime, each before and after the rewrite."""
 
 from __future__ import annotations
 
@@ -95,6 +95,29 @@ def test_the_int8_graph_for_onnxruntime_keeps_its_first_token(raw_graph, tmp_pat
     before, after = run(int8), run(out)
     assert after.shape == (3, 1, before.shape[2])
     np.testing.assert_allclose(after[:, 0], before[:, 0], rtol=0, atol=1e-5)
+
+
+def test_the_fused_fp32_graph_keeps_its_first_token(raw_graph, tmp_path):
+    """After onnxruntime's fusions the tail starts at the last fused Attention and its SkipLayerNormalization."""
+    import onnx
+    import onnxruntime as ort
+
+    from rosberta_export.fuse import write_fused
+
+    raw, src = raw_graph
+    hidden, heads = int(src.config["hidden_size"]), int(src.config["num_attention_heads"])
+    kw = dict(num_heads=heads, hidden_size=hidden, props={})
+    _, counts, kept = write_fused(raw, tmp_path / "mean.onnx", pooling="mean", **kw)
+    _, _, done = write_fused(raw, tmp_path / "cls.onnx", pooling="cls", **kw)
+    assert counts["Attention"] == int(src.config["num_hidden_layers"])  # the fused pattern, not the raw one
+    assert kept == {"first_token_tail": 0} and done == {"first_token_tail": 1}
+    assert sum(n.op_type == "Slice" for n in onnx.load(str(tmp_path / "cls.onnx")).graph.node) == 2
+    feeds = _feeds(int(src.config["pad_token_id"]))
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]  # noqa: E731
+    before, after = run(tmp_path / "mean.onnx"), run(tmp_path / "cls.onnx")
+    assert before.shape == (3, 12, hidden) and after.shape == (3, 1, hidden)
+    np.testing.assert_allclose(after[:, 0], before[:, 0], rtol=0, atol=1e-5)
+    assert not np.allclose(after[:, 0], before[:, 1], atol=1e-3)
 
 
 def _tokenizer(src, tmp_path):

@@ -23,18 +23,22 @@ def fuse(raw: Path, *, num_heads: int, hidden_size: int):
     return model, counts
 
 
-def write_fused(raw: Path, out: Path, *, num_heads: int, hidden_size: int,
-                props: dict[str, str]) -> tuple[list[Path], dict[str, int]]:
-    """Fuse ``raw`` and write it to ``out`` with its weights in ``out.data``; returns (files, fused op counts).
+def write_fused(raw: Path, out: Path, *, num_heads: int, hidden_size: int, pooling: str,
+                props: dict[str, str]) -> tuple[list[Path], dict[str, int], dict[str, int]]:
+    """Fuse ``raw``, apply the graph rewrites for onnxruntime (:mod:`.rewrites`: with CLS pooling, the last layer
+    after attention on the first token only) and write it to ``out`` with its weights in ``out.data``; returns
+    (files, fused op counts, rewrites applied).
 
     Run as a child process by the pipeline (``python -m rosberta_export.fuse``): the optimizer holds ~7 GB
     transiently for the full-size model's 1.3 GB graph (8.9 GB peak with the save), and a long-lived process
     would keep that heap through everything after it."""
     from .convert import save_onnx, stamp
+    from .rewrites import rewrite_for_onnxruntime
 
     fused, counts = fuse(raw, num_heads=num_heads, hidden_size=hidden_size)
+    rewrites = rewrite_for_onnxruntime(fused.model.graph, pooling=pooling)
     stamp(fused.model, props)
-    return save_onnx(fused.model, out, external_data=True), counts
+    return save_onnx(fused.model, out, external_data=True), counts, rewrites
 
 
 if __name__ == "__main__":  # the child: a JSON job on stdin, a JSON result as the last line of stdout
@@ -42,6 +46,7 @@ if __name__ == "__main__":  # the child: a JSON job on stdin, a JSON result as t
     import sys
 
     job = json.load(sys.stdin)
-    files, fused_counts = write_fused(Path(job["raw"]), Path(job["out"]), num_heads=job["num_heads"],
-                                      hidden_size=job["hidden_size"], props=job["props"])
-    print(json.dumps({"files": [str(f) for f in files], "counts": fused_counts}))
+    files, fused_counts, rewrites = write_fused(Path(job["raw"]), Path(job["out"]), num_heads=job["num_heads"],
+                                                hidden_size=job["hidden_size"], pooling=job["pooling"],
+                                                props=job["props"])
+    print(json.dumps({"files": [str(f) for f in files], "counts": fused_counts, "rewrites": rewrites}))

@@ -198,12 +198,14 @@ def export(
         if "fp32" in variants or "fp16" in variants:
             step("fusing transformer ops with onnxruntime's optimizer, writing "
                  + " and ".join(v for v in ("fp32", "fp16") if v in variants) + " (child processes)")
-            fp, fused_counts = _fuse_and_convert(raw, work, tmp, variants, facts, props)
+            fp, fused_counts, fused_rewrites = _fuse_and_convert(raw, work, tmp, variants, facts, props)
             written.update(fp)
+            rewrites.update({v: fused_rewrites for v in fp})  # fp16 is converted from the rewritten fp32 graph
             log(f"  fused ops: {fused_counts}")
         if any(v in variants for v in INT8_VARIANTS):
-            quantised, rewrites = _quantise(raw, work, tmp, variants, int8_recipe, settings, facts, props, step)
+            quantised, int8_rewrites = _quantise(raw, work, tmp, variants, int8_recipe, settings, facts, props, step)
             written.update(quantised)
+            rewrites.update(int8_rewrites)
 
         records = {}
         ov_options = openvino_options() if "int8-openvino" in written else {}
@@ -272,16 +274,18 @@ def _in_child(module: str, job: dict) -> dict:
 
 
 def _fuse_and_convert(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], facts: ModelFacts,
-                      props: dict[str, str]) -> tuple[dict[str, list[Path]], dict[str, int]]:
-    """The fused fp32 variant and its fp16 conversion, each step in a child process (:func:`_in_child`)."""
+                      props: dict[str, str]) -> tuple[dict[str, list[Path]], dict[str, int], dict[str, int]]:
+    """The fused fp32 variant and its fp16 conversion, each step in a child process (:func:`_in_child`); also
+    the fused op counts and the graph rewrites applied to both."""
     fused = tmp / FILES["fp32"] if "fp32" in variants else work / "fused.onnx"
     got = _in_child("rosberta_export.fuse", {"raw": str(raw), "out": str(fused), "num_heads": facts.num_heads,
-                                             "hidden_size": facts.hidden_size, "props": props})
+                                             "hidden_size": facts.hidden_size, "pooling": facts.pooling,
+                                             "props": props})
     written = {"fp32": [Path(p) for p in got["files"]]} if "fp32" in variants else {}
     if "fp16" in variants:
         half = _in_child("rosberta_export.fp16", {"fused": str(fused), "out": str(tmp / FILES["fp16"]), "props": props})
         written["fp16"] = [Path(p) for p in half["files"]]
-    return written, got["counts"]
+    return written, got["counts"], got["rewrites"]
 
 
 def _quantise(raw: Path, work: Path, tmp: Path, variants: tuple[str, ...], recipe: str, s: RowwiseSettings,

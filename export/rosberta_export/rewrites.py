@@ -5,13 +5,14 @@ the same weights; tests check both engines on the tiny stand-in; every export's 
 each is skipped, and reported as not applied, when the graph does not have the expected shape. The manifest
 records what applied (``graph_rewrites``).
 
-- **First-token tail** (:func:`first_token_tail`, CLS pooling only; both int8 variants). Only the first token of
+- **First-token tail** (:func:`first_token_tail`, CLS pooling only; every variant). Only the first token of
   the last layer's output is pooled, so everything in the last layer after attention (attention output
   projection, its LayerNorm, the FFN, the final LayerNorm, and in ``int8`` their activation quantisation) runs on
   that token alone: two ``Slice`` nodes, on the attention context and on the residual. Attention itself still
   reads every token. The graph's output becomes ``(b, 1, hidden)``, which CLS pooling reads as before. ~3% of
   the weight multiply-adds of a 24-layer model. It is applied after calibration, so the int8 weights are those
-  calibrated on every token.
+  calibrated on every token. The fp32 graph (and fp16, converted from it) gets it after onnxruntime's fusions,
+  where the context is the last fused ``Attention``'s output and the residual enters a ``SkipLayerNormalization``.
 - **Key transposes split** (:func:`split_key_transposes`, ``int8-openvino`` only). The exporter writes K as one
   ``Transpose`` to ``(b, heads, dim, seq)`` (the pattern onnxruntime's Attention fusion needs). OpenVINO's
   attention fusion does not take that transpose in and runs it alone, slowly (2.6% of an 8×128 run). Written as
@@ -89,13 +90,51 @@ def _find_tail(graph):
     return contexts[0], add, residual[0]
 
 
+def _reaches(prod, name: str, target, stop: tuple[str, ...]) -> bool:
+    """Whether ``name`` is computed from ``target``'s output, walking producers back, not through ``stop`` ops."""
+    seen, todo = set(), [name]
+    while todo:
+        n = prod.get(todo.pop())
+        if n is None or id(n) in seen or n.op_type in stop:
+            continue
+        if n is target:
+            return True
+        seen.add(id(n))
+        todo.extend(n.input)
+    return False
+
+
+def _find_fused_tail(graph):
+    """(last fused Attention, the SkipLayerNormalization after it, residual input) of onnxruntime's fused graph,
+    or None.
+
+    There the graph's output is the last layer's FFN ``SkipLayerNormalization``, whose skip input is the attention
+    ``SkipLayerNormalization`` of the same layer; that one adds the attention branch (from the layer's fused
+    ``Attention``) to the residual, which is the ``Attention``'s own input.
+    """
+    prod = {o: n for n in graph.node for o in n.output}
+    norms = ("SkipLayerNormalization", "LayerNormalization")
+    last = prod.get(graph.output[0].name) if len(graph.output) == 1 else None
+    if last is None or last.op_type != "SkipLayerNormalization":
+        return None
+    before = [prod[i] for i in last.input[:2] if i in prod and prod[i].op_type == "SkipLayerNormalization"]
+    attention = [n for n in graph.node if n.op_type == "Attention"]
+    if len(before) != 1 or not attention:
+        return None
+    sln, residual = before[0], attention[-1].input[0]
+    branch = [i for i in sln.input[:2] if i != residual]
+    if residual not in sln.input[:2] or len(branch) != 1 or not _reaches(prod, branch[0], attention[-1], norms):
+        return None
+    return attention[-1], sln, residual
+
+
 def first_token_tail(graph) -> bool:
     """Make the last layer after attention compute only the first token (see the module doc). False, and the
     graph unchanged, when its shape is not the post-LayerNorm encoder this expects."""
     import numpy as np
     from onnx import helper, numpy_helper
 
-    found = _find_tail(graph)
+    found = _find_tail(graph) or _find_fused_tail(graph)
     if found is None:
         return False
     context, add, residual = found
@@ -123,7 +162,8 @@ def first_token_tail(graph) -> bool:
 
 
 def rewrite_for_onnxruntime(graph, *, pooling: str) -> dict[str, int]:
-    """The rewrites for the ``int8`` variant; returns what was applied (recorded in the manifest)."""
+    """The rewrites for the graphs onnxruntime runs (``int8``, and the fused ``fp32`` that ``fp16`` is converted
+    from); returns what was applied (recorded in the manifest)."""
     return {"first_token_tail": int(pooling == "cls" and first_token_tail(graph))}
 
 

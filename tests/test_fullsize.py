@@ -21,6 +21,8 @@ def test_fullsize_export_all_variants(tmp_path_factory):
     assert (f.max_position_embeddings, f.pad_token_id, f.max_length) == (514, 1, 512)
     fused = m.variants["fp32"].fused_ops
     assert (fused["Attention"], fused["SkipLayerNormalization"], fused["BiasGelu"]) == (24, 48, 24)
+    # CLS pooling: every variant's last layer runs its tail on the first token (fp16 is converted from fp32's graph)
+    assert all(rec.graph_rewrites["first_token_tail"] == 1 for rec in m.variants.values()), m.variants
     assert r.ok, r.parity_failures
     p = {v: rec.parity for v, rec in m.variants.items()}
     assert p["fp32"]["cos_min"] >= 0.99999 and p["fp32"]["max_abs"] <= 1e-4

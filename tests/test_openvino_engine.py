@@ -45,7 +45,8 @@ def test_record_names_the_engine_and_the_options_it_was_gated_with(tiny_artifact
         native_bf16 = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         assert ov.engine_options["INFERENCE_PRECISION_HINT"] == ("bf16" if native_bf16 else "f32")
     assert ov.gate["engine"]["openvino"] and "passed" in ov.gate and ov.isa
-    # the stand-in is CLS-pooled: both int8 graphs compute the last layer's tail on the first token, and say so
+    # the stand-in is CLS-pooled: every graph (int8, and fp32 after fusion) computes the last layer's tail on the
+    # first token, and the int8 recipes say so
     layers = m.model.num_layers
     assert dict(ov.graph_rewrites) == {"key_transposes_split": layers, "first_token_tail": 1}
     assert dict(ort_int8.graph_rewrites) == {"first_token_tail": 1} == dict(m.variants["fp32"].graph_rewrites)

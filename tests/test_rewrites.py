@@ -1,4 +1,4 @@
-"""Graph rewrites after quantisation (export/rosberta_export/rewrites.py): the same pooled output, less work.
+"""Graph rewrites after quantisation or fusion (export/rosberta_export/rewrites.py): the same pooled output, less work.
 
 Checked on the tiny stand-in: its raw fp32 graph run by OpenVINO, its row-wise int8 graph and its fused fp32 graph
 run by onnxruntime, each before and after the rewrite."""

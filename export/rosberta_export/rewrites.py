@@ -1,4 +1,4 @@
-"""Graph rewrites after quantisation: the same pooled output, less work for the engine that runs the file.
+"""Graph rewrites after quantisation or fusion: the same pooled output, less work for the engine running the file.
 
 Each rewrite leaves the pooled embedding the same (max abs diff 0 on the full-size stand-in through OpenVINO with
 the same weights; tests check both engines on the tiny stand-in; every export's parity and gate recompute it);

@@ -36,21 +36,21 @@ OPENVINO_RUNS = (  # (label, engine options) for int8-openvino's file
 
 
 def gate_texts(lang: str, queries: int, pairs: int) -> tuple[list[str], list[str]]:
-    """(queries, documents) as the gate builds them from the first ``pairs`` STS dev pairs."""
+    """(queries, documents) as the gate builds them from the first ``pairs`` STS dev pairs; the first ``queries``."""
     from rosberta_export.corpus import sts_pairs
+    from rosberta_export.gate import retrieval_texts
 
-    chosen = sts_pairs(lang, "dev")[:pairs]
-    return [p.sentence1 for p in chosen][:queries], list(dict.fromkeys(p.sentence2 for p in chosen))
+    q, docs = retrieval_texts(sts_pairs(lang, "dev")[:pairs])
+    return q[:queries], docs
 
 
 def figures(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]) -> dict:
     """Top-10 overlap, median |score error| and mean 1 - cos of ``got`` (query, document vectors) against ``ref``."""
-    s_ref, s_got = ref[0] @ ref[1].T, got[0] @ got[1].T
-    k = min(10, s_ref.shape[1])
-    top_ref, top_got = np.argsort(-s_ref, 1)[:, :k], np.argsort(-s_got, 1)[:, :k]
+    from rosberta_export.gate import top10_overlap
+
     cos = np.concatenate([(r.astype(np.float64) * g).sum(1) for r, g in zip(ref, got)])
-    return {"top10_overlap": float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_got)])),
-            "score_error_median": float(np.median(np.abs(s_got - s_ref))),
+    return {"top10_overlap": top10_overlap(ref, got),
+            "score_error_median": float(np.median(np.abs(got[0] @ got[1].T - ref[0] @ ref[1].T))),
             "one_minus_cos_mean": float(1.0 - cos.mean())}
 
 

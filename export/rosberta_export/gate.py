@@ -18,7 +18,7 @@ import numpy as np
 
 from .corpus import LANGS, sts_pairs
 
-__all__ = ["INT8_GATE", "spearman", "gate_figures", "judge"]
+__all__ = ["INT8_GATE", "spearman", "retrieval_texts", "top10_overlap", "gate_figures", "judge"]
 
 INT8_GATE = {"cos_min": 0.995, "cos_mean": 0.998, "top10_overlap_min": 0.95, "spearman_delta_max": 0.005}
 
@@ -46,6 +46,19 @@ def _task(prompts, name: str) -> str | None:
     return name if name in prompts else None
 
 
+def retrieval_texts(pairs) -> tuple[list[str], list[str]]:
+    """(queries, documents) of the retrieval criterion: every sentence1, over the distinct sentence2s."""
+    return [p.sentence1 for p in pairs], list(dict.fromkeys(p.sentence2 for p in pairs))
+
+
+def top10_overlap(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]) -> float:
+    """Mean overlap of each query's top-10 documents under ``got`` (query, document vectors) with ``ref``'s."""
+    k = min(10, ref[1].shape[0])
+    top_ref = np.argsort(-(ref[0] @ ref[1].T), axis=1)[:, :k]
+    top_got = np.argsort(-(got[0] @ got[1].T), axis=1)[:, :k]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(top_ref, top_got)]))
+
+
 def gate_figures(fp32: Embed, int8: Embed, *, prompts, pairs_per_lang: int) -> dict:
     """Retrieval and STS figures for each language (the cosine figures come from the parity run)."""
     out: dict = {"pairs_per_lang": pairs_per_lang, "top10_overlap": {}, "spearman_fp32": {}, "spearman_int8": {}}
@@ -57,14 +70,10 @@ def gate_figures(fp32: Embed, int8: Embed, *, prompts, pairs_per_lang: int) -> d
         for name, fn in (("fp32", fp32), ("int8", int8)):
             a, b = fn(s1, sts_task), fn(s2, sts_task)
             out[f"spearman_{name}"][lang] = spearman((a * b).sum(1), gold)
-        docs = list(dict.fromkeys(s2))
-        q32, q8 = fp32(s1, _task(prompts, "search_query")), int8(s1, _task(prompts, "search_query"))
-        d32, d8 = fp32(docs, _task(prompts, "search_document")), int8(docs, _task(prompts, "search_document"))
-        k = min(10, len(docs))
-        top32 = np.argsort(-(q32 @ d32.T), axis=1)[:, :k]
-        top8 = np.argsort(-(q8 @ d8.T), axis=1)[:, :k]
-        overlap = [len(set(x) & set(y)) / k for x, y in zip(top32, top8)]
-        out["top10_overlap"][lang] = float(np.mean(overlap))
+        queries, docs = retrieval_texts(pairs)
+        q_task, d_task = _task(prompts, "search_query"), _task(prompts, "search_document")
+        out["top10_overlap"][lang] = top10_overlap((fp32(queries, q_task), fp32(docs, d_task)),
+                                                   (int8(queries, q_task), int8(docs, d_task)))
     return out
 
 

@@ -115,7 +115,7 @@ def _with_gate(src, dst, passed: bool):
     import json
     import shutil
 
-    shutil.copytree(src, dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".autotune.json"))  # a new artifact: no timing verdict yet
     d = json.loads((dst / "manifest.json").read_text())
     for v in INT8_VARIANTS:  # every int8 variant the artifact has
         if v in d["variants"]:
@@ -125,8 +125,7 @@ def _with_gate(src, dst, passed: bool):
 
 
 def test_auto_variant_follows_the_gate(tiny_artifact, tmp_path):
-    # The tiny stand-in's own verdict: its random embeddings are nearly collinear (cosine between
-    # different texts ~0.9999997), so its retrieval ranking is noise and the strict gate fails.
+    # The tiny stand-in's own verdict (random weights: judged on the cosine criteria only), then forced either way.
     m = Manifest.read(tiny_artifact)
     runnable = [v for v in INT8_VARIANTS if v in m.variants and (v == "int8" or openvino_available())]
     gated = [v for v in runnable if m.variants[v].gate_passed]

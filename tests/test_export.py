@@ -40,6 +40,25 @@ def test_manifest_records_the_contract(tiny_artifact):
     assert m.variants["int8"].isa
 
 
+def test_a_stand_in_gate_records_retrieval_below_threshold_and_passes(tiny_artifact):
+    """Random weights (the source says so): the cosine criteria decide; retrieval and STS are kept, not judged."""
+    from rosberta_export.gate import INT8_GATE
+
+    m = Manifest.read(tiny_artifact)
+    for name in ("int8", "int8-openvino"):
+        if name not in m.variants:
+            continue
+        g = m.variants[name].gate
+        assert g["judged"] == ["cos_min", "cos_mean"] and g["recorded"] == ["top10_overlap_min", "spearman_delta_max"]
+        assert g["recorded_reason"] == "random weights" and g["passed"] and not g["failures"]
+        # the tiny stand-in's neighbours are near-ties: its top-10 overlap sits below 0.95, and is only recorded
+        overlap = g["figures"]["top10_overlap"]
+        assert min(overlap.values()) < INT8_GATE["top10_overlap_min"], overlap
+        assert any("top-10" in miss for miss in g["recorded_misses"]), g["recorded_misses"]
+    r = cli("info", str(tiny_artifact))
+    assert "int8 gate: pass — judged: cosine min" in r.stdout and "recorded, not judged (random weights)" in r.stdout
+
+
 def test_parity_recomputed_through_the_public_api(tiny_checkpoint, tiny_artifact):
     """Independent of the exporter's own figures: reference vs Encoder, all edge cases, per variant."""
     from rosberta_export.parity import THRESHOLDS, compare, failures, parity_cases

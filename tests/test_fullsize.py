@@ -31,16 +31,16 @@ def test_fullsize_export_all_variants(tmp_path_factory):
     int8 = m.variants["int8"]
     assert int8.gate["weights"].startswith("random") and "calibrated on 256 RU/EN" in int8.recipe
     assert p["int8"]["cos_min"] >= 0.995 and p["int8"]["cos_mean"] >= 0.998
-    # The retrieval criterion is recorded, not asserted: random embeddings are crowded (cosine 0.83-0.89
-    # between any two texts), so top-10 lists are full of near-ties and 100 pairs per language is a noisy
-    # sample (rowwise-sq with GPTQ: 0.97 at 200 pairs; round-to-nearest sat at 0.947). The gate's verdict
-    # is measured per run and auto must follow it; MiniLM's test asserts the pass on real weights.
+    # Random weights: the cosine criteria decide; retrieval and STS are recorded, not judged (random embeddings
+    # are crowded, so top-10 lists are near-ties any rounding reorders). MiniLM's test judges them on real weights.
     assert set(int8.gate["figures"]["top10_overlap"]) == {"en", "ru"}
+    assert int8.gate["judged"] == ["cos_min", "cos_mean"] and int8.gate["recorded_reason"] == "random weights"
+    assert int8.gate["passed"]
     if "int8-openvino" in m.variants:  # exported where openvino is installed (CI's full environment)
         ov = m.variants["int8-openvino"]
         assert ov.engine == "openvino" and p["int8-openvino"]["n"] == p["fp32"]["n"] and "on 256 RU/EN" in ov.recipe
         assert p["int8-openvino"]["cos_min"] >= 0.995 and p["int8-openvino"]["cos_mean"] >= 0.998
-        assert set(ov.gate["figures"]["top10_overlap"]) == {"en", "ru"}
+        assert set(ov.gate["figures"]["top10_overlap"]) == {"en", "ru"} and ov.gate["passed"]
     gated = [v for v in ("int8", "int8-openvino") if v in m.variants and m.variants[v].gate_passed]
     assert Encoder.load(r.folder, autotune=False).variant == (gated + ["fp32"])[0]
     enc = Encoder.load(r.folder, variant="fp32")

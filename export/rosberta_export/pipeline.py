@@ -23,10 +23,11 @@ from rosberta_onnx.hardware import cpu_isa
 from rosberta_onnx.manifest import (FORMAT_VERSION, INT8_VARIANTS, VARIANTS, Manifest, ModelFacts, VariantRecord,
                                     sha256_file)
 from rosberta_onnx.openvino_engine import openvino_available, openvino_version
+from rosberta_onnx.report import gate_line
 
 from .convert import OPSET, data_file, export_fp32, save_onnx, stamp
 from .diskspace import NotEnoughSpace, check_space, int8_fraction, peak_bytes
-from .gate import INT8_GATE, gate_figures, judge
+from .gate import gate_figures, gate_record
 from .parity import THRESHOLDS, compare, failures, parity_cases
 from .openvino_int8 import openvino_options, openvino_recipe, write_openvino_int8
 from .quantize import (DEFAULT_INT8_RECIPE, INT8_RECIPES, ROWWISE_SETTINGS, RowwiseSettings, calibrate,
@@ -384,14 +385,12 @@ def _measure_parity(src: Source, folder: Path, records: dict, n_real: int, step,
         int8 = kept.pop(v)
         figures = gate_figures(fp32, lambda t, task: int8.encode(t, task=task, batch_size=32),
                                prompts=facts.prompts, pairs_per_lang=gate_pairs)
-        gate_fails = judge(out[v].parity, figures)
-        gate = {"passed": not gate_fails, "thresholds": INT8_GATE, "figures": figures, "failures": gate_fails,
-                "recipe": int8_recipe if v == "int8" else "openvino-" + _ov_weights(int8_recipe),
-                "weights": "random (stand-in: hides quantisation error)" if src.stand_in else "trained"}
+        gate = {**gate_record(out[v].parity, figures, random_weights=bool(src.stand_in)),
+                "recipe": int8_recipe if v == "int8" else "openvino-" + _ov_weights(int8_recipe)}
         if v == "int8-openvino":
             gate["engine"] = {"openvino": openvino_version(), **out[v].engine_options}
         out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
-        step(f"  {v} gate: " + ("pass" if not gate_fails else "FAIL — " + "; ".join(gate_fails)))
+        step(f"  {gate_line(v, gate, out[v].parity)}")
         del int8
     return out, fails
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from .errors import InputFormatError, MissingDependencyError, RosbertaError
 from .interrupt import end_like_ctrl_c_on_sigterm
 from .manifest import VARIANTS
+from .report import gate_line, parity_table
 
 __all__ = ["main"]
 
@@ -45,24 +46,6 @@ def _variants(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def parity_table(manifest) -> str:
-    """Markdown table of each variant's parity figures, from a manifest."""
-    rows = ["| variant | size MB | cosine min | cosine mean | max abs diff | worst case | threshold | result |",
-            "|---|---:|---:|---:|---:|---|---|---|"]
-    for name, rec in manifest.variants.items():
-        p = rec.parity
-        if not p:
-            rows.append(f"| {name} | {rec.size_bytes / 1e6:.0f} | – | – | – | – | – | not measured |")
-            continue
-        thr = ", ".join(f"{k} {v:g}" for k, v in p.get("thresholds", {}).items()) or "recorded only"
-        result = "pass" if p.get("passed") else f"FAIL ({len(p.get('failures', []))})"
-        if rec.gate:
-            result += "; int8 gate " + ("pass" if rec.gate_passed else "FAIL")
-        rows.append(f"| {name} | {rec.size_bytes / 1e6:.0f} | {p['cos_min']:.6f} | {p['cos_mean']:.6f} | "
-                    f"{p['max_abs']:.2e} | {p['worst_case']} | {thr} | {result} |")
-    return "\n".join(rows)
-
-
 def _cmd_synth(a) -> int:
     _export_side()
     from rosberta_export.synth import synth
@@ -80,6 +63,7 @@ def _cmd_export(a) -> int:
                     parity_texts=a.parity_texts, int8_recipe=a.int8_recipe, gate_pairs=a.gate_pairs,
                     calibration_sentences=a.calibration_sentences)
     print(parity_table(result.manifest))
+    _print_gates(result.manifest)
     if not result.ok:
         for v, fails in result.parity_failures.items():
             for f in fails:
@@ -175,11 +159,18 @@ def _cmd_info(a) -> int:
     print(f"model: {f.architecture}, {f.num_layers} layers, dim {f.dim}, max length {f.max_length}, pooling {f.pooling}, "
           f"normalize {f.normalize}, tasks {list(f.prompts)}")
     print(parity_table(m))
+    _print_gates(m)
     for name, rec in m.variants.items():
         if rec.engine != "onnxruntime":
             print(f"{name}: runs on {rec.engine} with {dict(rec.engine_options)} "
                   f"(pip install 'rosberta-onnx[{rec.engine}]')")
     return 0
+
+
+def _print_gates(manifest) -> None:
+    for name, rec in manifest.variants.items():
+        if rec.gate:
+            print(gate_line(name, rec.gate, rec.parity))
 
 
 def _cmd_demo(a) -> int:
@@ -205,6 +196,7 @@ def _cmd_demo(a) -> int:
           f"norms {[round(float(x), 4) for x in (q ** 2).sum(1) ** 0.5]}")
     print(f"\nparity against PyTorch ({art}):")
     print(parity_table(result.manifest))
+    _print_gates(result.manifest)
     return 0 if result.ok else 1
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .machine import cpu_facts
 from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 TORCH_MODEL = "torch fp32, whole model (the reference)"
@@ -41,6 +42,9 @@ OV_DYNAMIC = "OpenVINO int8, dynamic per 256 (int8-openvino)"
 OV_STATIC = "OpenVINO int8, static (NNCF)"
 OV_STREAMS = "OpenVINO int8, dynamic per 256, batch halves on 2 streams (int8-openvino as shipped)"
 INT8 = (ORT_INT8, OV_DYNAMIC, OV_STATIC, OV_STREAMS)
+# the kernel each benchmark system of ours (benchmarks.systems) runs its weight GEMMs with
+KERNEL_OF = {"rosberta-int8": ORT_INT8, "rosberta-int8-openvino": OV_STREAMS, "rosberta-int8-openvino-1stream": OV_DYNAMIC}
+RESULTS = Path(__file__).parent / "results" / "ceiling" / "ceiling.json"
 # int8 rounding compounds along the chain (full size, 144 MatMuls: cosine 0.98-0.99 against torch); a graph
 # that computed something else would be near 0
 MIN_AGREEMENT = 0.95
@@ -181,10 +185,12 @@ def _measure(a, shapes: list[tuple[int, int]], work: Path, command: str) -> int:
     rng = np.random.default_rng(0)
     engines = _engines(_weights(dims, rng), work, a.threads)
 
-    results = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads,
+    cpu = cpu_facts()
+    results = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads, "cpu": cpu,
                "rounds": a.rounds, "weight_matmuls": len(dims), "shapes": {}}
     lines = [f"GEMM-only ceiling on `{src.folder.name}` ({layers} layers, {len(dims)} weight MatMuls), {a.threads} "
-             f"threads, {a.rounds} alternating rounds. Reproduce: `python -m benchmarks.ceiling {command}`", "",
+             f"threads, {a.rounds} alternating rounds, on {cpu['description']}. "
+             f"Reproduce: `python -m benchmarks.ceiling {command}`", "",
              "| shape | system | median ms | GMAC/s | x torch fp32 whole model |", "|---|---|---:|---:|---:|"]
     for b, n in shapes:
         _, whole_model = fixed_batch(model, b, n)

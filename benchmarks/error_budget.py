@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .machine import cpu_facts
 from .runner import as_run, end_like_ctrl_c_on_sigterm
 
 ROLES = {"qkv": "Q/K/V", "attn-out": "attention output", "ffn-up": "FFN-up", "ffn-down": "FFN-down"}
@@ -147,7 +148,8 @@ def _torch_rows(checkpoint: str, artifact: Path, queries, docs, threads: int) ->
 def _table(res: dict, command: str) -> str:
     head = (f"int8 error budget on `{res['artifact']}` ({res['lang']}, {res['queries']} queries over {res['docs']} "
             f"documents; median score gap between the 10th and 11th neighbour in fp32: "
-            f"{res['neighbour_gap_median']:.2e}). Reproduce: `python -m benchmarks.error_budget {command}`\n\n")
+            f"{res['neighbour_gap_median']:.2e}), on {res['cpu']['description']}. "
+            f"Reproduce: `python -m benchmarks.error_budget {command}`\n\n")
     lines = ["| system (against fp32) | top-10 overlap | median score error | 1 - cos mean | s |", "|---|---:|---:|---:|---:|"]
     for r in res["rows"]:
         lines.append(f"| {r['system']} | {r['top10_overlap']:.3f} | {r['score_error_median']:.2e} | "
@@ -176,7 +178,8 @@ def main(argv=None) -> int:
     head, rows = _engine_rows(artifact, queries, docs, a.threads)
     if not a.no_torch:
         rows += _torch_rows(a.reference, artifact, queries, docs, a.threads)
-    res = {"artifact": str(artifact), "lang": a.lang, "queries": len(queries), "docs": len(docs), **head, "rows": rows}
+    res = {"artifact": str(artifact), "lang": a.lang, "queries": len(queries), "docs": len(docs), **head, "rows": rows,
+           "cpu": cpu_facts()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "error_budget.json").write_text(json.dumps(res, indent=2))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .machine import cpu_facts
 from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
@@ -194,7 +195,7 @@ def _measure(a, command: str, work: Path) -> int:
             t = time.perf_counter()
             files[NNCF] = _nncf_int8(raw, tok, work / "openvino-nncf-int8.xml")
             build_s[NNCF] = time.perf_counter() - t
-    results: dict = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads,
+    results: dict = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads, "cpu": cpu_facts(),
                      "recipes": {name: {"build_s": build_s.get(name)} for name in files}}
 
     if not a.speed_only:
@@ -240,7 +241,8 @@ def _measure(a, command: str, work: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "int8_recipes.json").write_text(json.dumps(results, indent=2))
     lines = [f"int8 recipes on `{src.folder.name}`" + (" (STAND-IN: random weights hide quantisation error)" if src.stand_in else "")
-             + f", {a.threads} threads. Reproduce: `python -m benchmarks.int8_recipes {command}`", "",
+             + f", {a.threads} threads, on {results['cpu']['description']}. "
+               f"Reproduce: `python -m benchmarks.int8_recipes {command}`", "",
              "| recipe | cos min | cos mean | top-10 overlap en / ru | " + " | ".join(f"{b}x{n} (x torch fp32)" for b, n in SHAPES) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(SHAPES)]
     for name, r in results["recipes"].items():

@@ -7,28 +7,12 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["machine_facts", "describe"]
+__all__ = ["cpu_facts", "machine_facts", "describe"]
 
 # Flags that change which kernels the runtimes pick: VNNI (int8 dot products), bf16 and AMX (tiles).
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "avx512_fp16")
 LIBRARIES = ("rosberta-onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "torch", "transformers",
              "sentence-transformers", "optimum", "fastembed", "tokenizers", "numpy", "matplotlib", "psutil")
-
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: model only
-        return model, flags
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and value.strip():
-            model = value.strip()
-        elif key == "flags" and not flags:
-            flags = set(value.split())
-    return model, flags
 
 
 def _memory_gb() -> float | None:
@@ -51,15 +35,26 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def cpu_facts() -> dict:
+    """The CPU named as every benchmark result names it: vendor, family/model, generation, int8 ISA, in words."""
+    from rosberta_onnx.hardware import cpu_info
+
+    cpu = cpu_info()
+    return {"vendor": cpu.vendor, "family": cpu.family, "model": cpu.model, "microarchitecture": cpu.microarchitecture,
+            "isa": cpu.isa, "description": cpu.describe()}
+
+
 def machine_facts() -> dict:
     """CPU model, ISA flags, cores, memory, GPU providers and library versions, as a JSON-able dict."""
+    from rosberta_onnx.hardware import cpu_info
     from rosberta_onnx.session import cuda_available, physical_cores
 
-    model, flags = _cpuinfo()
+    cpu = cpu_info()
     return {
-        "cpu_model": model,
-        "cpu_flags": {f: f in flags for f in FLAGS},
-        "hypervisor": "hypervisor" in flags,
+        "cpu_model": cpu.model_name,
+        "cpu": cpu_facts(),
+        "cpu_flags": {f: f in cpu.flags for f in FLAGS},
+        "hypervisor": "hypervisor" in cpu.flags,
         "logical_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "physical_cores": physical_cores(),
         "memory_gb": _memory_gb(),
@@ -70,10 +65,14 @@ def machine_facts() -> dict:
 
 
 def describe(m: dict) -> str:
-    """One line for a README: 'AMD EPYC, 2 cores (avx512_vnni, avx512_bf16; no AMX), 23.4 GB, Linux ...'."""
-    on = [f for f, v in m["cpu_flags"].items() if v and f in ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")]
-    amx = "" if m["cpu_flags"].get("amx_tile") else "; no AMX"
+    """One line for a README: 'AMD EPYC (AuthenticAMD family 25 model 17, Zen 4; AVX-512 VNNI, ..., no AMX),
+    2 physical cores / 2 logical, 23.4 GB, no GPU, virtual machine; Linux ...'."""
     vm = ", virtual machine" if m.get("hypervisor") else ""
     gpu = ", CUDA GPU" if m.get("cuda") else ", no GPU"
-    return (f"{m['cpu_model']}, {m['physical_cores']} physical cores / {m['logical_cpus']} logical "
-            f"({', '.join(on) or 'no VNNI/bf16/AMX'}{amx}), {m['memory_gb']} GB{gpu}{vm}; {m['os']}")
+    cores = f"{m['physical_cores']} physical cores / {m['logical_cpus']} logical"
+    if "cpu" in m:
+        return f"{m['cpu']['description']}, {cores}, {m['memory_gb']} GB{gpu}{vm}; {m['os']}"
+    # results written before the CPU's family/model were recorded
+    on = [f for f, v in m["cpu_flags"].items() if v and f in ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")]
+    amx = "" if m["cpu_flags"].get("amx_tile") else "; no AMX"
+    return f"{m['cpu_model']}, {cores} ({', '.join(on) or 'no VNNI/bf16/AMX'}{amx}), {m['memory_gb']} GB{gpu}{vm}; {m['os']}"

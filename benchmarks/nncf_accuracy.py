@@ -31,6 +31,7 @@ import numpy as np
 
 from .int8_recipes import _matmul_groups
 from .nncf_int8 import SENTENCES
+from .machine import cpu_facts
 from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 SHAPES = ((1, 16), (8, 128))
@@ -212,7 +213,8 @@ def _speed(a, work: Path, ffn_fraction: float) -> dict:
 
 def _table(res: dict, command: str) -> str:
     q, s = res["quality"], res["speed"]
-    lines = [f"NNCF accuracy-controlled int8. Reproduce: `python -m benchmarks.nncf_accuracy {command}`", "",
+    lines = [f"NNCF accuracy-controlled int8, on {res['cpu']['description']}. "
+             f"Reproduce: `python -m benchmarks.nncf_accuracy {command}`", "",
              f"Quality on `{Path(q['checkpoint']).name}` ("
              + ("STAND-IN, random weights" if q["stand_in"] else "real weights") + f", {q['layers']} layers); metric = mean cosine "
              f"vs fp32 on {4 * VALIDATION_PAIRS} STS dev sentences; gate: cosine min ≥ 0.995, top-10 ≥ 0.95.", "",
@@ -265,7 +267,7 @@ def main(argv=None) -> int:
         fewest = min(plain, key=lambda r: len(r["reverted"]))
         ffn = fewest["reverted_roles"]["ffn-up"] + fewest["reverted_roles"]["ffn-down"]
         speed = _speed(a, Path(d) / "speed", ffn / (2 * quality["layers"]))
-    res = {"quality": quality, "speed": speed}
+    res = {"quality": quality, "speed": speed, "cpu": cpu_facts()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "nncf_accuracy.json").write_text(json.dumps(res, indent=2))

@@ -30,6 +30,8 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+from .machine import cpu_facts
+
 TASK = "search_document"
 
 
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "embed-corpus throughput on one machine (rows/s, medians over rounds)",
         "model": str(a.model), "variant": a.variant, "task": TASK, "rows_per_run": a.rows, "rounds": a.rounds,
         "shards": a.shards, "batch_size": a.batch_size, "texts": "STS-B dev sentences, RU+EN, deduplicated, shuffled",
-        "machine": {"cpus": cpus, "cpu": _cpu_model(), "python": platform.python_version(),
+        "machine": {"cpus": cpus, "cpu": cpu_facts()["description"], "python": platform.python_version(),
                     "loadavg_before": load0, "loadavg_after": load1},
         "versions": _versions(), "summary": summary, "runs": runs,
         "plain_load_s": plain_load,
@@ -171,16 +173,6 @@ def markdown(r: dict) -> str:
     lines += ["", "end-to-end: rows / wall time of the whole call (Ray: actor start and one model load per actor included; "
               "plain: the model was loaded once before). steady: rows / embedding time (Ray: the busiest actor's shard time).", ""]
     return "\n".join(lines)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _versions() -> dict[str, str]:

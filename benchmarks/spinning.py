@@ -40,7 +40,10 @@ def main(argv=None) -> int:
             lat[s].append(time.perf_counter() - w0)
             time.sleep(a.gap_ms / 1e3)
             busy[s].append((time.process_time() - c0) / (time.perf_counter() - w0))
-    print(f"{a.dir} variant {a.variant}, {a.rounds} alternating rounds, {a.gap_ms:g} ms idle gap after each call")
+    from .machine import cpu_facts
+
+    print(f"{a.dir} variant {a.variant}, {a.rounds} alternating rounds, {a.gap_ms:g} ms idle gap after each call, "
+          f"on {cpu_facts()['description']}")
     print("| spinning | median latency ms | p90 ms | cores busy (CPU time / wall, call + gap) |")
     print("|---|---:|---:|---:|")
     for s in (False, True):

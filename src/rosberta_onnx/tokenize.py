@@ -41,10 +41,15 @@ class TextTokenizer:
         tok.no_padding()
         tok.no_truncation()
         self._full = tok
-        # A second instance truncates exactly as transformers' tokenizer does (content cut, specials kept).
-        self._cut = Tokenizer.from_file(str(path))
-        self._cut.no_padding()
-        self._cut.enable_truncation(max_length=max_length)
+        # The special ids the post-processor puts around a text's own: a probe encoded with and without them.
+        bare = tok.encode("a", add_special_tokens=False).ids
+        full = tok.encode("a", add_special_tokens=True).ids
+        at = next((p for p in range(len(full) - len(bare) + 1) if full[p:p + len(bare)] == bare), None)
+        if at is None:
+            raise ArtifactError(f"{str(path)!r}: cannot tell its special tokens from the text (probe {full})")
+        self._prefix, self._suffix = full[:at], full[at + len(bare):]
+        if len(self._prefix) + len(self._suffix) >= max_length:
+            raise ArtifactError(f"max length {max_length} leaves no room for text besides the special tokens {full}")
         self.max_length = max_length
         self.pad_id = pad_id
 
@@ -59,10 +64,12 @@ class TextTokenizer:
                 f"texts[{i}] has {int(counts[i])} tokens, more than this model's max length of {self.max_length} "
                 f"({over.size} text(s) are over). Pass truncate=True to cut them, or split the text."
             )
-        if over.size:
-            cut = self._cut.encode_batch([texts[i] for i in over], add_special_tokens=True)
-            for i, e in zip(over, cut):
-                ids[int(i)] = e.ids
+        # Truncation as transformers does it (the text's own ids cut, the specials kept): those ids are the middle
+        # of the full encoding, so cut there instead of encoding the text again (a 10 MB text would cost twice).
+        room = self.max_length - len(self._prefix) - len(self._suffix)
+        start = len(self._prefix)
+        for i in over:
+            ids[int(i)] = self._prefix + ids[int(i)][start:start + room] + self._suffix
         truncated = counts > self.max_length
         return Tokenized(ids=ids, token_counts=counts, truncated=truncated)
 

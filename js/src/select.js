@@ -1,0 +1,90 @@
+// @ts-check
+/**
+ * Which variant runs: what `auto` picks, and which named variants a backend refuses. One module, so the rules
+ * read in one place:
+ *
+ * - `auto`: the `int8` variant when it passed its quality gate at export, else `fp32` (the Python runtime also
+ *   times the candidates on the machine; here the gate alone decides);
+ * - `int8-openvino` runs on OpenVINO, which has no JavaScript runtime: refused, naming `int8` (same weights);
+ * - `fp16` is a GPU variant: onnxruntime's CPU kernels run it slower than fp32, so it is refused unless
+ *   `allowCpuFp16` (e.g. to check it);
+ * - WASM holds the model in a 4 GB heap, two to three times over while it loads (the full-size fp32 file,
+ *   1.4 GB, peaks at ~3.5 GB): files over {@link WASM_MAX_MODEL_BYTES} are refused there, naming `int8`.
+ * @module
+ */
+import { VariantError } from "./errors.js";
+import { INT8_VARIANTS, VARIANTS, variantRecord } from "./manifest.js";
+
+export const WASM_MAX_MODEL_BYTES = 1024 * 1024 * 1024;
+export const ENGINE = "onnxruntime";
+
+/**
+ * @typedef {object} Selection
+ * @property {string} requested what the caller asked for
+ * @property {string} variant what runs
+ * @property {string} reason why, in words
+ */
+
+/** @param {number} bytes */
+const mb = (bytes) => `${Math.round(bytes / 1e6)} MB`;
+
+/**
+ * Why `name` cannot run on `backend`, or null when it can.
+ * @param {import("./manifest.js").Manifest} manifest
+ * @param {string} name
+ * @param {"native" | "wasm"} backend
+ * @param {{ allowCpuFp16?: boolean }} options
+ * @returns {string | null}
+ */
+export function refusal(manifest, name, backend, { allowCpuFp16 = false } = {}) {
+  const rec = variantRecord(manifest, name);
+  if (rec.engine !== ENGINE) {
+    const twin = INT8_VARIANTS.includes(/** @type {any} */ (name)) && manifest.variants.int8 ? "variant 'int8' (the same weights on onnxruntime)" : "variant 'fp32'";
+    return `variant ${JSON.stringify(name)} runs on ${rec.engine}, which has no JavaScript runtime; use ${twin} or 'auto'`;
+  }
+  if (name === "fp16" && !allowCpuFp16) {
+    return "variant 'fp16' is a GPU variant: onnxruntime's CPU and WASM kernels run it by casting around fp16 ops, slower than " +
+      "fp32. Use variant 'int8' or 'fp32', or pass allowCpuFp16: true to run it anyway (e.g. to check its correctness)";
+  }
+  if (backend === "wasm" && rec.sizeBytes > WASM_MAX_MODEL_BYTES) {
+    const small = manifest.variants.int8 ? ` Use variant 'int8' (${mb(manifest.variants.int8.sizeBytes)})` : " Export an int8 variant";
+    return `variant ${JSON.stringify(name)} is ${mb(rec.sizeBytes)}: onnxruntime-web (WASM) holds a model two to three times over in its ` +
+      `4 GB heap while loading (the full-size fp32 file peaks at ~3.5 GB), so files over ${mb(WASM_MAX_MODEL_BYTES)} are refused there.` +
+      `${small}, or the native backend in Node.`;
+  }
+  return null;
+}
+
+/**
+ * @param {import("./manifest.js").Manifest} manifest
+ * @param {string} requested "auto" or a variant name
+ * @param {"native" | "wasm"} backend
+ * @param {{ allowCpuFp16?: boolean }} [options]
+ * @returns {Selection}
+ */
+export function chooseVariant(manifest, requested, backend, options = {}) {
+  if (requested === "auto") {
+    const int8 = manifest.variants.int8;
+    const skipped = [];
+    if (int8 && int8.gatePassed) {
+      const why = refusal(manifest, "int8", backend, options);
+      if (why === null) return { requested, variant: "int8", reason: "auto: int8 (passed its quality gate at export)" };
+      skipped.push(why);
+    } else if (int8) {
+      skipped.push("int8 failed its quality gate at export");
+    }
+    if (manifest.variants.fp32) {
+      const why = refusal(manifest, "fp32", backend, options);
+      if (why === null) return { requested, variant: "fp32", reason: `auto: fp32 (${skipped.join("; ") || "no int8 variant"})` };
+      skipped.push(why);
+    }
+    throw new VariantError(`variant 'auto' found nothing it may use on the ${backend} backend: the artifact has ` +
+      `${JSON.stringify(Object.keys(manifest.variants).sort())}. ${skipped.join(" ")}`.trim());
+  }
+  if (!VARIANTS.includes(/** @type {any} */ (requested))) {
+    throw new VariantError(`unknown variant ${JSON.stringify(requested)}; choose one of ${JSON.stringify(["auto", ...VARIANTS])}`);
+  }
+  const why = refusal(manifest, requested, backend, options);
+  if (why !== null) throw new VariantError(why);
+  return { requested, variant: requested, reason: "requested" };
+}

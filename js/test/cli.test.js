@@ -1,0 +1,68 @@
+// The JS command line against the Python one on the same input file, and its errors.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { NO_FIXTURES, compare, fixtures } from "./helpers.js";
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bin/rosberta-onnx.js");
+const FIX = fixtures();
+
+/** @param {string[]} args @param {string} [input] */
+function cli(args, input) {
+  return spawnSync(process.execPath, [BIN, ...args], { input, encoding: "utf8", maxBuffer: 1 << 28 });
+}
+
+for (const fx of FIX.length ? FIX : [null]) {
+  for (const variant of ["fp32", "int8"]) {
+    test(`encode ${fx?.name ?? ""} ${variant}: the Python CLI's JSONL for the same file`, { skip: fx ? false : NO_FIXTURES }, () => {
+      const want = readFileSync(path.join(fx.dir, `cli-python-${variant}.jsonl`), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      const args = ["encode", fx.data.artifact, "-i", path.join(fx.dir, "cli-input.txt"), "--format", "jsonl", "--variant", variant];
+      if (fx.data.runs.some((/** @type {any} */ r) => r.task)) args.push("--task", "search_query");
+      const r = cli(args);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /invalid UTF-8 sequence\(s\) in .*cli-input\.txt were replaced with U\+FFFD/);
+      const got = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      assert.equal(got.length, want.length);
+      for (const [i, row] of got.entries()) {
+        assert.deepEqual({ ...row, embedding: 0 }, { ...want[i], embedding: 0 }, `row ${i}`);
+        const c = compare(Float32Array.from(row.embedding), Float32Array.from(want[i].embedding), row.embedding.length);
+        assert.ok(c.min >= 0.99999, `row ${i}: cos ${c.min}`);
+      }
+      const pythonBytes = readFileSync(path.join(fx.dir, `cli-python-${variant}.jsonl`), "utf8");
+      const same = r.stdout.split("\n").filter((l, i) => l === pythonBytes.split("\n")[i]).length - 1;
+      console.log(`# ${fx.name} ${variant}: ${same}/${got.length} JSONL lines byte-identical to the Python CLI's`);
+    });
+  }
+}
+
+test("errors are one line with no stack trace, exit 2 for bad input", { skip: FIX.length ? false : NO_FIXTURES }, () => {
+  const art = FIX[0].data.artifact;
+  const hasOpenVino = JSON.parse(readFileSync(path.join(art, "manifest.json"), "utf8")).variants["int8-openvino"];
+  for (const [args, input, pattern] of /** @type {[string[], string | undefined, RegExp][]} */ ([
+    [["encode", "/no/such/folder"], "x\n", /not an exported rosberta-onnx folder/],
+    [["encode", art, "--task", "query"], "x\n", /unknown task "query"/],
+    [["encode", art, "--variant", "int8-openvino"], "x\n", hasOpenVino ? /no JavaScript runtime; use variant 'int8'/ : /not in this artifact/],
+    [["encode", art, "--threads", "0"], "x\n", /--threads must be a whole number >= 1, got "0"/],
+    [["encode", art, "--bogus"], "x\n", /Unknown option '--bogus'/],
+    [["encode", art, "--input-format", "jsonl"], '{"text": 1}\n', /-:1: expected an object with a string 'text' field/],
+    [["frobnicate"], undefined, /unknown command "frobnicate"/],
+  ])) {
+    const r = cli(args, input);
+    assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: /);
+    assert.match(r.stderr, pattern);
+    assert.ok(!/\n\s+at /.test(r.stderr), `stack trace in: ${r.stderr}`);
+  }
+});
+
+test("info --json: the same facts from manifest.json as the Python runtime reads", { skip: FIX.length ? false : NO_FIXTURES }, () => {
+  for (const fx of FIX) {
+    const r = cli(["info", fx.data.artifact, "--json"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), fx.data.facts);
+  }
+});

@@ -121,4 +121,6 @@ def run_benchmark(artifact, *, reference=None, quick: bool = False, out="benchma
         log(f"wrote {folder} in {res['elapsed_s']:.0f}s")
         return res, paths
     finally:
+        for s in locals().get("objs", []):
+            s.close()
         ctx.close()

@@ -24,8 +24,8 @@ __all__ = ["Skip", "Context", "System", "SYSTEM_NAMES", "ON_REQUEST", "make_syst
 # Run order inside every round; the first is the baseline every ratio is against.
 SYSTEM_NAMES = ("torch-fp32", "torch-bf16", "st-torch", "st-onnx", "openvino-fp32", "openvino-bf16", "openvino-int8",
                 "ort-plain", "rosberta-fp32", "rosberta-int8", "rosberta-int8-openvino", "rosberta-fp16")
-# Run only when named in --systems: ablations of one of ours, not a separate choice for users.
-ON_REQUEST = ("rosberta-int8-openvino-1stream",)
+# Run only when named in --systems: ablations of one of ours, and the JS runtime (Node processes; js/ needs npm ci).
+ON_REQUEST = ("rosberta-int8-openvino-1stream", "node-fp32", "node-int8", "wasm-fp32", "wasm-int8")
 
 
 class Skip(Exception):
@@ -134,8 +134,17 @@ class System:
         raise NotImplementedError
 
     def encode(self, texts: list[str], *, own_batching: bool) -> np.ndarray:
-        """Normalised embeddings. ``own_batching=False``: all texts in one batch (fixed-shape workloads)."""
+        """Normalised embeddings. ``own_batching=False``: all texts in one batch (fixed-shape workloads).
+
+        A system that runs in a process of its own sets ``own_time_s`` to the call's time measured there, and the
+        runner takes it instead of its own clock (the pipe between the processes is no system's cost)."""
         raise NotImplementedError
+
+    own_time_s: float | None = None
+    worker_pid: int | None = None  # the process that holds the model, when it is not this one (memory figures)
+
+    def close(self) -> None:
+        """Stop what :meth:`load` started (worker processes)."""
 
     def info(self) -> dict:
         return {"name": self.name, "label": self.label, "group": self.group, "notes": list(self.notes),
@@ -143,9 +152,9 @@ class System:
 
 
 def make_system(name: str, ctx: Context) -> System:
-    from . import peers, ours
+    from . import js_runtime, ours, peers
 
-    classes = {c.name: c for c in (*peers.SYSTEMS, *ours.SYSTEMS)}
+    classes = {c.name: c for c in (*peers.SYSTEMS, *ours.SYSTEMS, *js_runtime.SYSTEMS)}
     if name not in classes:
         raise ValueError(f"unknown system {name!r}; choose from {', '.join(SYSTEM_NAMES + ON_REQUEST)}")
     return classes[name](ctx)

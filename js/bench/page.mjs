@@ -53,15 +53,24 @@ export async function openPage({ modelDir, variant, timeoutMs = 300_000 }) {
   if (!CHROMIUM) throw new Error("no Chromium at /usr/bin/chromium or CHROMIUM_PATH");
   const { chromium } = await import("playwright-core");
   const server = await startServer({ modelDir, port: 0 });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  // a harmless switch that marks this browser's main process, so its renderer can be found under /proc
+  const marker = `--class=rosberta-page-${process.pid}-${Date.now()}`;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...ARGS, marker] });
   try {
     const page = await browser.newPage();
     const { port } = /** @type {import("node:net").AddressInfo} */ (server.address());
     await page.goto(`http://127.0.0.1:${port}/?variant=${variant}`);
     await page.waitForFunction(() => /** @type {any} */ (window).rosberta, null, { timeout: timeoutMs });
     const result = await page.evaluate(() => /** @type {any} */ (window).rosberta);
-    const pid = /** @type {any} */ (browser).process?.()?.pid;
-    const renderers = pid ? descendants(pid).filter((p) => p.cmd.includes("--type=renderer")) : [];
+    const main = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).find((d) => {
+      try {
+        const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8");
+        return cmd.includes(marker) && !cmd.includes("--type=");
+      } catch {
+        return false;
+      }
+    });
+    const renderers = main ? descendants(Number(main)).filter((p) => p.cmd.includes("--type=renderer")) : [];
     const peaks = renderers.map((r) => statusKb(r.pid, "VmHWM") ?? 0);
     return { ...result, rendererPeakMb: peaks.length ? Math.max(...peaks) / 1024 : null };
   } finally {

@@ -40,6 +40,7 @@ import { TextTokenizer, errorText } from "./tokenize.js";
  * @property {boolean} [spinning] keep idle native threads spinning between runs (default false: no CPU burnt while idle)
  * @property {boolean} [verify] check each file against its sha256 in the manifest (default: true in Node, false in browsers)
  * @property {boolean} [allowCpuFp16] run the fp16 (GPU) variant on the CPU anyway
+ * @property {boolean} [allowLargeWasm] load a file over 1 GiB on WASM anyway (it may not fit the 4 GB heap)
  * @property {(message: string) => void} [onWarning] where warnings go (default: process.emitWarning / console.warn)
  * @property {typeof globalThis.fetch} [fetch] for artifacts at a URL
  */

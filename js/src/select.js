@@ -8,8 +8,9 @@
  * - `int8-openvino` runs on OpenVINO, which has no JavaScript runtime: refused, naming `int8` (same weights);
  * - `fp16` is a GPU variant: onnxruntime's CPU kernels run it slower than fp32, so it is refused unless
  *   `allowCpuFp16` (e.g. to check it);
- * - WASM holds the model in a 4 GB heap, two to three times over while it loads (the full-size fp32 file,
- *   1.4 GB, peaks at ~3.5 GB): files over {@link WASM_MAX_MODEL_BYTES} are refused there, naming `int8`.
+ * - WASM holds the model in a 4 GB heap, more than twice over while it loads (the full-size fp32 file, 1.4 GB,
+ *   peaked at 3.3 GB in Chromium on five short texts; longer batches add activations): files over
+ *   {@link WASM_MAX_MODEL_BYTES} are refused there, naming `int8`, unless `allowLargeWasm`.
  * @module
  */
 import { VariantError } from "./errors.js";
@@ -33,10 +34,10 @@ const mb = (bytes) => `${Math.round(bytes / 1e6)} MB`;
  * @param {import("./manifest.js").Manifest} manifest
  * @param {string} name
  * @param {"native" | "wasm"} backend
- * @param {{ allowCpuFp16?: boolean }} options
+ * @param {{ allowCpuFp16?: boolean, allowLargeWasm?: boolean }} options
  * @returns {string | null}
  */
-export function refusal(manifest, name, backend, { allowCpuFp16 = false } = {}) {
+export function refusal(manifest, name, backend, { allowCpuFp16 = false, allowLargeWasm = false } = {}) {
   const rec = variantRecord(manifest, name);
   if (rec.engine !== ENGINE) {
     const twin = INT8_VARIANTS.includes(/** @type {any} */ (name)) && manifest.variants.int8 ? "variant 'int8' (the same weights on onnxruntime)" : "variant 'fp32'";
@@ -46,11 +47,12 @@ export function refusal(manifest, name, backend, { allowCpuFp16 = false } = {}) 
     return "variant 'fp16' is a GPU variant: onnxruntime's CPU and WASM kernels run it by casting around fp16 ops, slower than " +
       "fp32. Use variant 'int8' or 'fp32', or pass allowCpuFp16: true to run it anyway (e.g. to check its correctness)";
   }
-  if (backend === "wasm" && rec.sizeBytes > WASM_MAX_MODEL_BYTES) {
+  if (backend === "wasm" && rec.sizeBytes > WASM_MAX_MODEL_BYTES && !allowLargeWasm) {
     const small = manifest.variants.int8 ? ` Use variant 'int8' (${mb(manifest.variants.int8.sizeBytes)})` : " Export an int8 variant";
-    return `variant ${JSON.stringify(name)} is ${mb(rec.sizeBytes)}: onnxruntime-web (WASM) holds a model two to three times over in its ` +
-      `4 GB heap while loading (the full-size fp32 file peaks at ~3.5 GB), so files over ${mb(WASM_MAX_MODEL_BYTES)} are refused there.` +
-      `${small}, or the native backend in Node.`;
+    return `variant ${JSON.stringify(name)} is ${mb(rec.sizeBytes)}: onnxruntime-web (WASM) holds a model more than twice over in its ` +
+      "4 GB heap while loading (the full-size fp32 file peaked at 3.3 GB in Chromium on five short texts; longer batches " +
+      `would not fit), so files over ${WASM_MAX_MODEL_BYTES / 2 ** 30} GiB are refused there.${small}, the native backend ` +
+      "in Node, or pass allowLargeWasm: true to try anyway";
   }
   return null;
 }
@@ -59,7 +61,7 @@ export function refusal(manifest, name, backend, { allowCpuFp16 = false } = {}) 
  * @param {import("./manifest.js").Manifest} manifest
  * @param {string} requested "auto" or a variant name
  * @param {"native" | "wasm"} backend
- * @param {{ allowCpuFp16?: boolean }} [options]
+ * @param {{ allowCpuFp16?: boolean, allowLargeWasm?: boolean }} [options]
  * @returns {Selection}
  */
 export function chooseVariant(manifest, requested, backend, options = {}) {

@@ -112,7 +112,8 @@ test("the manifest's contract: version, fields and what auto picks", () => {
   assert.throws(() => chooseVariant(gated, "fp16", "native"), /not in this artifact/);
   assert.throws(() => chooseVariant(gated, "int4", "native"), /unknown variant "int4"/);
   const big = manifest({ fp32: rec({ size_bytes: WASM_MAX_MODEL_BYTES + 1 }), int8: rec({ size_bytes: 5e8, gate: { passed: false } }) });
-  assert.throws(() => chooseVariant(big, "fp32", "wasm"), /4 GB heap.*Use variant 'int8' \(500 MB\)/);
+  assert.throws(() => chooseVariant(big, "fp32", "wasm"), /4 GB heap.*over 1 GiB are refused there\. Use variant 'int8' \(500 MB\)/);
+  assert.equal(chooseVariant(big, "fp32", "wasm", { allowLargeWasm: true }).variant, "fp32");
   assert.throws(() => chooseVariant(big, "auto", "wasm"), /found nothing it may use on the wasm backend/);
   assert.equal(chooseVariant(big, "fp32", "native").variant, "fp32");
 });

@@ -90,7 +90,8 @@ async function encode(args) {
   const jsonl = inputFormat === "jsonl" || (inputFormat === undefined && input.endsWith(".jsonl"));
   const { texts, replaced } = readTexts(raw, input, jsonl);
   if (replaced) process.stderr.write(`warning: ${replaced} invalid UTF-8 sequence(s) in ${input} were replaced with U+FFFD\n`);
-  const enc = await Encoder.load(positionals[0], { variant: values.variant, backend, threads: whole(values.threads, "--threads") });
+  const enc = await Encoder.load(positionals[0], { variant: values.variant, backend, threads: whole(values.threads, "--threads"),
+    onWarning: (message) => process.stderr.write(`warning: ${message}\n`) });
   try {
     const res = await enc.encodeDetailed(texts, { task: values.task ?? null, batchSize: whole(values["batch-size"], "--batch-size") });
     const [n, dim] = res.dims;

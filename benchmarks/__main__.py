@@ -38,9 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from .bench import run_benchmark
-    from .goals import goals_section
-    from .report import table
-    from .runner import end_like_ctrl_c_on_sigterm
+    from .harness.goals import goals_section
+    from .harness.report import table
+    from .harness.runner import end_like_ctrl_c_on_sigterm
 
     end_like_ctrl_c_on_sigterm()
 

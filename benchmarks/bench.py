@@ -9,12 +9,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .machine import machine_facts
+from .harness.base import Context, Skip, log_stderr
+from .harness.machine import machine_facts
+from .harness.report import write_all
+from .harness.runner import load_systems, quality, run_workloads
+from .harness.workloads import SETTINGS, build_workloads
 from .memory import measure_all
-from .report import write_all
-from .runner import load_systems, quality, run_workloads
-from .systems import ON_REQUEST, SYSTEM_NAMES, Context, Skip, log_stderr, make_system
-from .workloads import SETTINGS, build_workloads
+from .systems import ON_REQUEST, SYSTEM_NAMES, make_system
 
 __all__ = ["run_benchmark"]
 
@@ -53,7 +54,7 @@ def run_benchmark(artifact, *, reference=None, quick: bool = False, out="benchma
                   workloads: list[str] | None = None, corpus_size: int | None = None, memory: bool = True,
                   gap_s: float = 0.02, log=log_stderr) -> tuple[dict, dict[str, Path]]:
     """Run the benchmark and write its results; returns (results dict, written paths)."""
-    from rosberta_onnx.session import physical_cores
+    from rosberta_onnx.hardware import physical_cores
     from rosberta_onnx.tokenize import TextTokenizer
 
     names = list(systems or SYSTEM_NAMES)

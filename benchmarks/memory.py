@@ -51,7 +51,8 @@ def _peak_mb(pid: int | str = "self") -> float:
 
 
 def _child(a) -> dict:
-    from .systems import Context, Skip, make_system
+    from .harness.base import Context, Skip
+    from .systems import make_system
 
     t0 = time.perf_counter()
     ctx = Context(a.artifact, reference=a.reference, threads=a.threads, plain_onnx=a.plain_onnx)

@@ -1,15 +1,18 @@
-"""Shared fixtures: stand-in checkpoints and exported artifacts, built once per test session in a temp dir.
+"""Shared fixtures: artifacts and checkpoints, built once per test session in a temp dir.
 
-Tiers (STYLE habit 13): the default run uses the tiny stand-in and MiniLM (real trained weights);
-``--run-fullsize`` adds the end-to-end export of the full-size stand-in; the real ru-en-RoSBERTa check
-runs when ROSBERTA_MODEL_DIR is set. ``ROSBERTA_TEST_ARTIFACT`` points the runtime tests at a tiny
-artifact exported elsewhere, so they can run in an environment without torch.
+Tiers:
+
+- **fast** (``pytest -m "not slow"``): no torch. The runtime, CLI, server and Ray tests run on
+  ``runtime_artifact``, built from numpy weights by :mod:`artifact_factory` in seconds.
+- **slow**: everything that needs torch (the exporter, the PyTorch reference, MiniLM's real weights) or the
+  exporter's own artifacts (``tiny_artifact``, ``tiny_checkpoint``, ``minilm_*``); marked automatically from the
+  fixtures a test uses. ``--run-fullsize`` adds the full-size stand-in's export; the real ru-en-RoSBERTa check runs
+  when ROSBERTA_MODEL_DIR is set.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import subprocess
 import time
@@ -24,10 +27,16 @@ def pytest_addoption(parser):
     parser.addoption("--run-fullsize", action="store_true", help="also export and check the full-size stand-in (minutes)")
 
 
+# fixtures that need torch or the exporter: a test using one is in the slow tier
+SLOW_FIXTURES = {"tiny_checkpoint", "tiny_artifact", "minilm_dir", "minilm_export", "raw_graph", "quick_run"}
+
+
 def pytest_collection_modifyitems(config, items):
     skip_full = pytest.mark.skip(reason="full-size stand-in: pass --run-fullsize (CI does)")
     skip_torch = pytest.mark.skip(reason="needs the export extra (torch, transformers); runs in the full CI environment")
     for item in items:
+        if "fullsize" in item.keywords or "torch" in item.keywords or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
         if "fullsize" in item.keywords and not config.getoption("--run-fullsize"):
             item.add_marker(skip_full)
         if "torch" in item.keywords and not HAS_TORCH:
@@ -44,12 +53,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def runtime_artifact(tmp_path_factory) -> Path:
+    """A small artifact (fp32 + row-wise int8, CLS pooling, RoSBERTa's prompt table) built without torch."""
+    from artifact_factory import build_artifact
+
+    return build_artifact(tmp_path_factory.mktemp("factory") / "runtime-onnx")
+
+
+@pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, request) -> Path:
-    env = os.environ.get("ROSBERTA_TEST_ARTIFACT")
-    if env:
-        return Path(env)
+    """The exporter's own artifact of the tiny stand-in: every variant, fused graphs, parity against torch."""
     if not HAS_TORCH:
-        pytest.skip("no ROSBERTA_TEST_ARTIFACT and no torch to export one")
+        pytest.skip("exporting the tiny stand-in needs torch")
     from rosberta_export.pipeline import export
 
     ckpt = request.getfixturevalue("tiny_checkpoint")

@@ -1,4 +1,4 @@
-"""The int8 error-budget benchmark (benchmarks/error_budget.py): its rows on the tiny stand-in (whose random weights
+"""The int8 error-budget study (benchmarks/studies/error_budget.py): its rows on the tiny stand-in (whose random weights
 show no quantisation error worth the name, so the figures are checked for shape, not size), the hooks on every
 MatMul of each type, and the per-token quantiser itself."""
 
@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ lives beside src/ and is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 pytestmark = pytest.mark.torch
 
 
 def test_error_budget_rows(tiny_artifact, tiny_checkpoint, tmp_path):
-    from benchmarks.error_budget import ROLES, main
+    from benchmarks.studies.error_budget import ROLES, main
 
     assert main([str(tiny_artifact), "--reference", str(tiny_checkpoint), "--queries", "8", "--pairs", "40",
                  "--out", str(tmp_path)]) == 0
@@ -34,11 +28,11 @@ def test_error_budget_rows(tiny_artifact, tiny_checkpoint, tmp_path):
               "FFN-down": layers}
     assert per_type == [f"activations per token u8: {k} ({n} MatMuls)" for k, n in hooked.items()]
     assert len(per_type) == 1 + len(ROLES)
-    assert "Reproduce: `python -m benchmarks.error_budget" in (tmp_path / "error_budget.md").read_text()
+    assert "Reproduce: `python -m benchmarks.studies.error_budget" in (tmp_path / "error_budget.md").read_text()
 
 
 def test_error_budget_refuses_a_folder_without_a_manifest(tmp_path, capsys):
-    from benchmarks.error_budget import main
+    from benchmarks.studies.error_budget import main
 
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path), "--reference", "x"])
@@ -48,7 +42,7 @@ def test_error_budget_refuses_a_folder_without_a_manifest(tmp_path, capsys):
 def test_per_token_u8_rounds_each_row_on_its_own_grid():
     import torch
 
-    from benchmarks.error_budget import per_token_u8
+    from benchmarks.studies.error_budget import per_token_u8
 
     torch.manual_seed(0)
     x = torch.randn(3, 5, 64, dtype=torch.float64)

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import json
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ lives beside src/ and is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-import json  # noqa: E402
-
-from benchmarks.ceiling import KERNEL_OF  # noqa: E402
-from benchmarks.goals import GOALS, goals_section, judge, peer_ratio  # noqa: E402
+from benchmarks.harness.goals import GOALS, goals_section, judge, peer_ratio
+from benchmarks.harness.kernels import KERNEL_OF
 
 GOAL_8X128 = next(g for g in GOALS if g.workload == "throughput_8x128")
 ZEN4 = {"vendor": "AuthenticAMD", "family": 25, "model": 17, "isa": "avx512_vnni", "microarchitecture": "Zen 4",
@@ -36,7 +29,7 @@ def _run(torch_times, ours_times, peer_times, baseline="torch-fp32", ours_status
 
 
 def _ceiling(tmp_path, cpu, x_8x128):
-    """A benchmarks.ceiling result for ``cpu`` whose shipped OpenVINO kernel reaches ``x_8x128`` at 8x128."""
+    """A benchmarks.studies.ceiling result for ``cpu`` whose shipped OpenVINO kernel reaches ``x_8x128`` at 8x128."""
     path = tmp_path / "ceiling.json"
     row = {KERNEL_OF["rosberta-int8-openvino"]: {"x_torch_model": x_8x128}}
     path.write_text(json.dumps({"cpu": cpu, "shapes": {"8x128": {"systems": row}}}))

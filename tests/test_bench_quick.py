@@ -1,4 +1,4 @@
-"""``rosberta-onnx bench --quick`` on the tiny stand-in: well-formed JSON, Markdown and PNGs, every system
+"""``python -m benchmarks --quick`` on the tiny stand-in: well-formed JSON, Markdown and PNGs, every system
 present or skipped with a reason. No timed assertions: speeds on shared machines are not testable."""
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="needs the bench extra: pip install 'rosberta-onnx[bench]'")
 HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ lives beside src/ and is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 from benchmarks.readme_table import END, START, render_section, replace_section  # noqa: E402
 from benchmarks.systems import SYSTEM_NAMES  # noqa: E402
-from benchmarks.workloads import exact_length_texts  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness.workloads import exact_length_texts  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"latency": "p50_ms", "throughput": "seq_per_s", "corpus": "texts_per_s", "scaling": "ms_per_seq"}
@@ -31,11 +30,10 @@ FIGURES = {"latency": "p50_ms", "throughput": "seq_per_s", "corpus": "texts_per_
 @pytest.fixture(scope="module")
 def quick_run(tiny_artifact, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    # A subprocess, from a folder outside the checkout: the CLI must find benchmarks/ on its own, and the
-    # peers' own warnings must not be turned into errors by this suite's filterwarnings.
-    r = subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", "bench", str(tiny_artifact), "--quick",
+    # A subprocess, so the peers' own warnings are not turned into errors by this suite's filterwarnings.
+    r = subprocess.run([sys.executable, "-m", "benchmarks", str(tiny_artifact), "--quick",
                         "--rounds", "1", "--corpus-size", "16", "--out", str(out), "--name", "q"],
-                       capture_output=True, text=True, timeout=600, cwd=out)
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     folder = out / "q"
     return folder, json.loads((folder / "results.json").read_text(encoding="utf-8")), r
@@ -106,7 +104,8 @@ def test_markdown_and_charts_are_written(quick_run):
     ok = {s["name"] for s in res["systems"] if s["status"] == "ok"}
     if {"torch-fp32", "rosberta-int8"} <= ok:  # the int8 speed goals are judged in the report and printed
         for text in (md, r.stdout):
-            assert "## Speed goals (int8, issue 4)" in text and "| rosberta-onnx int8 | 8×128 throughput ≥ 4× |" in text
+            # the goal's figure depends on the CPU's ISA and its measured GEMM ceiling: only its form is fixed
+            assert "## Speed goals (int8)" in text and "| rosberta-onnx int8 | 8×128 throughput " in text
     for chart in ("throughput.png", "latency.png", "seq_scaling.png"):
         data = (folder / chart).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000, chart
@@ -126,26 +125,11 @@ def test_readme_section_replaces_only_the_marked_block(quick_run, tmp_path):
         replace_section("# no markers\n", section)
 
 
-def test_cli_and_module_accept_the_same_options():
-    import argparse
-
-    from benchmarks.__main__ import add_arguments
-    from rosberta_onnx.cli import build_parser
-
-    argv = ["DIR", "--reference", "M", "--quick", "--out", "o", "--name", "n", "--threads", "2", "--rounds", "1",
-            "--corpus-size", "8", "--systems", "torch-fp32,rosberta-int8", "--workloads", "latency", "--no-memory"]
-    mine = argparse.ArgumentParser()
-    add_arguments(mine)
-    via_module = vars(mine.parse_args(argv))
-    via_cli = {k: v for k, v in vars(build_parser().parse_args(["bench", *argv])).items() if k not in ("cmd", "func")}
-    assert via_cli == via_module
-
-
 def test_fixed_shape_texts_have_exactly_n_tokens(tiny_artifact):
     from rosberta_onnx import Encoder
 
     enc = Encoder.load(tiny_artifact, variant="fp32")
-    count = lambda t: int(enc.count_tokens([t])[0])  # noqa: E731
+    count = lambda t: int(enc.count_tokens([t])[0])
     for n, k in ((16, 1), (128, 8), (enc.max_length, 1)):
         texts = exact_length_texts(count, n, k)
         assert len(set(texts)) == k and [count(t) for t in texts] == [n] * k
@@ -156,7 +140,7 @@ def test_fixed_shape_texts_have_exactly_n_tokens(tiny_artifact):
 def test_ceiling_bench_times_the_same_work_in_every_engine(tiny_checkpoint, tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    r = subprocess.run([sys.executable, "-m", "benchmarks.ceiling", str(tiny_checkpoint), "--shapes", "1x8,2x16",
+    r = subprocess.run([sys.executable, "-m", "benchmarks.studies.ceiling", str(tiny_checkpoint), "--shapes", "1x8,2x16",
                         "--rounds", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT,
                        env={**os.environ, "TMPDIR": str(scratch)})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -188,7 +172,7 @@ def test_a_bench_stopped_by_sigterm_removes_its_work_folders(tiny_checkpoint, ti
 
 
 def test_ceiling_agreement_check_tells_a_different_computation_apart():
-    from benchmarks.ceiling import INT8, TORCH_GEMMS, _agreement
+    from benchmarks.studies.ceiling import INT8, TORCH_GEMMS, _agreement
 
     y = np.random.default_rng(0).standard_normal((2, 8, 16)).astype(np.float32)
     agree = _agreement({TORCH_GEMMS: y, INT8[0]: 1.01 * y + 1e-3, INT8[1]: y[:, ::-1].copy()})
@@ -204,7 +188,7 @@ def test_nncf_accuracy_bench_reports_reverts_gate_figures_and_speed(tiny_checkpo
         pytest.skip("the tiny artifact has no int8-openvino to compare with")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    r = subprocess.run([sys.executable, "-m", "benchmarks.nncf_accuracy", "--quality-checkpoint", str(tiny_checkpoint),
+    r = subprocess.run([sys.executable, "-m", "benchmarks.studies.nncf_accuracy", "--quality-checkpoint", str(tiny_checkpoint),
                         "--speed-checkpoint", str(tiny_checkpoint), "--artifact", str(tiny_artifact),
                         "--max-drops", "0.01", "--defaults-iterations", "1", "--gate-pairs", "20", "--rounds", "1",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT,
@@ -225,6 +209,6 @@ def test_nncf_accuracy_bench_reports_reverts_gate_figures_and_speed(tiny_checkpo
 
 
 def test_nncf_accuracy_bench_needs_an_int8_openvino_artifact(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "benchmarks.nncf_accuracy", "--artifact", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "benchmarks.studies.nncf_accuracy", "--artifact", str(tmp_path)],
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and "has no model_int8_openvino.onnx" in r.stderr and "rosberta-onnx export" in r.stderr

@@ -17,53 +17,53 @@ def cli(*args, stdin=None):
 TEXTS = ["Первая строка", "second line", "", "третья — third"]
 
 
-def test_encode_lines_from_stdin_to_npy(tiny_artifact):
-    r = cli("encode", str(tiny_artifact), "--variant", "fp32", "--task", "search_query",
+def test_encode_lines_from_stdin_to_npy(runtime_artifact):
+    r = cli("encode", str(runtime_artifact), "--variant", "fp32", "--task", "search_query",
             stdin="\n".join(TEXTS).encode() + b"\n")
     assert r.returncode == 0, r.stderr
     got = np.load(io.BytesIO(r.stdout))
-    want = Encoder.load(tiny_artifact, variant="fp32").encode(TEXTS, task="search_query")
+    want = Encoder.load(runtime_artifact, variant="fp32").encode(TEXTS, task="search_query")
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_encode_jsonl_file_to_jsonl_file(tiny_artifact, tmp_path):
+def test_encode_jsonl_file_to_jsonl_file(runtime_artifact, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) for i, t in enumerate(TEXTS)))
     out = tmp_path / "out.jsonl"
-    r = cli("encode", str(tiny_artifact), "-i", str(src), "-o", str(out), "--variant", "fp32")
+    r = cli("encode", str(runtime_artifact), "-i", str(src), "-o", str(out), "--variant", "fp32")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["index"] for row in rows] == list(range(len(TEXTS)))
-    want = Encoder.load(tiny_artifact, variant="fp32").encode(TEXTS)
+    want = Encoder.load(runtime_artifact, variant="fp32").encode(TEXTS)
     np.testing.assert_allclose(np.array([row["embedding"] for row in rows]), want, atol=1e-6)
     assert all(row["truncated"] is False and row["tokens"] >= 2 for row in rows)
 
 
-def test_invalid_utf8_is_replaced_with_a_warning(tiny_artifact, tmp_path):
+def test_invalid_utf8_is_replaced_with_a_warning(runtime_artifact, tmp_path):
     src = tmp_path / "bad.txt"
     src.write_bytes(b"ok line\nbad \xff\xfe bytes\n")
-    r = cli("encode", str(tiny_artifact), "-i", str(src), "-o", str(tmp_path / "o.npy"))
+    r = cli("encode", str(runtime_artifact), "-i", str(src), "-o", str(tmp_path / "o.npy"))
     assert r.returncode == 0, r.stderr
     assert b"invalid UTF-8" in r.stderr
     assert np.load(tmp_path / "o.npy").shape[0] == 2
 
 
-def test_bad_jsonl_and_missing_model_are_one_line_errors(tiny_artifact, tmp_path):
+def test_bad_jsonl_and_missing_model_are_one_line_errors(runtime_artifact, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "a"}\n{"txt": "b"}\n')
-    r = cli("encode", str(tiny_artifact), "-i", str(src))
+    r = cli("encode", str(runtime_artifact), "-i", str(src))
     assert r.returncode == 2 and b"in.jsonl:2" in r.stderr and b"'text'" in r.stderr
     r = cli("encode", str(tmp_path / "nope"), stdin=b"x\n")
     assert r.returncode == 2 and r.stderr.decode().startswith("error:") and b"Traceback" not in r.stderr
 
 
-def test_unknown_task_lists_valid_ones(tiny_artifact):
-    r = cli("encode", str(tiny_artifact), "--task", "query", stdin=b"x\n")
+def test_unknown_task_lists_valid_ones(runtime_artifact):
+    r = cli("encode", str(runtime_artifact), "--task", "query", stdin=b"x\n")
     assert r.returncode == 2 and b"search_document" in r.stderr
 
 
-def test_info_prints_the_parity_table(tiny_artifact):
-    r = cli("info", str(tiny_artifact))
+def test_info_prints_the_parity_table(runtime_artifact):
+    r = cli("info", str(runtime_artifact))
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "STAND-IN" in out and "| fp32 |" in out and "| int8 |" in out and "max length 512" in out

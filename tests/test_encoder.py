@@ -1,4 +1,4 @@
-"""The Encoder API through the tiny stand-in artifact: shapes, contract, invariance and bad input."""
+"""The Encoder API on a small artifact: shapes, contract, invariance and bad input."""
 
 import numpy as np
 import pytest
@@ -13,8 +13,8 @@ TEXTS = ["Человек в твердой шляпе танцует.", "A man i
 
 
 @pytest.fixture(scope="module")
-def enc(tiny_artifact):
-    return Encoder.load(tiny_artifact, variant="fp32")
+def enc(runtime_artifact):
+    return Encoder.load(runtime_artifact, variant="fp32")
 
 
 def cos(a, b):
@@ -28,8 +28,8 @@ def test_shape_dtype_norm(enc):
     assert np.isfinite(v).all()
 
 
-def test_facts_come_from_the_manifest(enc, tiny_artifact):
-    m = Manifest.read(tiny_artifact).model
+def test_facts_come_from_the_manifest(enc, runtime_artifact):
+    m = Manifest.read(runtime_artifact).model
     assert (enc.dim, enc.max_length, enc.tasks) == (m.hidden_size, m.max_length, tuple(m.prompts))
     assert enc.max_length == 512 and m.pad_token_id == 1 and m.pooling == "cls"
 
@@ -56,9 +56,8 @@ def test_task_prefix_and_helpers(enc):
     np.testing.assert_array_equal(doubled, enc.encode(["search_query: x"]))
 
 
-@pytest.mark.parametrize("variant", ["fp32", "int8", "fp16"])
-def test_results_do_not_depend_on_batching_or_neighbours(tiny_artifact, variant):
-    e = Encoder.load(tiny_artifact, variant=variant, allow_cpu_fp16=True)
+def _batching_invariance(artifact, variant):
+    e = Encoder.load(artifact, variant=variant, allow_cpu_fp16=True)
     base = e.encode(TEXTS, batch_size=1)
     for bs, budget in [(2, 16384), (64, 16384), (64, 40), (3, 100)]:
         got = e.encode(TEXTS, batch_size=bs, max_batch_tokens=budget)
@@ -68,6 +67,17 @@ def test_results_do_not_depend_on_batching_or_neighbours(tiny_artifact, variant)
     alone = e.encode([TEXTS[0]])
     assert cos(alone, e.encode([TEXTS[0], long], batch_size=2)[:1]).min() >= 0.99999
     np.testing.assert_allclose(e.encode(TEXTS[::-1])[::-1], e.encode(TEXTS), atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_results_do_not_depend_on_batching_or_neighbours(runtime_artifact, variant):
+    _batching_invariance(runtime_artifact, variant)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8", "fp16"])
+def test_exported_variants_do_not_depend_on_batching_or_neighbours(tiny_artifact, variant):
+    """The exporter's fused graphs (and its fp16 conversion), not only the factory's plain ones."""
+    _batching_invariance(tiny_artifact, variant)
 
 
 def test_token_counts_and_truncation_flags(enc):
@@ -124,45 +134,46 @@ def _with_gate(src, dst, passed: bool):
     return dst
 
 
-def test_auto_variant_follows_the_gate(tiny_artifact, tmp_path):
+def test_auto_variant_follows_the_gate(runtime_artifact, tmp_path):
     # The tiny stand-in's own verdict (random weights: judged on the cosine criteria only), then forced either way.
-    m = Manifest.read(tiny_artifact)
+    m = Manifest.read(runtime_artifact)
     runnable = [v for v in INT8_VARIANTS if v in m.variants and (v == "int8" or openvino_available())]
     gated = [v for v in runnable if m.variants[v].gate_passed]
-    assert Encoder.load(tiny_artifact, autotune=False).variant == (gated + ["fp32"])[0]
-    assert Encoder.load(_with_gate(tiny_artifact, tmp_path / "pass", True), autotune=False).variant == "int8"
-    assert Encoder.load(_with_gate(tiny_artifact, tmp_path / "fail", False), autotune=False).variant == "fp32"
+    assert Encoder.load(runtime_artifact, autotune=False).variant == (gated + ["fp32"])[0]
+    assert Encoder.load(_with_gate(runtime_artifact, tmp_path / "pass", True), autotune=False).variant == "int8"
+    assert Encoder.load(_with_gate(runtime_artifact, tmp_path / "fail", False), autotune=False).variant == "fp32"
 
 
-def test_auto_measures_int8_against_fp32_once_and_caches_it(tiny_artifact, tmp_path):
+def test_auto_measures_int8_against_fp32_once_and_caches_it(runtime_artifact, tmp_path):
     import json
 
-    from rosberta_onnx.session import auto_candidates, resolve_providers
+    from rosberta_onnx.session import resolve_providers
+    from rosberta_onnx.variants import auto_candidates
 
-    art = _with_gate(tiny_artifact, tmp_path / "art", True)
+    art = _with_gate(runtime_artifact, tmp_path / "art", True)
     e = Encoder.load(art)
     cache = json.loads((art / ".autotune.json").read_text())
     d = cache["decision"]
     timed = set(auto_candidates(Manifest.read(art), resolve_providers(None)))
     assert {"int8", "fp32"} <= timed and set(d["ms"]) == timed and all(ms > 0 for ms in d["ms"].values())
     assert e.variant == d["choice"] == min(d["ms"], key=d["ms"].get)
-    assert "ms" in e.selection and "cached" not in e.selection
+    assert e.selection.timings_ms == d["ms"] and not e.selection.cached and "ms" in str(e.selection)
     # a forged verdict in the cache is obeyed: proof the second load reads it instead of re-measuring
     forged = "fp32" if e.variant != "fp32" else "int8"
     cache["decision"].update(choice=forged)
     (art / ".autotune.json").write_text(json.dumps(cache))
     again = Encoder.load(art)
-    assert again.variant == forged and "cached" in again.selection
+    assert again.variant == forged and again.selection.cached and "cached" in again.selection.reason
 
 
-def test_cpu_without_vnni_warns_and_auto_leaves_onnxruntime_int8_out(tiny_artifact, tmp_path, monkeypatch):
-    import rosberta_onnx.encoder as encoder
+def test_cpu_without_vnni_warns_and_auto_leaves_onnxruntime_int8_out(runtime_artifact, tmp_path, monkeypatch):
+    import rosberta_onnx.variants as variants
     from rosberta_onnx import HardwareWarning
 
-    monkeypatch.setattr(encoder, "cpu_isa", lambda: "avx2")
-    art = _with_gate(tiny_artifact, tmp_path / "art", True)
+    monkeypatch.setattr(variants, "cpu_isa", lambda: "avx2")
+    art = _with_gate(runtime_artifact, tmp_path / "art", True)
     with pytest.warns(HardwareWarning, match=r"\(avx2\) has no VNNI/AMX.*auto' leaves onnxruntime's int8 out"):
         e = Encoder.load(art, autotune=False)
-    assert e.variant != "int8" and "not native on avx2" in e.selection
+    assert e.variant != "int8" and "not native on avx2" in e.selection.reason
     with pytest.warns(HardwareWarning, match="Consider variant='fp32'"):
         assert Encoder.load(art, variant="int8").variant == "int8"  # asked for by name: warned, not refused

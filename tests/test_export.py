@@ -156,11 +156,12 @@ def test_calibration_size_out_of_range_names_the_range(tmp_path, tiny_checkpoint
 
 def test_a_failing_fusion_child_is_an_export_error_with_its_cause(tmp_path, tiny_artifact):
     """Fusion runs in a child process (its memory goes back to the OS); its failure must still say what broke."""
-    from rosberta_export.pipeline import ExportError, _fuse_and_convert
+    from rosberta_export.fp_variants import build_fp_variants
+    from rosberta_export.pipeline import ExportError
 
     facts = Manifest.read(tiny_artifact).model
     with pytest.raises(ExportError, match=r"rosberta_export\.fuse failed: exit status 1\..*missing-raw\.onnx"):
-        _fuse_and_convert(tmp_path / "missing-raw.onnx", tmp_path, tmp_path, ("fp32", "fp16"), facts, {})
+        build_fp_variants(tmp_path / "missing-raw.onnx", tmp_path, tmp_path, ("fp32", "fp16"), facts, {})
     assert not (tmp_path / "model.onnx").exists() and not (tmp_path / "model_fp16.onnx").exists()
 
 
@@ -186,7 +187,7 @@ def test_hub_id_while_offline(tmp_path, tiny_checkpoint):
 
 
 def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_checkpoint, monkeypatch):
-    from rosberta_export import pipeline
+    from rosberta_export import int8_variants, pipeline
 
     out = tmp_path / "out"
     pipeline.export(str(tiny_checkpoint), out, variants=("fp32",), parity_texts=4)
@@ -195,7 +196,7 @@ def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_
     def boom(*a, **k):
         raise RuntimeError("simulated crash during quantisation")
 
-    monkeypatch.setattr(pipeline, "quantize_int8", boom)
+    monkeypatch.setattr(int8_variants, "quantize_int8", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         pipeline.export(str(tiny_checkpoint), out, variants=("fp32", "int8"), overwrite=True, parity_texts=4)
     assert Manifest.read(out) == before  # the old artifact is untouched
@@ -218,7 +219,7 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
     import errno
     from collections import namedtuple
 
-    from rosberta_export import diskspace, pipeline
+    from rosberta_export import diskspace, int8_variants, pipeline
 
     out = tmp_path / "out"
     pipeline.export(str(tiny_checkpoint), out, variants=("fp32",), parity_texts=4)
@@ -234,7 +235,7 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
     def disk_full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", "model_int8.onnx")
 
-    monkeypatch.setattr(pipeline, "quantize_int8", disk_full)
+    monkeypatch.setattr(int8_variants, "quantize_int8", disk_full)
     with pytest.raises(pipeline.ExportError, match=r"filled up during the export .*partial export was removed"):
         pipeline.export(str(tiny_checkpoint), out, variants=("fp32", "int8"), overwrite=True, parity_texts=4)
     assert Manifest.read(out) == before  # the old artifact is untouched
@@ -278,7 +279,7 @@ def test_raw_export_keeps_weights_apart_so_the_calibration_probe_copies_none(tmp
     data = apart.with_name("raw.onnx.data")
     assert data.exists() and not whole.with_name("raw.onnx.data").exists()
     assert apart.stat().st_size * 20 < data.stat().st_size < whole.stat().st_size
-    weights = lambda p: {i.name: numpy_helper.to_array(i) for i in onnx.load(str(p)).graph.initializer}  # noqa: E731
+    weights = lambda p: {i.name: numpy_helper.to_array(i) for i in onnx.load(str(p)).graph.initializer}
     a, w = weights(apart), weights(whole)
     assert a.keys() == w.keys() and all(np.array_equal(a[k], w[k]) for k in a)
 

@@ -3,7 +3,6 @@
 These check the verdict logic on figures; the exports in test_minilm / test_fullsize check it end to end."""
 
 from rosberta_export.gate import COSINE_CRITERIA, INT8_GATE, TRAINED_ONLY, gate_record
-
 from rosberta_onnx.report import gate_line
 
 GOOD_COS = {"cos_min": 0.9996, "cos_mean": 0.9999, "worst_case": "empty"}

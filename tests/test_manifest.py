@@ -9,14 +9,14 @@ from rosberta_onnx.manifest import Manifest
 
 
 @pytest.fixture
-def artifact_copy(tiny_artifact, tmp_path):
+def artifact_copy(runtime_artifact, tmp_path):
     dst = tmp_path / "copy"
-    shutil.copytree(tiny_artifact, dst)
+    shutil.copytree(runtime_artifact, dst)
     return dst
 
 
-def test_roundtrip(tiny_artifact):
-    m = Manifest.read(tiny_artifact)
+def test_roundtrip(runtime_artifact):
+    m = Manifest.read(runtime_artifact)
     assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m
 
 
@@ -57,11 +57,11 @@ def test_missing_weight_file_names_the_file(artifact_copy):
         Encoder.load(artifact_copy, variant="fp32")
 
 
-def test_unknown_and_absent_variants(tiny_artifact, tmp_path):
+def test_unknown_and_absent_variants(runtime_artifact, tmp_path):
     with pytest.raises(VariantError, match="unknown variant 'bf16'"):
-        Encoder.load(tiny_artifact, variant="bf16")
+        Encoder.load(runtime_artifact, variant="bf16")
     dst = tmp_path / "fp32only"
-    shutil.copytree(tiny_artifact, dst)
+    shutil.copytree(runtime_artifact, dst)
     d = json.loads((dst / "manifest.json").read_text())
     del d["variants"]["int8"]
     (dst / "manifest.json").write_text(json.dumps(d))

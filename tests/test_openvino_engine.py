@@ -63,7 +63,7 @@ def test_both_int8_variants_carry_the_same_weights(tiny_artifact):
 
     def int8_weights(file, suffix):
         g = onnx.load(str(tiny_artifact / file)).graph
-        return sorted((numpy_helper.to_array(i).tobytes() for i in g.initializer if i.name.endswith(suffix)))
+        return sorted(numpy_helper.to_array(i).tobytes() for i in g.initializer if i.name.endswith(suffix))
 
     ort_w = int8_weights("model_int8.onnx", "_wq")
     assert ort_w and ort_w == int8_weights("model_int8_openvino.onnx", "_wq")
@@ -84,7 +84,7 @@ def test_openvino_variant_encodes_like_fp32_and_is_thread_safe(tiny_artifact):
     def work(i):
         try:
             out[i] = ov.encode(texts[i:i + 6], task="search_query", batch_size=2)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]

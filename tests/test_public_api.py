@@ -8,7 +8,11 @@ import rosberta_onnx
 
 
 def test_all_is_pinned():
-    assert sorted(rosberta_onnx.__all__) == sorted(["Encoder", "Encoded", "RosbertaError", "PromptWarning", "HardwareWarning", "__version__"])
+    assert sorted(rosberta_onnx.__all__) == sorted([
+        "Encoder", "Encoded", "Selection", "select_variant", "prepare_texts", "l2_normalize", "Manifest", "ModelFacts", "VARIANTS",
+        "RosbertaError", "ArtifactError", "ArtifactNotFoundError", "VariantError", "TaskError", "InputTypeError",
+        "InputTooLongError", "InputFormatError", "MissingDependencyError", "PromptWarning", "HardwareWarning",
+        "require", "atomic_file", "atomic_path", "write_json_atomic", "__version__"])
     for name in rosberta_onnx.__all__:
         assert hasattr(rosberta_onnx, name)
 
@@ -22,12 +26,12 @@ def test_errors_subclass_builtins():
     assert issubclass(errors.ArtifactError, errors.RosbertaError)
 
 
-def test_runtime_does_not_import_torch(tiny_artifact):
+def test_runtime_does_not_import_torch(runtime_artifact):
     code = textwrap.dedent(f"""
         import sys
         from rosberta_onnx import Encoder
         import rosberta_onnx.cli, rosberta_onnx.session, rosberta_onnx.tokenize
-        enc = Encoder.load({str(tiny_artifact)!r}, variant="fp32")
+        enc = Encoder.load({str(runtime_artifact)!r}, variant="fp32")
         v = enc.encode(["Привет", "hello"], task="search_query")
         assert v.shape == (2, enc.dim)
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "optimum", "onnx"))

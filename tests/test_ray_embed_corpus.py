@@ -31,7 +31,7 @@ from rosberta_onnx.cli import main  # noqa: E402
 from rosberta_ray import RayEmbedder, embed_corpus  # noqa: E402
 from rosberta_ray.shards import OutputMismatchError  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # a real local Ray instance: a minute to start
 
 ROWS_PER_SHARD = 750
 TASK = "search_document"
@@ -95,11 +95,11 @@ def read_output(out: Path) -> tuple[list, np.ndarray, np.ndarray]:
     return t.column("id").to_pylist(), vecs, t.column("token_count").to_numpy()
 
 
-def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, corpus, tiny_artifact, tmp_path):
+def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, corpus, runtime_artifact, tmp_path):
     src, good, bad = corpus
     out = tmp_path / "out"
     seen = []
-    summary = embed_corpus(tiny_artifact, src, out, task=TASK, variant="fp32", actors=2, threads_per_actor=1,
+    summary = embed_corpus(runtime_artifact, src, out, task=TASK, variant="fp32", actors=2, threads_per_actor=1,
                            batch_size=16, chunk_rows=256, progress=seen.append, progress_every=0.5)
     assert summary.failed == [] and summary.shards_total == 4 and summary.shards_skipped == 0
     assert summary.embedded == len(good) and summary.error_rows == len(bad) + 1  # one broken line per JSONL shard
@@ -109,7 +109,7 @@ def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, co
     # Every good id exactly once, no bad id; vectors and token counts equal to Encoder.encode.
     ids, vecs, counts = read_output(out)
     assert Counter(ids) == Counter(list(good))
-    enc = Encoder.load(tiny_artifact, variant="fp32")
+    enc = Encoder.load(runtime_artifact, variant="fp32")
     texts = [good[i] for i in ids]
     ref = enc.encode_detailed(texts, task=TASK)
     np.testing.assert_allclose(vecs, ref.embeddings, atol=1e-5, rtol=0)
@@ -130,7 +130,7 @@ def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, co
     lost = out / "part-shard-2.parquet"
     before = pq.read_table(lost)
     lost.unlink()
-    again = embed_corpus(tiny_artifact, src, out, task=TASK, variant="fp32", actors=2, threads_per_actor=1,
+    again = embed_corpus(runtime_artifact, src, out, task=TASK, variant="fp32", actors=2, threads_per_actor=1,
                          batch_size=16, chunk_rows=256)
     assert [r.shard for r in again.results] == ["shard-2.parquet"] and again.shards_skipped == 3
     for name, st in parts.items():
@@ -142,18 +142,18 @@ def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, co
     assert not list(out.glob(".*.tmp")) and not list((out / "_state").glob(".*.tmp"))
 
     # Nothing left to do: no Ray work at all. Other settings on the same output: refused.
-    done = embed_corpus(tiny_artifact, src, out, task=TASK, variant="fp32")
+    done = embed_corpus(runtime_artifact, src, out, task=TASK, variant="fp32")
     assert done.results == [] and done.shards_skipped == 4
     with pytest.raises(OutputMismatchError, match="task"):
-        embed_corpus(tiny_artifact, src, out, task="search_query", variant="fp32")
+        embed_corpus(runtime_artifact, src, out, task="search_query", variant="fp32")
 
 
-def test_cli_reports_a_failed_shard_and_still_writes_the_others(ray_local, tiny_artifact, tmp_path, capsys):
+def test_cli_reports_a_failed_shard_and_still_writes_the_others(ray_local, runtime_artifact, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     (src / "good.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(40)))
     pq.write_table(pa.table({"id": [1, 2], "body": ["a", "b"]}), src / "no_text_column.parquet")
-    rc = main(["embed-corpus", str(tiny_artifact), "--input", str(src), "--output", str(tmp_path / "out"),
+    rc = main(["embed-corpus", str(runtime_artifact), "--input", str(src), "--output", str(tmp_path / "out"),
                "--actors", "1", "--variant", "fp32", "--task", "search_query"])
     err = capsys.readouterr().err
     assert rc == 1
@@ -164,20 +164,20 @@ def test_cli_reports_a_failed_shard_and_still_writes_the_others(ray_local, tiny_
     assert json.loads((tmp_path / "out" / "_summary.json").read_text())["shards_failed"] == 1
 
 
-def test_ray_embedder_on_a_user_dataset(ray_local, tiny_artifact):
+def test_ray_embedder_on_a_user_dataset(ray_local, runtime_artifact):
     from rosberta_export.corpus import sts_sentences
 
     texts: list = sts_sentences("dev")[:200]
     texts[5] = None
     ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)])
-    out = ds.map_batches(RayEmbedder, fn_constructor_args=(str(tiny_artifact),),
+    out = ds.map_batches(RayEmbedder, fn_constructor_args=(str(runtime_artifact),),
                          fn_constructor_kwargs={"variant": "fp32", "task": "search_query", "threads": 1},
                          concurrency=1, num_cpus=1, batch_size=64, batch_format="pyarrow").take_all()
     assert sorted(r["id"] for r in out) == list(range(200))
     by_id = {r["id"]: r for r in out}
     assert by_id[5]["error"] == "text is null" and np.isnan(by_id[5]["embedding"]).all()
     ok = [i for i in range(200) if i != 5]
-    ref = Encoder.load(tiny_artifact, variant="fp32").encode([texts[i] for i in ok], task="search_query")
+    ref = Encoder.load(runtime_artifact, variant="fp32").encode([texts[i] for i in ok], task="search_query")
     got = np.stack([np.asarray(by_id[i]["embedding"], dtype=np.float32) for i in ok])
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
     assert all(by_id[i]["error"] is None for i in ok)

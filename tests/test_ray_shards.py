@@ -18,16 +18,24 @@ import pyarrow.parquet as pq  # noqa: E402
 from rosberta_onnx import Encoder  # noqa: E402
 from rosberta_onnx.errors import TaskError  # noqa: E402
 from rosberta_ray.embedder import RayEmbedder, find_bad_rows  # noqa: E402
-from rosberta_ray.shards import (AtomicParquetWriter, OutputMismatchError, ShardError, discover,  # noqa: E402
-                                 is_complete, output_path, read_chunks, record_path)
+from rosberta_ray.shards import (  # noqa: E402
+    AtomicParquetWriter,
+    OutputMismatchError,
+    ShardError,
+    discover,
+    is_complete,
+    output_path,
+    read_chunks,
+    record_path,
+)
 from rosberta_ray.worker import ShardEmbedder  # noqa: E402
 
 SETTINGS = {"model": "m", "variant": "fp32", "task": None, "text_column": "text", "id_column": "id"}
 
 
 @pytest.fixture(scope="module")
-def embedder(tiny_artifact):
-    return RayEmbedder(tiny_artifact, variant="fp32", threads=1, task="search_query")
+def embedder(runtime_artifact):
+    return RayEmbedder(runtime_artifact, variant="fp32", threads=1, task="search_query")
 
 
 def write_jsonl(path, lines):
@@ -94,7 +102,7 @@ def test_atomic_writer_leaves_nothing_on_failure_and_replaces_on_success(tmp_pat
     assert pq.read_schema(target).metadata[b"k"] == b"v" and len(list(tmp_path.iterdir())) == 1
 
 
-def test_worker_writes_a_shard_and_the_restart_check_reads_it(tiny_artifact, tmp_path):
+def test_worker_writes_a_shard_and_the_restart_check_reads_it(runtime_artifact, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     out.mkdir()
@@ -102,7 +110,7 @@ def test_worker_writes_a_shard_and_the_restart_check_reads_it(tiny_artifact, tmp
     write_jsonl(src / "allbad.jsonl", [json.dumps({"id": 1, "text": None})])
     write_jsonl(src / "mixed.jsonl", [json.dumps({"id": 1, "text": "a"}), json.dumps({"id": "two", "text": "b"})])
     s, allbad, mixed = (next(x for x in discover(src) if x.name == n) for n in ("s.jsonl", "allbad.jsonl", "mixed.jsonl"))
-    w = ShardEmbedder(str(tiny_artifact), output=str(out), settings=SETTINGS, variant="fp32", threads=1, chunk_rows=2)
+    w = ShardEmbedder(str(runtime_artifact), output=str(out), settings=SETTINGS, variant="fp32", threads=1, chunk_rows=2)
     assert not is_complete(out, s, SETTINGS)
 
     stats = w.run_shard(s)
@@ -110,7 +118,7 @@ def test_worker_writes_a_shard_and_the_restart_check_reads_it(tiny_artifact, tmp
     t = pq.read_table(output_path(out, s))
     assert t.column("id").to_pylist() == ["d0", "d2"]
     np.testing.assert_allclose(np.stack(t.column("embedding").to_numpy(zero_copy_only=False)),
-                               Encoder.load(tiny_artifact, variant="fp32").encode(["a", "c"]), atol=1e-6)
+                               Encoder.load(runtime_artifact, variant="fp32").encode(["a", "c"]), atol=1e-6)
     rec = json.loads(record_path(out, s).read_text())
     assert [(e["id"], e["row"], e["reason"]) for e in rec["errors"]] == [("d1", 1, "text is null"), ("d3", 3, "text is int, not str")]
     assert is_complete(out, s, SETTINGS)
@@ -132,9 +140,9 @@ def test_worker_writes_a_shard_and_the_restart_check_reads_it(tiny_artifact, tmp
 
 
 # -- RayEmbedder as a map_batches callable -----------------------------------------------------
-def test_ray_embedder_on_arrow_pandas_and_numpy_batches(embedder, tiny_artifact):
+def test_ray_embedder_on_arrow_pandas_and_numpy_batches(embedder, runtime_artifact):
     texts = ["Привет, мир", None, "hello", 3]
-    ref = Encoder.load(tiny_artifact, variant="fp32").encode(["Привет, мир", "hello"], task="search_query")
+    ref = Encoder.load(runtime_artifact, variant="fp32").encode(["Привет, мир", "hello"], task="search_query")
     arrow = embedder(pa.table({"id": ["a", "b", "c", "d"], "text": pa.array([t if isinstance(t, str) else None for t in texts])}))
     assert arrow.column_names == ["id", "embedding", "token_count", "truncated", "error"]
     assert arrow.schema.field("embedding").type == pa.list_(pa.float32(), embedder.dim)
@@ -152,17 +160,17 @@ def test_ray_embedder_on_arrow_pandas_and_numpy_batches(embedder, tiny_artifact)
     pd = pytest.importorskip("pandas")
     frame = embedder(pd.DataFrame({"id": [1, 2, 3, 4], "text": texts}))
     assert list(frame["error"]) == [None, "text is null", None, "text is int, not str"]
-    assert list(frame["token_count"][[0, 2]]) == list(Encoder.load(tiny_artifact, variant="fp32").count_tokens(
+    assert list(frame["token_count"][[0, 2]]) == list(Encoder.load(runtime_artifact, variant="fp32").count_tokens(
         ["Привет, мир", "hello"], task="search_query"))
 
 
-def test_ray_embedder_columns_and_task_are_checked(embedder, tiny_artifact):
+def test_ray_embedder_columns_and_task_are_checked(embedder, runtime_artifact):
     with pytest.raises(ValueError, match=r"no column 'text'; its columns are \['id', 'body'\].*text_column="):
         embedder({"id": np.arange(1), "body": np.array(["x"])})
-    no_ids = RayEmbedder(tiny_artifact, variant="fp32", threads=1, id_column=None)
+    no_ids = RayEmbedder(runtime_artifact, variant="fp32", threads=1, id_column=None)
     assert "id" not in no_ids({"text": np.array(["x", "y"])})
     with pytest.raises(TaskError, match="search_query"):
-        RayEmbedder(tiny_artifact, variant="fp32", task="query")
+        RayEmbedder(runtime_artifact, variant="fp32", task="query")
 
 
 # -- boundaries --------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ CARD_SIMILARITIES = [0.4797, 0.9409, 0.7761]
 @pytest.mark.skipif(not MODEL_DIR, reason="set ROSBERTA_MODEL_DIR to a downloaded ai-forever/ru-en-RoSBERTa")
 def test_real_rosberta_reproduces_the_model_card(tmp_path):
     from rosberta_export.pipeline import export
-
     from rosberta_onnx import Encoder
 
     r = export(MODEL_DIR, tmp_path / "rosberta-onnx", parity_texts=64)

@@ -91,7 +91,7 @@ def test_the_int8_graph_for_onnxruntime_keeps_its_first_token(raw_graph, tmp_pat
     out, done, _ = _rewritten(int8, tmp_path, "int8-cls.onnx", "cls", engine="onnxruntime")
     assert done == {"first_token_tail": 1}
     feeds = _feeds(int(src.config["pad_token_id"]))
-    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]  # noqa: E731
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     before, after = run(int8), run(out)
     assert after.shape == (3, 1, before.shape[2])
     np.testing.assert_allclose(after[:, 0], before[:, 0], rtol=0, atol=1e-5)
@@ -113,7 +113,7 @@ def test_the_fused_fp32_graph_keeps_its_first_token(raw_graph, tmp_path):
     assert kept == {"first_token_tail": 0} and done == {"first_token_tail": 1}
     assert sum(n.op_type == "Slice" for n in onnx.load(str(tmp_path / "cls.onnx")).graph.node) == 2
     feeds = _feeds(int(src.config["pad_token_id"]))
-    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]  # noqa: E731
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     before, after = run(tmp_path / "mean.onnx"), run(tmp_path / "cls.onnx")
     assert before.shape == (3, 12, hidden) and after.shape == (3, 1, hidden)
     np.testing.assert_allclose(after[:, 0], before[:, 0], rtol=0, atol=1e-5)

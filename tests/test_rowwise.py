@@ -6,7 +6,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from rosberta_export.rowwise import Calibration, fake_quant, gptq_round, plan_matmul, quantize_rowwise  # noqa: E402
+from rosberta_export.rowwise import Calibration, fake_quant, gptq_round, plan_matmul  # noqa: E402
+from rosberta_export.rowwise_graph import quantize_rowwise  # noqa: E402
 
 
 def _correlated_rows(rng, n, k):
@@ -23,7 +24,7 @@ def test_gptq_rounding_moves_the_outputs_less_than_rounding_to_nearest():
     gq = gptq_round(w, x.T.astype(np.float64) @ x, col)
     assert gq.dtype == np.int8 and np.abs(gq.astype(int)).max() <= 127
     assert np.abs(gq.astype(int) - rtn).max() <= 2  # error feedback nudges steps, it does not rescale
-    err = lambda q: np.linalg.norm(x @ (w - q * col))  # noqa: E731
+    err = lambda q: np.linalg.norm(x @ (w - q * col))
     held_out = _correlated_rows(np.random.default_rng(0), 4000, 96)  # same distribution, new rows
     assert err(gq) < 0.7 * err(rtn)
     assert np.linalg.norm(held_out @ (w - gq * col)) < 0.8 * np.linalg.norm(held_out @ (w - rtn * col))

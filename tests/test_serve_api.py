@@ -15,9 +15,9 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+from benchmarks.harness.live_server import LiveServer  # noqa: E402
 from rosberta_onnx import Encoder, PromptWarning  # noqa: E402
 from rosberta_onnx.cli import main  # noqa: E402
-from rosberta_serve.launch import LiveServer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,13 +29,13 @@ MAX_INPUTS, MAX_BODY = 32, 100_000
 
 
 @pytest.fixture(scope="module")
-def enc(tiny_artifact):
-    return Encoder.load(tiny_artifact, variant="fp32")
+def enc(runtime_artifact):
+    return Encoder.load(runtime_artifact, variant="fp32")
 
 
 @pytest.fixture(scope="module")
-def server(tiny_artifact):
-    with LiveServer(tiny_artifact, "--variant", "fp32", "--max-inputs", str(MAX_INPUTS), "--max-body-bytes",
+def server(runtime_artifact):
+    with LiveServer(runtime_artifact, "--variant", "fp32", "--max-inputs", str(MAX_INPUTS), "--max-body-bytes",
                     str(MAX_BODY), "--max-wait-ms", "2", env={"ROSBERTA_API_KEY": KEY}) as srv:
         yield srv
     assert srv.returncode in (0, -15), srv.logs()  # -15: uvicorn re-raises SIGTERM after its graceful shutdown
@@ -204,20 +204,20 @@ def test_task_error_lists_valid_tasks_and_other_http_errors_are_json(http):
     assert r.status_code == 200
 
 
-def test_serve_without_the_extra_names_it(monkeypatch, capsys, tiny_artifact):
+def test_serve_without_the_extra_names_it(monkeypatch, capsys, runtime_artifact):
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # makes `import uvicorn` raise ImportError
-    assert main(["serve", str(tiny_artifact)]) == 2
+    assert main(["serve", str(runtime_artifact)]) == 2
     err = capsys.readouterr().err
     assert "rosberta-onnx[serve]" in err and "uvicorn" in err
 
 
-def test_not_ready_until_loaded_and_liveness_meanwhile(tiny_artifact):
+def test_not_ready_until_loaded_and_liveness_meanwhile(runtime_artifact):
     from starlette.testclient import TestClient
 
     from rosberta_serve import ServeConfig, create_app
 
     # Without entering the client's context the lifespan (and so the model load) never runs.
-    client = TestClient(create_app(ServeConfig(model_dir=tiny_artifact, variant="fp32")))
+    client = TestClient(create_app(ServeConfig(model_dir=runtime_artifact, variant="fp32")))
     assert client.get("/health").status_code == 200
     r = client.get("/ready")
     assert r.status_code == 503 and r.json()["status"] == "loading"
@@ -225,7 +225,7 @@ def test_not_ready_until_loaded_and_liveness_meanwhile(tiny_artifact):
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and "loading" in r.json()["error"]["message"]
     assert client.get("/info").json()["status"] == "loading"
     # Entering it runs the lifespan: the model loads in the background and /ready turns 200.
-    with TestClient(create_app(ServeConfig(model_dir=tiny_artifact, variant="fp32"))) as live:
+    with TestClient(create_app(ServeConfig(model_dir=runtime_artifact, variant="fp32"))) as live:
         deadline = time.monotonic() + 60
         while live.get("/ready").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -236,31 +236,32 @@ def test_not_ready_until_loaded_and_liveness_meanwhile(tiny_artifact):
         r = live.post("/v1/embeddings", json={"input": texts, "encoding_format": "float"})
         assert r.status_code == 200 and len(r.content) > 256 * 1024
         got = np.array([d["embedding"] for d in r.json()["data"]])
-        enc = Encoder.load(tiny_artifact, variant="fp32")
+        enc = Encoder.load(runtime_artifact, variant="fp32")
         assert cos_rows(got[[0, 1099]], enc.encode([texts[0], texts[1099]])).min() >= 0.99999
 
 
-def test_streams_flag_reaches_the_config_and_is_checked(monkeypatch, tiny_artifact):
+def test_streams_flag_reaches_the_config_and_is_checked(monkeypatch, runtime_artifact):
     import rosberta_serve
     from rosberta_serve import ServeConfig
 
     seen = []
     monkeypatch.setattr(rosberta_serve, "serve", lambda config, **_: seen.append(config) or 0)
-    assert main(["serve", str(tiny_artifact), "--streams", "3", "--port", "0"]) == 0
-    assert main(["serve", str(tiny_artifact), "--port", "0"]) == 0
+    assert main(["serve", str(runtime_artifact), "--streams", "3", "--port", "0"]) == 0
+    assert main(["serve", str(runtime_artifact), "--port", "0"]) == 0
     assert [c.streams for c in seen] == [3, None]  # None: the Encoder's default
     with pytest.raises(ValueError, match="streams must be >= 1"):
-        ServeConfig(model_dir=tiny_artifact, streams=0)
+        ServeConfig(model_dir=runtime_artifact, streams=0)
 
 
-def test_spinning_flag_reaches_the_onnx_runtime_session(monkeypatch, tiny_artifact):
-    import rosberta_serve
+def test_spinning_flag_reaches_the_onnx_runtime_session(monkeypatch, runtime_artifact):
     from starlette.testclient import TestClient
+
+    import rosberta_serve
 
     seen = []
     monkeypatch.setattr(rosberta_serve, "serve", lambda config, **_: seen.append(config) or 0)
-    assert main(["serve", str(tiny_artifact), "--variant", "fp32", "--spinning", "--port", "0"]) == 0
-    assert main(["serve", str(tiny_artifact), "--variant", "fp32", "--port", "0"]) == 0
+    assert main(["serve", str(runtime_artifact), "--variant", "fp32", "--spinning", "--port", "0"]) == 0
+    assert main(["serve", str(runtime_artifact), "--variant", "fp32", "--port", "0"]) == 0
     assert [c.spinning for c in seen] == [True, False]  # off unless asked: spinning burns CPU while idle
     for config in seen:
         app = rosberta_serve.create_app(config)
@@ -269,7 +270,7 @@ def test_spinning_flag_reaches_the_onnx_runtime_session(monkeypatch, tiny_artifa
             while live.get("/ready").status_code != 200 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert live.get("/info").json()["spinning"] is config.spinning
-            opts = app.state.rosberta.encoder._session.get_session_options()
+            opts = app.state.rosberta.encoder._session._session.get_session_options()
             assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if config.spinning else "0")
 
 

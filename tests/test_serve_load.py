@@ -9,8 +9,8 @@ import random
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -19,9 +19,9 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+from benchmarks.harness.live_server import LiveServer  # noqa: E402
 from rosberta_onnx import Encoder  # noqa: E402
 from rosberta_serve.batcher import MicroBatcher, Overloaded, ShuttingDown  # noqa: E402
-from rosberta_serve.launch import LiveServer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,8 +43,8 @@ def make_pool(n: int, seed: int = 0) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def enc(tiny_artifact):
-    return Encoder.load(tiny_artifact, variant="fp32")
+def enc(runtime_artifact):
+    return Encoder.load(runtime_artifact, variant="fp32")
 
 
 def metric(text: str, name: str) -> float:
@@ -57,7 +57,8 @@ def cos_rows(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def test_64_concurrent_clients_no_errors_no_cross_talk(tiny_artifact, enc):
+@pytest.mark.slow  # a load test: 64 clients x 2000 requests
+def test_64_concurrent_clients_no_errors_no_cross_talk(runtime_artifact, enc):
     pool = make_pool(240)
     want = {(task, norm): enc.encode(pool, task=task, normalize=norm) for task in TASKS for norm in (True, False)}
     counts = {task: np.array([len(x) for x in enc.tokenize(pool, task=task)]) for task in TASKS}
@@ -128,7 +129,7 @@ def test_64_concurrent_clients_no_errors_no_cross_talk(tiny_artifact, enc):
             await asyncio.wait_for(asyncio.gather(*(client(queue, http) for _ in range(CLIENTS))), timeout=150)
             return time.perf_counter() - start
 
-    with LiveServer(tiny_artifact, "--variant", "fp32", "--max-wait-ms", "5", "--max-inputs", "64") as srv:
+    with LiveServer(runtime_artifact, "--variant", "fp32", "--max-wait-ms", "5", "--max-inputs", "64") as srv:
         elapsed = asyncio.run(run(srv.url))
         metrics = httpx.get(srv.url + "/metrics", timeout=10).text
         assert srv.alive()
@@ -200,17 +201,17 @@ def test_batcher_refuses_work_beyond_its_queue_and_after_close(enc):
     asyncio.run(go())
 
 
-def test_graceful_shutdown_finishes_requests_in_flight(tiny_artifact, enc):
+def test_graceful_shutdown_finishes_requests_in_flight(runtime_artifact, enc):
     texts = ["слово word " * 300 + str(i) for i in range(16)]  # 16 rows of 512 tokens: one batch per request
     want = enc.encode(texts)
-    srv = LiveServer(tiny_artifact, "--variant", "fp32", "--max-batch-size", "16", "--threads", "1")
+    srv = LiveServer(runtime_artifact, "--variant", "fp32", "--max-batch-size", "16", "--threads", "1")
     srv.start()
     results: list = []
     try:
         def send(_):
             try:
                 return httpx.post(srv.url + "/embed", json={"inputs": texts}, timeout=60)
-            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            except Exception as exc:
                 return exc
 
         with ThreadPoolExecutor(max_workers=12) as pool:
@@ -240,9 +241,9 @@ def test_graceful_shutdown_finishes_requests_in_flight(tiny_artifact, enc):
         httpx.get(srv.url + "/health", timeout=2)
 
 
-def test_a_model_that_fails_to_load_stops_the_server_with_an_error(tiny_artifact, tmp_path):
+def test_a_model_that_fails_to_load_stops_the_server_with_an_error(runtime_artifact, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(tiny_artifact, broken)
+    shutil.copytree(runtime_artifact, broken)
     data = (broken / "model_int8.onnx").read_bytes()
     (broken / "model_int8.onnx").write_bytes(data[:-100] + bytes(100))  # checksum no longer matches
     r = subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", "serve", str(broken), "--variant", "int8",

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rosberta_onnx import Encoder
-from rosberta_onnx.errors import RosbertaError, TaskError
+from rosberta_onnx import Encoder, RosbertaError, TaskError
 
 __all__ = ["RayEmbedder", "EmbeddedRows", "ColumnError", "find_bad_rows"]
 
@@ -109,7 +108,8 @@ class RayEmbedder:
 
     def __call__(self, batch):
         texts = _column(batch, self.text_column)
-        ids = _column(batch, self.id_column) if self.id_column is not None else None
+        id_col = self.id_column
+        ids = _column(batch, id_col) if id_col is not None else None
         rows = self.embed(ids, texts)
         n = len(texts)
         vecs = np.full((n, self.dim), np.nan, dtype=np.float32)  # NaN: a bad row can't pass for a vector
@@ -122,11 +122,11 @@ class RayEmbedder:
         if _is_arrow(batch):
             import pyarrow as pa
 
-            cols = {} if ids is None else {self.id_column: batch.column(self.id_column)}
+            cols = {} if id_col is None else {id_col: batch.column(id_col)}
             cols.update(embedding=fixed_size_vectors(vecs), token_count=pa.array(counts), truncated=pa.array(truncated),
                         **{ERROR_COLUMN: pa.array(list(errors), type=pa.string())})
             return pa.table(cols)
-        out: dict[str, np.ndarray] = {} if ids is None else {self.id_column: np.asarray(_raw_column(batch, self.id_column))}
+        out: dict[str, np.ndarray] = {} if id_col is None else {id_col: np.asarray(_raw_column(batch, id_col))}
         out.update(embedding=vecs, token_count=counts, truncated=truncated, **{ERROR_COLUMN: errors})
         return out
 

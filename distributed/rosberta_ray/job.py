@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rosberta_onnx.errors import RosbertaError, TaskError, VariantError, require
-from rosberta_onnx.manifest import Manifest, write_json_atomic
+from rosberta_onnx import Manifest, RosbertaError, TaskError, VariantError, atomic_file, require, write_json_atomic
 
 from .shards import InputShard, discover, is_complete, output_path, read_record
 from .worker import RESULT_FIELDS, ShardEmbedder, shard_to_json
@@ -229,7 +228,7 @@ def _run_ray(pending: list[InputShard], model_dir: Path, out: Path, settings: di
                 while not stop.wait(progress_every):
                     try:
                         report()
-                    except Exception:  # noqa: BLE001 - a missed progress line must never stop the job
+                    except Exception:
                         pass
 
             poller = threading.Thread(target=poll, name="embed-corpus-progress", daemon=True)
@@ -257,14 +256,8 @@ def _plain(value):
 
 def _write_errors_file(out: Path, shards: list[InputShard]) -> None:
     """``_errors.jsonl`` from every complete shard's record, rebuilt each run so restarts can't duplicate lines."""
-    tmp = out / f".{ERRORS_FILE}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for s in shards:
-                rec = read_record(out, s) if output_path(out, s).is_file() else None
-                for e in (rec or {}).get("errors", ()):
-                    f.write(json.dumps(e, ensure_ascii=False) + "\n")
-        os.replace(tmp, out / ERRORS_FILE)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(out / ERRORS_FILE, "w") as f:
+        for s in shards:
+            rec = read_record(out, s) if output_path(out, s).is_file() else None
+            for e in (rec or {}).get("errors", ()):
+                f.write(json.dumps(e, ensure_ascii=False) + "\n")

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rosberta_onnx.errors import RosbertaError
-from rosberta_onnx.manifest import write_json_atomic
+from rosberta_onnx import RosbertaError, atomic_path, write_json_atomic
 
 __all__ = ["InputShard", "RawChunk", "ShardError", "OutputMismatchError", "discover", "read_chunks",
            "output_path", "record_path", "is_complete", "read_record", "AtomicParquetWriter"]
@@ -156,7 +155,8 @@ def _jsonl_chunks(shard: InputShard, text_column: str, id_column: str, chunk_row
 
 # -- writing ------------------------------------------------------------------------------------
 class AtomicParquetWriter:
-    """Stream tables into a temp file next to ``path``; ``os.replace`` it into place on a clean exit.
+    """Stream tables into a temp file next to ``path`` (:func:`rosberta_onnx.atomic_path`), moved into place on a
+    clean exit.
 
     The file's schema is the first table's, plus ``metadata`` (so each shard says how it was made).
     On an exception the temp file is removed and ``path`` is left as it was.
@@ -164,13 +164,14 @@ class AtomicParquetWriter:
 
     def __init__(self, path: Path, *, metadata: dict[str, str]) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self.metadata = metadata
         self.schema = None
         self.rows = 0
-        self._writer = None
+        self._writer: Any = None  # a pyarrow ParquetWriter, made by the first write()
+        self._place = atomic_path(path)
 
-    def __enter__(self) -> "AtomicParquetWriter":
+    def __enter__(self) -> AtomicParquetWriter:
+        self.tmp = self._place.__enter__()
         return self
 
     def write(self, table) -> None:
@@ -179,7 +180,8 @@ class AtomicParquetWriter:
 
             self.schema = table.schema.with_metadata({**(table.schema.metadata or {}), **self.metadata})
             self._writer = pq.ParquetWriter(self.tmp, self.schema)
-        self._writer.write_table(table.cast(self.schema))
+        writer = self._writer
+        writer.write_table(table.cast(self.schema))
         self.rows += table.num_rows
 
     def write_empty(self, schema) -> None:
@@ -187,25 +189,13 @@ class AtomicParquetWriter:
         self.write(schema.empty_table())
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if self._writer is not None:
-                self._writer.close()
-            if exc_type is None:
-                if self._writer is None:
-                    raise RosbertaError(f"nothing was written to {self.path}; call write_empty() for an empty shard")
-                _fsync(self.tmp)  # a power cut after the rename must not leave an empty "complete" shard
-                os.replace(self.tmp, self.path)
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if self._writer is not None:
+            self._writer.close()
+        if exc_type is None and self._writer is None:
+            exc = RosbertaError(f"nothing was written to {self.path}; call write_empty() for an empty shard")
+            self._place.__exit__(type(exc), exc, None)
+            raise exc
+        self._place.__exit__(exc_type, exc, tb)
 
 
 # -- the restart check --------------------------------------------------------------------------

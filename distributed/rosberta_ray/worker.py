@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .embedder import RayEmbedder, fixed_size_vectors
-from .shards import (AtomicParquetWriter, InputShard, output_path, read_chunks, record_path, write_record)
+from .shards import AtomicParquetWriter, InputShard, output_path, read_chunks, record_path, write_record
 
 __all__ = ["ShardEmbedder", "RESULT_FIELDS"]
 
@@ -48,6 +48,7 @@ class ShardEmbedder:
         self.embedder = RayEmbedder(model_dir, variant=variant, task=task, threads=threads, batch_size=batch_size,
                                     text_column=text_column, id_column=id_column)
         self.load_seconds = time.perf_counter() - t0
+        self.id_column = id_column  # every shard row needs an id: its vector is attributed by it
         self.output = _path(output)
         self.settings = settings
         self.chunk_rows = chunk_rows
@@ -66,7 +67,7 @@ class ShardEmbedder:
         self.load_seconds = 0.0  # count the model load once, with the actor's first shard
         try:
             self._embed_shard(shard, stats)
-        except Exception as exc:  # noqa: BLE001 - one bad shard must not stop the others; the driver reports it
+        except Exception as exc:
             # Nothing of it was committed, so none of its rows count as done.
             stats.update(rows=0, embedded=0, errors=0, tokens=0, failure=f"{type(exc).__name__}: {exc}")
         stats["seconds"] = time.perf_counter() - t0
@@ -76,7 +77,7 @@ class ShardEmbedder:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        id_col, emb = self.embedder.id_column, self.embedder
+        id_col, emb = self.id_column, self.embedder
         out = output_path(self.output, shard)
         # Whatever is there is stale or incomplete (the driver checked): remove it before anything else,
         # so a crash in between can't leave an old Parquet file next to a new record.

@@ -7,8 +7,9 @@ manifest is measured on the same, reproducible material.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 __all__ = ["StsPair", "sts_pairs", "sts_sentences", "parity_texts", "edge_cases", "LANGS"]
@@ -23,13 +24,13 @@ class StsPair:
     score: float
 
 
-@lru_cache(maxsize=None)
+@cache
 def sts_pairs(lang: str, split: str = "dev") -> tuple[StsPair, ...]:
     if lang not in LANGS or split not in ("dev", "train"):
         raise ValueError(f"no STS file for lang={lang!r} split={split!r}; langs {LANGS}, splits dev/train")
     ref = resources.files(__package__) / "data" / "stsb" / f"stsb-{lang}-{split}.csv"
-    with ref.open("r", encoding="utf-8", newline="") as f:
-        return tuple(StsPair(r[0], r[1], float(r[2])) for r in csv.reader(f) if len(r) == 3)
+    rows = csv.reader(io.StringIO(ref.read_text(encoding="utf-8"), newline=""))
+    return tuple(StsPair(r[0], r[1], float(r[2])) for r in rows if len(r) == 3)
 
 
 def sts_sentences(split: str = "dev") -> list[str]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from rosberta_onnx import RosbertaError
 from rosberta_onnx.manifest import INT8_VARIANTS
 
 # small files (tokenizer, manifest, OpenVINO's graph description) and the file system's own rounding
 MARGIN_BYTES = 64 * 1024**2
 
 
-class NotEnoughSpace(OSError):
+class NotEnoughSpace(RosbertaError, OSError):
     """The output's file system cannot hold the export; the message names the figures and the fixes."""
 
 
@@ -51,7 +52,7 @@ def check_space(folder: Path, need: int, what: str) -> None:
     """Raise :class:`NotEnoughSpace` if ``folder``'s file system has less than ``need`` bytes free."""
     free = shutil.disk_usage(folder).free
     if free < need:
-        gb = lambda n: f"{n / 1024**3:.1f} GB"  # noqa: E731
+        gb = lambda n: f"{n / 1024**3:.1f} GB"
         raise NotEnoughSpace(
             f"not enough disk space in {str(folder)!r} for {what}: it needs about {gb(need)} more at its peak and "
             f"{gb(free)} are free. Free space there, export to a folder on a disk with room (-o), or build fewer "

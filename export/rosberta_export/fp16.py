@@ -17,7 +17,7 @@ def to_fp16(model):
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     m = OnnxModel(model)
-    kwargs = {"keep_io_types": True}
+    kwargs: dict[str, object] = {"keep_io_types": True}
     if FP16_OP_BLOCK_LIST:
         kwargs["op_block_list"] = list(FP16_OP_BLOCK_LIST)
     m.convert_float_to_float16(**kwargs)

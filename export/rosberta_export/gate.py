@@ -15,7 +15,7 @@ crowding, not the int8. The record says which criteria were judged, which record
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -12,6 +12,7 @@ any drift between the two shows up as a failed parity figure, not as a silent er
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ _MASK_BIAS = -10000.0
 class EncoderGraph(nn.Module):
     """``(input_ids, attention_mask) -> last_hidden_state`` for BERT / RoBERTa / XLM-R encoders."""
 
-    def __init__(self, hf_model: nn.Module, *, model_type: str) -> None:
+    def __init__(self, hf_model: Any, *, model_type: str) -> None:  # a transformers model: attributes by config
         super().__init__()
         if model_type not in SUPPORTED_ARCHITECTURES:
             raise ValueError(f"architecture {model_type!r} is not supported; supported: {sorted(SUPPORTED_ARCHITECTURES)}")
@@ -43,8 +44,8 @@ class EncoderGraph(nn.Module):
         self.heads = int(cfg.num_attention_heads)
         self.head_dim = int(cfg.hidden_size) // self.heads
         self.gelu_approx = _GELU[cfg.hidden_act]
-        self.emb = hf_model.embeddings
-        self.layers = hf_model.encoder.layer
+        self.emb: Any = hf_model.embeddings
+        self.layers: Any = hf_model.encoder.layer
 
     def _positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.roberta_positions:
@@ -55,7 +56,7 @@ class EncoderGraph(nn.Module):
         seq = input_ids.shape[1]
         return torch.arange(seq, dtype=torch.int64, device=input_ids.device).unsqueeze(0).expand_as(input_ids)
 
-    def _attention(self, layer: nn.Module, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def _attention(self, layer: Any, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         att = layer.attention.self
         b, s, h = x.shape
         q = att.query(x).reshape(b, s, self.heads, self.head_dim).permute(0, 2, 1, 3)

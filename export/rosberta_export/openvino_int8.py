@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .rowwise import Plan, _weight_matmuls
+from .rowwise import Plan, weight_matmuls
 
 __all__ = ["GROUP_SIZE", "openvino_options", "openvino_recipe", "write_openvino_int8"]
 
@@ -57,7 +57,7 @@ def write_openvino_int8(raw: Path, out: Path, plans: dict[str, Plan]) -> Path:
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     before: dict[str, list] = {}  # MatMul name -> the nodes that feed it
-    for n in _weight_matmuls(g):
+    for n in weight_matmuls(g):
         plan, w, p = plans[n.name], n.input[1], f"ov_{n.name.replace('/', '_')}"
         g.initializer.remove(inits[w])
         g.initializer.extend([numpy_helper.from_array(plan.wq, p + "_wq"), numpy_helper.from_array(plan.col, p + "_scol")])

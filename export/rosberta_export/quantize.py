@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .corpus import sts_pairs
-from .rowwise import (ROWWISE_RECIPE, Calibration, Plan, _weight_matmuls, channel_stats, plan_weights, quantize_rowwise,
-                      sensitivity)
+from .rowwise import ROWWISE_RECIPE, Calibration, Plan, channel_stats, plan_weights, sensitivity, weight_matmuls
+from .rowwise_graph import quantize_rowwise
 
 __all__ = ["INT8_RECIPES", "DEFAULT_INT8_RECIPE", "ROWWISE_SETTINGS", "RowwiseSettings", "calibrate", "quantize_int8",
            "calibration_texts", "describe_rowwise"]
@@ -73,7 +73,7 @@ def calibrate(raw: Path, tokenizer, settings: RowwiseSettings, *, batch_size: in
     texts = calibration_texts(settings.sentences)
     batches = [tokenizer.pad(tokenizer.tokenize(texts[i:i + batch_size]).ids) for i in range(0, len(texts), batch_size)]
     graph = onnx.load(str(raw), load_external_data=False).graph
-    inputs = sorted({n.input[0] for n in _weight_matmuls(graph)})
+    inputs = sorted({n.input[0] for n in weight_matmuls(graph)})
     return channel_stats(raw, inputs, batches, keep_rows=keep_rows, grams=settings.gptq)
 
 
@@ -104,7 +104,7 @@ def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, to
         skip: set[str] = set()
         if keep_fp32:
             sens = sensitivity(raw, cal, plans)
-            skip = set(sorted(sens, key=sens.get, reverse=True)[:keep_fp32])
+            skip = set(sorted(sens, key=lambda name: sens[name], reverse=True)[:keep_fp32])
         quantize_rowwise(raw, out, cal=cal, alpha=s.alpha, shift_floor=s.shift_floor, skip=skip,
                          merge_shared=s.merge_shared, plans=plans)
         return out

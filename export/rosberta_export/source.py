@@ -15,21 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rosberta_onnx import RosbertaError
+
+from .defaults import DEFAULT_MODEL, ROSBERTA_PROMPTS
 from .graph import SUPPORTED_ARCHITECTURES
 
 __all__ = ["DEFAULT_MODEL", "ROSBERTA_PROMPTS", "Source", "SourceError", "resolve_source"]
 
-DEFAULT_MODEL = "ai-forever/ru-en-RoSBERTa"
-ROSBERTA_PROMPTS = {
-    "search_query": "search_query: ",
-    "search_document": "search_document: ",
-    "classification": "classification: ",
-    "clustering": "clustering: ",
-}
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-class SourceError(ValueError):
+class SourceError(RosbertaError, ValueError):
     """The MODEL argument can't be used; the message names the fix."""
 
 

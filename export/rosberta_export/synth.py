@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .corpus import sts_pairs, LANGS
+from .corpus import LANGS, sts_pairs
 from .source import ROSBERTA_PROMPTS
 
 __all__ = ["SIZES", "StandInSize", "synth"]

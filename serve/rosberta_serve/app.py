@@ -72,7 +72,7 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                 if exc.status == 401 and request.method == "POST":
                     # The body was never read; a connection with unread bytes can't carry the next request.
                     response.headers["connection"] = "close"
-            except Exception as exc:  # noqa: BLE001 - one broken request must not take the server down
+            except Exception as exc:
                 log.exception("unexpected error on %s", route)
                 response = _error(family, ApiError(500, f"internal error: {type(exc).__name__}: {exc}",
                                                    kind="server_error"))
@@ -189,7 +189,8 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
     async def metrics(request: Request) -> Response:
         return Response(state.registry.render(), media_type=state.registry.CONTENT_TYPE)
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # the handler is registered for HTTPException only
         family = "openai" if request.url.path.startswith("/v1/") else "tei"
         state.m_requests.inc(route="other", status=str(exc.status_code))
         return _error(family, ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
@@ -224,6 +225,7 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
 
 
 def _error(family: str, exc: ApiError) -> JSONResponse:
+    body: dict[str, object]
     if family == "openai":
         body = {"error": {"message": exc.message, "type": exc.kind, "param": exc.field, "code": exc.status}}
     else:

@@ -36,19 +36,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rosberta_onnx import Encoder
-from rosberta_onnx.pooling import l2_normalize
+from rosberta_onnx import Encoder, RosbertaError, l2_normalize
 
-from .metrics import Registry, SIZE_BUCKETS, TOKEN_BUCKETS, LATENCY_BUCKETS
+from .metrics import LATENCY_BUCKETS, SIZE_BUCKETS, TOKEN_BUCKETS, Registry
 
 __all__ = ["MicroBatcher", "BatchMetrics", "BatchResult", "ShuttingDown", "Overloaded"]
 
 
-class ShuttingDown(RuntimeError):
+class ShuttingDown(RosbertaError, RuntimeError):
     """The server is stopping and takes no new work."""
 
 
-class Overloaded(RuntimeError):
+class Overloaded(RosbertaError, RuntimeError):
     """The queue already holds ``max_queue`` texts."""
 
 
@@ -109,7 +108,7 @@ class MicroBatcher:
         workers: int = 1,
         merge: bool = True,
         arriving: Callable[[], int] | None = None,
-        metrics: "BatchMetrics | None" = None,
+        metrics: BatchMetrics | None = None,
     ) -> None:
         for name, value in [("max_batch_tokens", max_batch_tokens), ("max_batch_size", max_batch_size),
                             ("run_batch_tokens", run_batch_tokens),
@@ -266,7 +265,7 @@ class MicroBatcher:
         try:
             res = self.encoder.encode_detailed(texts, task=None, normalize=False, truncate=True,
                                                batch_size=self.max_batch_size, max_batch_tokens=self.run_batch_tokens)
-        except Exception as exc:  # noqa: BLE001 - isolated below so one request's failure stays its own
+        except Exception as exc:
             if len(batch) == 1:
                 return [exc]
             return [out for job in batch for out in self._run_batch([job])]

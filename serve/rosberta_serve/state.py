@@ -18,12 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rosberta_onnx import Encoder, PromptWarning
-from rosberta_onnx.errors import RosbertaError, TaskError
-from rosberta_onnx.inputs import as_text_list
-from rosberta_onnx.manifest import Manifest
-from rosberta_onnx.prompts import apply_prompt
-from rosberta_onnx.session import choose_variant, resolve_providers
+from rosberta_onnx import Encoder, Manifest, PromptWarning, RosbertaError, TaskError, prepare_texts, select_variant
 
 from .batcher import BatchMetrics, BatchResult, MicroBatcher, Overloaded, ShuttingDown
 from .config import ServeConfig
@@ -49,7 +44,7 @@ class ServerState:
         self.facts = self.manifest.model
         # Likewise a variant this machine can't run (fp16 on CPU, an int8 that failed its gate). For ``auto``
         # this is provisional: Encoder.load may measure the candidates and settle on another (see load()).
-        self.variant = choose_variant(self.manifest, config.variant, resolve_providers(None))
+        self.variant = select_variant(self.manifest, config.variant).variant
         self.model_name = config.model_name or _default_name(self.manifest, config)
         self.status = "loading"
         self.error: str | None = None
@@ -91,7 +86,7 @@ class ServerState:
                                    workers=cfg.workers, merge=cfg.batching, arriving=lambda: self.arriving,
                                    metrics=self.batch_metrics)
             batcher.start()
-        except Exception as exc:  # noqa: BLE001 - any load failure is fatal and reported, never swallowed
+        except Exception as exc:
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
             log.error("loading %s failed: %s", cfg.model_dir, self.error)
             if self._on_fatal is not None:
@@ -129,22 +124,21 @@ class ServerState:
 
     def prepare(self, texts: list[str], task: str | None, *, task_field: str) -> list[str]:
         """Clean the texts and add the task prefix (per request, so requests with any task can merge)."""
-        texts = as_text_list(texts)
         try:
-            # apply_prompt warns when a text already carries a prefix; a server has no one to warn,
+            # a text that already carries a prefix is warned about; a server has no one to warn,
             # and under `-W error` the warning would become a failed request.
             with warnings.catch_warnings(record=True):
                 warnings.simplefilter("always", PromptWarning)
-                return apply_prompt(texts, task, self.facts.prompts)
+                return prepare_texts(texts, task=task, prompts=self.facts.prompts)
         except TaskError as exc:
             raise ApiError(422, f"{task_field!r}: {exc}", field=task_field) from None
 
-    def arrival(self) -> "Arrival":
+    def arrival(self) -> Arrival:
         """Count an embedding request as on its way to the queue, from its first byte to ``submit``."""
         return Arrival(self)
 
     async def embed(self, texts: list[str], *, task: str | None, task_field: str, text_field: str,
-                    normalize: bool | None, truncate: bool, arrival: "Arrival | None" = None) -> BatchResult:
+                    normalize: bool | None, truncate: bool, arrival: Arrival | None = None) -> BatchResult:
         enc = self.require_ready()
         prepared = self.prepare(texts, task, task_field=task_field)
         if sum(map(len, prepared)) <= _INLINE_CHARS:
@@ -166,6 +160,7 @@ class ServerState:
         if arrival is not None:
             arrival.done(queued=True)
         try:
+            assert self.batcher is not None  # set with the encoder, which require_ready() returned
             return await self.batcher.submit(prepared, lengths, normalize=norm)
         except Overloaded as exc:
             raise ApiError(503, str(exc), kind="server_error", tei_type="Overloaded",
@@ -194,7 +189,7 @@ class Arrival:
             if not queued and self._state.batcher is not None:
                 self._state.batcher.poke()
 
-    def __enter__(self) -> "Arrival":
+    def __enter__(self) -> Arrival:
         return self
 
     def __exit__(self, *exc) -> None:

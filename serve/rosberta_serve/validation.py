@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rosberta_onnx import RosbertaError
+
 __all__ = ["ApiError", "EmbedRequest", "TokenizeRequest", "parse_json", "parse_openai", "parse_tei_embed",
            "parse_tei_tokenize"]
 
 
-class ApiError(Exception):
+class ApiError(RosbertaError):
     """An error answered to the client: HTTP status, a message, and the request field at fault."""
 
     def __init__(self, status: int, message: str, *, field: str | None = None, kind: str = "invalid_request_error",
@@ -51,10 +53,10 @@ def parse_json(body: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(body)
     except UnicodeDecodeError as exc:
-        raise ApiError(422, f"the request body is not UTF-8 ({exc.reason} at byte {exc.start})", field="body")
+        raise ApiError(422, f"the request body is not UTF-8 ({exc.reason} at byte {exc.start})", field="body") from None
     except json.JSONDecodeError as exc:
         raise ApiError(422, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                       field="body")
+                       field="body") from None
     if not isinstance(obj, dict):
         raise ApiError(422, f"the request body must be a JSON object, got {_kind(obj)}", field="body")
     return obj

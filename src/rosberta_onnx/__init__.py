@@ -4,14 +4,41 @@
     enc = Encoder.load("models/ru-en-rosberta")
     vecs = enc.encode(["Сколько программистов нужно?"], task="search_query")
 
-The runtime never imports torch or transformers; the export side lives in the ``rosberta_export``
-package (``pip install 'rosberta-onnx[export]'``).
+The runtime never imports torch or transformers; the export side lives in the ``rosberta_export`` package
+(``pip install 'rosberta-onnx[export]'``). What is built on the runtime (the server, Ray batch embedding) uses
+only the names below.
 """
 
-from .encoder import Encoded, Encoder, HardwareWarning
-from .errors import RosbertaError
+from .atomic import atomic_file, atomic_path, write_json_atomic
+from .encoder import Encoded, Encoder, prepare_texts
+from .errors import (
+                     ArtifactError,
+                     ArtifactNotFoundError,
+                     InputFormatError,
+                     InputTooLongError,
+                     InputTypeError,
+                     MissingDependencyError,
+                     RosbertaError,
+                     TaskError,
+                     VariantError,
+                     require,
+)
+from .manifest import VARIANTS, Manifest, ModelFacts
+from .pooling import l2_normalize
 from .prompts import PromptWarning
+from .variants import HardwareWarning, Selection, select_variant
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "Encoded", "RosbertaError", "PromptWarning", "HardwareWarning", "__version__"]
+__all__ = [
+    # embedding
+    "Encoder", "Encoded", "Selection", "select_variant", "prepare_texts", "l2_normalize",
+    # the artifact's contract
+    "Manifest", "ModelFacts", "VARIANTS",
+    # errors and warnings
+    "RosbertaError", "ArtifactError", "ArtifactNotFoundError", "VariantError", "TaskError", "InputTypeError",
+    "InputTooLongError", "InputFormatError", "MissingDependencyError", "PromptWarning", "HardwareWarning", "require",
+    # files written so that no reader sees half of one
+    "atomic_file", "atomic_path", "write_json_atomic",
+    "__version__",
+]

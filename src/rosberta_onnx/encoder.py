@@ -4,43 +4,38 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .batching import plan_batches
 from .errors import RosbertaError
+from .hardware import physical_cores
 from .inputs import as_text_list
-from .manifest import INT8_VARIANTS, Manifest, ModelFacts
+from .manifest import Manifest, ModelFacts
 from .pooling import l2_normalize, pool
 from .prompts import apply_prompt
-from .hardware import cpu_isa, fastest_variant, int8_native
-from .session import (CUDA, auto_candidates, choose_variant, default_streams, make_session, physical_cores,
-                      resolve_providers)
+from .session import Session, default_streams, open_session, resolve_providers
 from .tokenize import TextTokenizer
+from .variants import Selection, choose
 
-__all__ = ["Encoder", "Encoded", "HardwareWarning"]
-
-
-class HardwareWarning(RuntimeWarning):
-    """The chosen variant is a poor fit for this CPU."""
+__all__ = ["Encoder", "Encoded", "prepare_texts"]
 
 
-def _count(name: str, value) -> int | None:
+def prepare_texts(texts: str | Sequence[str], *, task: str | None, prompts: Mapping[str, str]) -> list[str]:
+    """:meth:`Encoder.prepare` for a prompt table (a manifest's ``model.prompts``), without a loaded model."""
+    return apply_prompt(as_text_list(texts), task, prompts)
+
+
+def _count(name: str, value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a whole number >= 1 (or None for the default), got {value!r}")
     return int(value)
-
-
-def _autotune_enabled(flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    return os.environ.get("ROSBERTA_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 # Texts tokenised at a time: bounds the memory of tokenizer objects for very long input lists while
 # keeping enough texts together for length sorting to pay off.
@@ -63,14 +58,14 @@ class Encoder:
     sessions are), so one instance can serve a whole process.
     """
 
-    def __init__(self, folder: Path, manifest: Manifest, variant: str, session, tokenizer: TextTokenizer) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, selection: Selection, session: Session,
+                 tokenizer: TextTokenizer) -> None:
         self.folder = folder
         self.manifest = manifest
-        self.variant = variant
+        self.selection = selection  # what was asked, what runs, why (and what autotune measured)
+        self.variant = selection.variant
         self._session = session
         self._tokenizer = tokenizer
-        self._use_iobinding = variant == "fp16" and CUDA in session.get_providers()
-        self.selection = "requested"  # why this variant: set by load()
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -86,7 +81,7 @@ class Encoder:
         verify: bool = True,
         allow_cpu_fp16: bool = False,
         autotune: bool | None = None,
-    ) -> "Encoder":
+    ) -> Encoder:
         """Load an artifact folder written by ``rosberta-onnx export``.
 
         ``variant``: ``"auto"`` (fp16 on a CUDA device, else an int8 variant that passed its quality gate,
@@ -105,48 +100,25 @@ class Encoder:
         folder = Path(path)
         manifest = Manifest.read(folder)
         provs = resolve_providers(providers)
-        chosen = choose_variant(manifest, variant, provs, allow_cpu_fp16=allow_cpu_fp16)
         threads = _count("threads", threads) or physical_cores()
         streams = _count("streams", streams) or default_streams(threads)
-
         verified: set[str] = set()
 
-        def open_session(name: str):  # files are checked before any engine reads them (auto times several)
+        def open_variant(name: str) -> Session:  # files are checked before any engine reads them (auto times several)
             rec = manifest.variant(name)
             if verify and name not in verified:
                 manifest.verify_files(folder, rec.files)
                 verified.add(name)
-            return make_session(folder / rec.file, providers=provs, threads=threads, spinning=spinning, record=rec,
+            return open_session(folder / rec.file, rec, providers=provs, threads=threads, spinning=spinning,
                                 streams=streams)
 
-        reason = "requested" if variant != "auto" else f"auto: {chosen}"
-        session = None
-        candidates = auto_candidates(manifest, provs) if variant == "auto" else [chosen]
-        if chosen == "int8":
-            isa = cpu_isa()
-            if not int8_native(isa):
-                auto_out = variant == "auto" and len(candidates) > 1
-                warnings.warn(
-                    f"this CPU ({isa}) has no VNNI/AMX: U8xS8 int8 products go through 16-bit intermediates that can "
-                    f"saturate, and are often no faster than fp32. "
-                    + ("variant='auto' leaves onnxruntime's int8 out." if auto_out else "Consider variant='fp32'."),
-                    HardwareWarning, stacklevel=2)
-                if auto_out:
-                    candidates = [v for v in candidates if v != "int8"]
-                    chosen, reason = candidates[0], f"auto: {candidates[0]} (onnxruntime int8 not native on {isa})"
-        if variant == "auto" and chosen in INT8_VARIANTS and len(candidates) > 1 and _autotune_enabled(autotune):
-            shas = {v: manifest.variant(v).files[manifest.variant(v).file] for v in candidates}
-            d, sessions = fastest_variant(folder, shas, threads=threads, streams=streams, make_session=open_session)
-            chosen, session = d["choice"], sessions.get(d["choice"])
-            timings = ", ".join(f"{v} {ms:.1f} ms" for v, ms in sorted(d["ms"].items(), key=lambda kv: kv[1]))
-            reason = f"auto: {chosen} ({timings}" + (", cached)" if d["cached"] else ")")
+        selection, session = choose(manifest, variant, folder=folder, providers=provs, allow_cpu_fp16=allow_cpu_fp16,
+                                    autotune=autotune, threads=threads, streams=streams, open_session=open_variant)
         if verify:
             manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256})
         facts = manifest.model
         tokenizer = TextTokenizer(folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id)
-        enc = cls(folder, manifest, chosen, session or open_session(chosen), tokenizer)
-        enc.selection = reason
-        return enc
+        return cls(folder, manifest, selection, session or open_variant(selection.variant), tokenizer)
 
     # -- facts ----------------------------------------------------------------------------------
     @property
@@ -172,21 +144,25 @@ class Encoder:
     @property
     def streams(self) -> int:
         """Parts a batch is split into and run at once (OpenVINO variants; 1 on onnxruntime)."""
-        return getattr(self._session, "streams", 1)
+        return self._session.streams
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.folder)!r}, variant={self.variant!r}, dim={self.dim}, providers={self.providers})"
 
     # -- tokenisation ---------------------------------------------------------------------------
+    def prepare(self, texts: str | Sequence[str], *, task: str | None = None) -> list[str]:
+        """The texts as the model will see them: checked (a non-str is an error naming its index), lone surrogates
+        replaced, and the task's prefix added where a text has none (:class:`PromptWarning` for those that had one).
+        Prepared texts go to the other methods with ``task=None``."""
+        return prepare_texts(texts, task=task, prompts=self.facts.prompts)
+
     def tokenize(self, texts: str | Sequence[str], *, task: str | None = None, truncate: bool = True) -> list[list[int]]:
         """Token ids per text as the model sees them (prefix and special tokens included)."""
-        prepared = apply_prompt(as_text_list(texts), task, self.facts.prompts)
-        return self._tokenizer.tokenize(prepared, truncate=truncate).ids
+        return self._tokenizer.tokenize(self.prepare(texts, task=task), truncate=truncate).ids
 
     def count_tokens(self, texts: str | Sequence[str], *, task: str | None = None) -> np.ndarray:
         """Tokens per text before truncation (prefix and special tokens included), int64 (n,)."""
-        prepared = apply_prompt(as_text_list(texts), task, self.facts.prompts)
-        return self._tokenizer.tokenize(prepared, truncate=True).token_counts
+        return self._tokenizer.tokenize(self.prepare(texts, task=task), truncate=True).token_counts
 
     # -- encoding -------------------------------------------------------------------------------
     def encode(
@@ -211,11 +187,11 @@ class Encoder:
         return self.encode_detailed(texts, task=task, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                                     normalize=normalize, truncate=truncate, progress=progress).embeddings
 
-    def encode_queries(self, texts: str | Sequence[str], **kwargs) -> np.ndarray:
+    def encode_queries(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray:
         """``encode(texts, task="search_query")``."""
         return self.encode(texts, task="search_query", **kwargs)
 
-    def encode_documents(self, texts: str | Sequence[str], **kwargs) -> np.ndarray:
+    def encode_documents(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray:
         """``encode(texts, task="search_document")``."""
         return self.encode(texts, task="search_document", **kwargs)
 
@@ -231,7 +207,7 @@ class Encoder:
         progress: Callable[[int], None] | None = None,
     ) -> Encoded:
         """Like :meth:`encode`, plus each text's token count and whether it was truncated."""
-        items = apply_prompt(as_text_list(texts), task, self.facts.prompts)
+        items = self.prepare(texts, task=task)
         norm = self.facts.normalize if normalize is None else bool(normalize)
         n = len(items)
         out = np.empty((n, self.dim), dtype=np.float32)
@@ -256,10 +232,7 @@ class Encoder:
         ids, mask = self._tokenizer.pad(rows)
         feeds = {"input_ids": ids, "attention_mask": mask}
         feeds = {k: v for k, v in feeds.items() if k in self.facts.input_names}
-        if self._use_iobinding:
-            hidden = self._run_iobinding(feeds)
-        else:
-            hidden = self._session.run([self.facts.output_name], feeds)[0]
+        hidden = self._session.run([self.facts.output_name], feeds)[0]
         vecs = pool(hidden, mask, self.facts.pooling)
         if norm:
             vecs = l2_normalize(vecs)
@@ -270,13 +243,3 @@ class Encoder:
                 f"this variant overflows on this input. Use variant='fp32' for it, and please report the text."
             )
         return vecs
-
-    def _run_iobinding(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        # fp16 on CUDA: inputs copied once, output allocated on the device and copied back once,
-        # instead of onnxruntime staging each through host buffers per run.
-        binding = self._session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, value)
-        binding.bind_output(self.facts.output_name, "cuda")
-        self._session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]

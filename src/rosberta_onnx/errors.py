@@ -18,6 +18,8 @@ Messages say what is wrong, why, and how to fix it.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 __all__ = [
     "RosbertaError",
     "ArtifactError",
@@ -68,7 +70,7 @@ class MissingDependencyError(RosbertaError, ImportError):
     """An optional dependency is not installed."""
 
 
-def require(module: str, *, extra: str, purpose: str):
+def require(module: str, *, extra: str, purpose: str) -> ModuleType:
     """Import an optional dependency, or raise an error naming the extra that provides it."""
     import importlib
 

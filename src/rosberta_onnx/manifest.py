@@ -20,10 +20,12 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from .atomic import write_json_atomic
 from .errors import ArtifactError, ArtifactNotFoundError
 
 __all__ = [
@@ -37,7 +39,6 @@ __all__ = [
     "VariantRecord",
     "Manifest",
     "sha256_file",
-    "write_json_atomic",
 ]
 
 FORMAT_VERSION = 1
@@ -132,7 +133,7 @@ class Manifest:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, where: str = MANIFEST_NAME) -> "Manifest":
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = MANIFEST_NAME) -> Manifest:
         version = d.get("format_version")
         if version != FORMAT_VERSION:
             raise ArtifactError(
@@ -166,7 +167,7 @@ class Manifest:
         return write_json_atomic(Path(folder) / MANIFEST_NAME, self.to_dict())
 
     @classmethod
-    def read(cls, folder: str | os.PathLike) -> "Manifest":
+    def read(cls, folder: str | os.PathLike) -> Manifest:
         folder = Path(folder)
         if not folder.is_dir():
             raise ArtifactNotFoundError(
@@ -238,20 +239,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to ``path`` via a temporary file and ``os.replace`` so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class OpenVinoSession:
     def get_providers(self) -> list[str]:
         return [PROVIDER]
 
-    def run(self, output_names, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, output_names: list[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         names = list(output_names) if output_names else self._outputs
         feeds = {k: v for k, v in feeds.items() if k in self._inputs}
         rows = len(next(iter(feeds.values())))
@@ -91,7 +91,8 @@ class OpenVinoSession:
         return self._infer(self._split, parts, names,
                            lambda outs: [np.concatenate([o[i] for o in outs]) for i in range(len(names))])
 
-    def _infer(self, compiled, parts: list[dict], names: list[str], collect) -> list[np.ndarray]:
+    def _infer(self, compiled: Any, parts: list[dict], names: list[str],
+               collect: Callable[[list[list[np.ndarray]]], list[np.ndarray]]) -> list[np.ndarray]:
         """Run each of ``parts`` on its own request of ``compiled`` at once; ``collect`` turns the outputs
         (per part, per name: views of the requests' buffers) into arrays of their own before the requests
         go back to the pool, where their next inference reuses those buffers."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from .manifest import Manifest
 
-__all__ = ["parity_table", "gate_line"]
+__all__ = ["parity_table", "gate_line", "gate_lines"]
 
 
 def parity_table(manifest: Manifest) -> str:
@@ -72,3 +72,8 @@ def gate_line(variant: str, gate: Mapping[str, Any], parity: Mapping[str, Any]) 
         line += (f"; recorded, not judged ({gate.get('recorded_reason') or 'see manifest'}): {describe(recorded)}"
                  + (f" [{missed} figure(s) below threshold]" if missed else ""))
     return line
+
+
+def gate_lines(manifest: Manifest) -> list[str]:
+    """:func:`gate_line` for every variant that has a gate record."""
+    return [gate_line(name, rec.gate, rec.parity) for name, rec in manifest.variants.items() if rec.gate]

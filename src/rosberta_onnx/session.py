@@ -1,36 +1,35 @@
-"""Building the session that runs a variant (onnxruntime, or OpenVINO where the manifest says so):
-providers, threads, spinning, and which variant ``auto`` picks."""
+"""The engines that run an ONNX file, behind one small :class:`Session` protocol, and how a session is opened.
+
+A variant's manifest record names its engine (``onnxruntime``, or ``openvino`` for ``int8-openvino``) and the
+options it was gated with; :func:`open_session` builds the matching session, and nothing above this module knows
+which engine runs.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Protocol
 
-from .errors import ArtifactError, VariantError
-from .manifest import INT8_VARIANTS, Manifest, VARIANTS, VariantRecord
-from .openvino_engine import OpenVinoSession, openvino_available
+import numpy as np
 
-__all__ = ["physical_cores", "resolve_providers", "choose_variant", "auto_candidates", "make_session", "cuda_available",
-           "engine_available", "default_streams"]
+from .errors import VariantError
+from .hardware import physical_cores
+from .manifest import VariantRecord
+from .openvino_engine import OpenVinoSession, openvino_available, openvino_version
+from .ort_engine import CPU, CUDA, OrtSession
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
+__all__ = ["Session", "CPU", "CUDA", "open_session", "resolve_providers", "cuda_available", "engine_available",
+           "engine_versions", "default_streams"]
 
 
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads share one core's int8/fp32 units)."""
-    try:
-        cpus = os.sched_getaffinity(0)
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, (os.cpu_count() or 2) // 2)
-    cores = set()
-    for c in cpus:
-        base = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
-        try:
-            cores.add((base.joinpath("physical_package_id").read_text().strip(), base.joinpath("core_id").read_text().strip()))
-        except OSError:
-            cores.add(("?", str(c)))
-    return max(1, len(cores))
+class Session(Protocol):
+    """What the Encoder asks of an engine."""
+
+    streams: int  # parts a batch of 2+ rows is split into and run at once (1: not split)
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def get_providers(self) -> list[str]: ...
 
 
 def cuda_available() -> bool:
@@ -40,6 +39,7 @@ def cuda_available() -> bool:
 
 
 def resolve_providers(providers: list[str] | None) -> list[str]:
+    """onnxruntime execution providers: CUDA first where this build has it, else the CPU; named ones checked."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -58,40 +58,11 @@ def engine_available(record: VariantRecord) -> bool:
     return record.engine == "onnxruntime" or (record.engine == "openvino" and openvino_available())
 
 
-def auto_candidates(manifest: Manifest, providers: list[str]) -> list[str]:
-    """What ``auto`` may pick here, best first: fp16 on a CUDA device; on the CPU every int8 variant that
-    passed its quality gate and whose engine is installed (onnxruntime's before OpenVINO's: the default
-    engine, unless a measurement says otherwise -- see :func:`.hardware.fastest_variant`), then fp32."""
-    if CUDA in providers and "fp16" in manifest.variants:
-        return ["fp16"]
-    out = []
-    if CUDA not in providers:
-        out = [v for v in INT8_VARIANTS if v in manifest.variants and manifest.variants[v].gate_passed
-               and engine_available(manifest.variants[v])]
-    return out + ["fp32"] * ("fp32" in manifest.variants)
+def engine_versions() -> dict[str, str]:
+    """The installed engines' versions (what a timing or a result depends on)."""
+    import onnxruntime as ort
 
-
-def choose_variant(manifest: Manifest, requested: str, providers: list[str], *, allow_cpu_fp16: bool = False) -> str:
-    """``auto``: the first of :func:`auto_candidates`; else the variant named, if it may run here."""
-    on_cuda = CUDA in providers
-    if requested == "auto":
-        candidates = auto_candidates(manifest, providers)
-        if candidates:
-            return candidates[0]
-        raise VariantError(
-            f"variant='auto' found nothing it may use here: the artifact has {sorted(manifest.variants)}, "
-            f"providers are {providers}. Export fp32 too, or name a variant explicitly."
-        )
-    if requested not in VARIANTS:
-        raise VariantError(f"unknown variant {requested!r}; choose one of {('auto',) + VARIANTS}")
-    manifest.variant(requested)  # raises if absent
-    if requested == "fp16" and not on_cuda and not allow_cpu_fp16:
-        raise VariantError(
-            "variant 'fp16' is a GPU variant: on the CPU execution provider onnxruntime runs it by casting around "
-            "fp16 ops, slower than fp32. Use variant='fp32' or 'int8' on CPU, install the gpu extra for CUDA, "
-            "or pass allow_cpu_fp16=True to run it anyway (e.g. to check its correctness)."
-        )
-    return requested
+    return {"onnxruntime": ort.__version__, "openvino": openvino_version()}
 
 
 def default_streams(threads: int) -> int:
@@ -100,31 +71,13 @@ def default_streams(threads: int) -> int:
     return 2 if threads >= 2 else 1
 
 
-def make_session(path: Path, *, providers: list[str], threads: int | None, spinning: bool,
-                 record: VariantRecord | None = None, streams: int = 1):
-    """The session for ``path``; ``record`` (its manifest entry) says which engine runs it and how. ``streams``
-    is the OpenVINO engine's batch streams, already resolved by the caller (the Encoder's default is
-    :func:`default_streams`); onnxruntime ignores it."""
-    if record is not None and record.engine == "openvino":
-        # ``spinning`` is an onnxruntime thread-pool setting; OpenVINO runs its own pool and has no such switch.
-        threads = threads if threads is not None else physical_cores()
+def open_session(path: Path, record: VariantRecord, *, providers: list[str], threads: int | None = None,
+                 spinning: bool = False, streams: int = 1) -> Session:
+    """The session for ``path``, by the engine its ``record`` names. ``streams`` is the OpenVINO engine's batch
+    streams, already resolved by the caller (the Encoder's default is :func:`default_streams`); onnxruntime ignores
+    it. ``spinning`` is an onnxruntime thread-pool setting; OpenVINO runs its own pool and has no such switch."""
+    threads = threads if threads is not None else physical_cores()
+    if record.engine == "openvino":
         return OpenVinoSession(path, threads=threads, options=record.engine_options, variant=record.name,
                                streams=streams)
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads if threads is not None else physical_cores()
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning keeps idle threads busy-waiting between runs: a little lower latency for back-to-back
-    # calls, but it burns CPU on an idle service. Off by default; see the benchmark for the measured cost.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise ArtifactError(
-            f"onnxruntime could not load {str(path)!r}: {exc}. The file is damaged or from an incompatible "
-            f"exporter; re-export: rosberta-onnx export MODEL -o {path.parent} --overwrite"
-        ) from exc
+    return OrtSession(path, providers=providers, threads=threads, spinning=spinning, variant=record.name)

@@ -68,8 +68,8 @@ class TextTokenizer:
         # of the full encoding, so cut there instead of encoding the text again (a 10 MB text would cost twice).
         room = self.max_length - len(self._prefix) - len(self._suffix)
         start = len(self._prefix)
-        for i in over:
-            ids[int(i)] = self._prefix + ids[int(i)][start:start + room] + self._suffix
+        for k in over.tolist():
+            ids[k] = self._prefix + ids[k][start:start + room] + self._suffix
         truncated = counts > self.max_length
         return Tokenized(ids=ids, token_counts=counts, truncated=truncated)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from rosberta_onnx.interrupt import end_like_ctrl_c_on_sigterm
 
-from .systems import Skip, System
+from .base import Skip, System
 from .workloads import Workload
 
 __all__ = ["alternate", "fixed_batch", "as_run", "end_like_ctrl_c_on_sigterm", "load_systems", "run_workloads",

@@ -55,7 +55,7 @@ class Settings:
     warmup: int = 1  # untimed calls per system before each workload's rounds (latency: 3)
     extra: dict = field(default_factory=dict)
 
-    def with_rounds(self, rounds: int) -> "Settings":
+    def with_rounds(self, rounds: int) -> Settings:
         """Every workload with the same number of rounds (a smoke-test override)."""
         return replace(self, latency_rounds=rounds, rounds_8x128=rounds, rounds_32x128=rounds, rounds_1x512=rounds,
                        corpus_rounds=rounds, scaling_rounds=rounds)

@@ -1,6 +1,6 @@
 """int8 candidates side by side: quality against fp32 and speed against torch fp32, in one run.
 
-    python -m benchmarks.int8_recipes CHECKPOINT [--out benchmarks/results/int8] [--rounds 7] [--quality-only]
+    python -m benchmarks.studies.int8_recipes CHECKPOINT [--out benchmarks/results/int8] [--rounds 7] [--quality-only]
 
 For each recipe -- and, when openvino is installed, OpenVINO reading int8 weights and quantising activations
 per 32- or 256-wide group at run time (the "optional engine" candidates), int8-openvino with static activation
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .machine import cpu_facts
-from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
+from ..harness.machine import cpu_facts
+from ..harness.runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
 RECIPES = ("ort-per-tensor", "ort-per-channel", "rowwise-sq-rtn", "rowwise-sq")
@@ -46,16 +46,16 @@ OPENVINO = {**OPENVINO_DYNAMIC, OPENVINO_ROWWISE: 256, **{name: 256 for name in 
 
 
 @functools.lru_cache(maxsize=1)
-def _matmul_groups(raw: Path) -> dict[str, tuple[str, str]]:
+def matmul_groups(raw: Path) -> dict[str, tuple[str, str]]:
     """Each constant-weight MatMul of ``raw`` -> (role, input tensor); roles: qkv (reads the same input as others),
     ffn-up (widens), ffn-down (narrows), attn-out (square, own input)."""
     import onnx
 
-    from rosberta_export.rowwise import _weight_matmuls
+    from rosberta_export.rowwise import weight_matmuls
 
     g = onnx.load(str(raw), load_external_data=False).graph
     dims = {i.name: tuple(i.dims) for i in g.initializer}
-    mms = _weight_matmuls(g)
+    mms = weight_matmuls(g)
     readers: dict[str, int] = {}
     for n in mms:
         readers[n.input[0]] = readers.get(n.input[0], 0) + 1
@@ -73,7 +73,7 @@ def _with_static(twin: Path, out: Path, raw: Path, cal, plans, group: str) -> Pa
     import onnx
     from onnx import helper, numpy_helper
 
-    roles, wanted = _matmul_groups(raw), set(group.split("+"))
+    roles, wanted = matmul_groups(raw), set(group.split("+"))
     model = onnx.load(str(twin))
     nodes, consts = [], []
     for node in model.graph.node:
@@ -99,10 +99,10 @@ def _with_static(twin: Path, out: Path, raw: Path, cal, plans, group: str) -> Pa
 
 
 def _nncf_int8(raw: Path, tok, out: Path) -> Path:
-    """OpenVINO int8 as benchmarks.nncf_int8 makes it for the peer in the main bench, saved as IR."""
+    """OpenVINO int8 as benchmarks.systems.nncf_int8 makes it for the peer in the main bench, saved as IR."""
     import openvino as ov
 
-    from .nncf_int8 import nncf_quantize
+    from ..systems.nncf_int8 import nncf_quantize
 
     model = ov.Core().read_model(str(raw))  # the exporter's dynamic batch and sequence axes
     quantised, _ = nncf_quantize(model, lambda texts: tok.pad(tok.tokenize(texts).ids))
@@ -202,10 +202,10 @@ def _measure(a, command: str, work: Path) -> int:
         texts = parity_texts(128)
         sessions = {name: _session(p, a.threads, name) for name, p in files.items()}
         base = _embed(sessions["fp32 (onnx, unfused)"], tok, texts, src.pooling)
-        from rosberta_export.pipeline import _memo
+        from rosberta_export.measure import memo
 
         # every candidate is judged against the same fp32 vectors, computed once
-        fp32_fn = _memo(lambda t, task: _embed(sessions["fp32 (onnx, unfused)"], tok, t, src.pooling))
+        fp32_fn = memo(lambda t, task: _embed(sessions["fp32 (onnx, unfused)"], tok, t, src.pooling))
         for name, s in sessions.items():
             c = (_embed(s, tok, texts, src.pooling) * base).sum(1)
             q = {"cos_min": float(c.min()), "cos_mean": float(c.mean())}
@@ -242,7 +242,7 @@ def _measure(a, command: str, work: Path) -> int:
     (out / "int8_recipes.json").write_text(json.dumps(results, indent=2))
     lines = [f"int8 recipes on `{src.folder.name}`" + (" (STAND-IN: random weights hide quantisation error)" if src.stand_in else "")
              + f", {a.threads} threads, on {results['cpu']['description']}. "
-               f"Reproduce: `python -m benchmarks.int8_recipes {command}`", "",
+               f"Reproduce: `python -m benchmarks.studies.int8_recipes {command}`", "",
              "| recipe | cos min | cos mean | top-10 overlap en / ru | " + " | ".join(f"{b}x{n} (x torch fp32)" for b, n in SHAPES) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(SHAPES)]
     for name, r in results["recipes"].items():

@@ -30,7 +30,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from .machine import cpu_facts
+from ..harness.machine import cpu_facts
 
 TASK = "search_document"
 
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, object_store_memory=500 * 1024**2,
              _temp_dir=str(tmp / "ray"), log_to_driver=False)
     configs = {
-        "plain Encoder.encode, 1 process x %d threads" % cpus: None,
-        "Ray, 1 actor x %d threads" % cpus: (1, cpus),
-        "Ray, %d actors x 1 thread" % cpus: (cpus, 1),
+        f"plain Encoder.encode, 1 process x {cpus} threads": None,
+        f"Ray, 1 actor x {cpus} threads": (1, cpus),
+        f"Ray, {cpus} actors x 1 thread": (cpus, 1),
     }
     load0 = os.getloadavg()
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Thread spinning on or off: latency of short queries vs CPU burnt while idle, alternating in one process.
 
-    python -m benchmarks.spinning DIR [--variant int8] [--rounds 40] [--gap-ms 20]
+    python -m benchmarks.studies.spinning DIR [--variant int8] [--rounds 40] [--gap-ms 20]
 
 Each round encodes one short query with each session (spinning on / off, same variant and threads),
 then sleeps ``--gap-ms`` as a service between requests would. Reported: median latency per call, and
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
             lat[s].append(time.perf_counter() - w0)
             time.sleep(a.gap_ms / 1e3)
             busy[s].append((time.process_time() - c0) / (time.perf_counter() - w0))
-    from .machine import cpu_facts
+    from ..harness.machine import cpu_facts
 
     print(f"{a.dir} variant {a.variant}, {a.rounds} alternating rounds, {a.gap_ms:g} ms idle gap after each call, "
           f"on {cpu_facts()['description']}")

@@ -1,7 +1,7 @@
 """NNCF's accuracy-controlled int8 as an int8 candidate: how much must go back to float to pass our gate, and what
 that costs in speed.
 
-    python -m benchmarks.nncf_accuracy [--quality-checkpoint MINILM] [--speed-checkpoint models/standin-full]
+    python -m benchmarks.studies.nncf_accuracy [--quality-checkpoint MINILM] [--speed-checkpoint models/standin-full]
 
 ``nncf.quantize_with_accuracy_control`` quantises statically (NNCF's fast kernel: one fixed activation scale per
 tensor), then puts the quantised ops that cost the most back to float, one at a time, until a validation metric is
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .int8_recipes import _matmul_groups
-from .nncf_int8 import SENTENCES
-from .machine import cpu_facts
-from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
+from ..harness.machine import cpu_facts
+from ..harness.runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
+from ..systems.nncf_int8 import SENTENCES
+from .int8_recipes import matmul_groups
 
 SHAPES = ((1, 16), (8, 128))
 VALIDATION_PAIRS = 150  # per language: 600 sentences
@@ -132,7 +132,7 @@ def _quality(a, work: Path) -> dict:
             k += len(b)
         return float(cos.mean()), per_item
 
-    roles = _matmul_groups(raw)
+    roles = matmul_groups(raw)
     cal = _calibration(tok)
     # (max drop, NNCF defaults?, revert cap); max drop None: plain static int8, nothing reverted
     runs = [(None, False, None), *((d, False, None) for d in a.max_drops)]
@@ -183,7 +183,7 @@ def _speed(a, work: Path, ffn_fraction: float) -> dict:
     src, tok, raw = _prepare(a.speed_checkpoint, work)
     layers = int(src.config["num_hidden_layers"])
     keep = round(ffn_fraction * layers)
-    roles = _matmul_groups(raw)  # in graph order: layer by layer
+    roles = matmul_groups(raw)  # in graph order: layer by layer
     ffn = {r: [n for n in roles if roles[n][0] == r] for r in ("ffn-up", "ffn-down")}
     ignored = [n for r in ffn.values() for n in r[:keep]]
     core = ov.Core()
@@ -214,7 +214,7 @@ def _speed(a, work: Path, ffn_fraction: float) -> dict:
 def _table(res: dict, command: str) -> str:
     q, s = res["quality"], res["speed"]
     lines = [f"NNCF accuracy-controlled int8, on {res['cpu']['description']}. "
-             f"Reproduce: `python -m benchmarks.nncf_accuracy {command}`", "",
+             f"Reproduce: `python -m benchmarks.studies.nncf_accuracy {command}`", "",
              f"Quality on `{Path(q['checkpoint']).name}` ("
              + ("STAND-IN, random weights" if q["stand_in"] else "real weights") + f", {q['layers']} layers); metric = mean cosine "
              f"vs fp32 on {4 * VALIDATION_PAIRS} STS dev sentences; gate: cosine min ≥ 0.995, top-10 ≥ 0.95.", "",

@@ -1,7 +1,7 @@
 """How much faster than torch fp32 can int8 be on this CPU? The model's weight GEMMs alone, through every int8
 kernel we can use, timed against the whole torch fp32 model in one process, alternating round by round.
 
-    python -m benchmarks.ceiling CHECKPOINT [--shapes 1x16,8x128,32x128] [--rounds 7] [--threads 2]
+    python -m benchmarks.studies.ceiling CHECKPOINT [--shapes 1x16,8x128,32x128] [--rounds 7] [--threads 2]
 
 The weight MatMuls (per layer Q, K, V and attention output, hidden x hidden; FFN up and down) hold ~98% of the
 model's multiply-adds at 128 tokens and are all that int8 speeds up: attention scores, softmax, GELU and
@@ -32,19 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .machine import cpu_facts
-from .runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
+from ..harness.kernels import ORT_INT8, OV_DYNAMIC, OV_STATIC, OV_STREAMS
+from ..harness.machine import cpu_facts
+from ..harness.runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 TORCH_MODEL = "torch fp32, whole model (the reference)"
 TORCH_GEMMS = "torch fp32, weight GEMMs only (F.linear)"
-ORT_INT8 = "onnxruntime int8 (MLAS U8S8, per-tensor dynamic)"
-OV_DYNAMIC = "OpenVINO int8, dynamic per 256 (int8-openvino)"
-OV_STATIC = "OpenVINO int8, static (NNCF)"
-OV_STREAMS = "OpenVINO int8, dynamic per 256, batch halves on 2 streams (int8-openvino as shipped)"
 INT8 = (ORT_INT8, OV_DYNAMIC, OV_STATIC, OV_STREAMS)
-# the kernel each benchmark system of ours (benchmarks.systems) runs its weight GEMMs with
-KERNEL_OF = {"rosberta-int8": ORT_INT8, "rosberta-int8-openvino": OV_STREAMS, "rosberta-int8-openvino-1stream": OV_DYNAMIC}
-RESULTS = Path(__file__).parent / "results" / "ceiling" / "ceiling.json"
 # int8 rounding compounds along the chain (full size, 144 MatMuls: cosine 0.98-0.99 against torch); a graph
 # that computed something else would be near 0
 MIN_AGREEMENT = 0.95
@@ -190,7 +184,7 @@ def _measure(a, shapes: list[tuple[int, int]], work: Path, command: str) -> int:
                "rounds": a.rounds, "weight_matmuls": len(dims), "shapes": {}}
     lines = [f"GEMM-only ceiling on `{src.folder.name}` ({layers} layers, {len(dims)} weight MatMuls), {a.threads} "
              f"threads, {a.rounds} alternating rounds, on {cpu['description']}. "
-             f"Reproduce: `python -m benchmarks.ceiling {command}`", "",
+             f"Reproduce: `python -m benchmarks.studies.ceiling {command}`", "",
              "| shape | system | median ms | GMAC/s | x torch fp32 whole model |", "|---|---|---:|---:|---:|"]
     for b, n in shapes:
         _, whole_model = fixed_batch(model, b, n)

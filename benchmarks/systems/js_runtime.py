@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .systems import Skip, System
+from ..harness.base import Skip, System
 
 __all__ = ["SYSTEMS", "JS_DIR"]
 

@@ -46,8 +46,8 @@ def cpu_facts() -> dict:
 
 def machine_facts() -> dict:
     """CPU model, ISA flags, cores, memory, GPU providers and library versions, as a JSON-able dict."""
-    from rosberta_onnx.hardware import cpu_info
-    from rosberta_onnx.session import cuda_available, physical_cores
+    from rosberta_onnx.hardware import cpu_info, physical_cores
+    from rosberta_onnx.session import cuda_available
 
     cpu = cpu_info()
     return {

@@ -1,6 +1,6 @@
 """Where an int8 variant's error comes from, measured the way the gate measures retrieval.
 
-    python -m benchmarks.error_budget ARTIFACT --reference CHECKPOINT [--queries 300] [--lang en]
+    python -m benchmarks.studies.error_budget ARTIFACT --reference CHECKPOINT [--queries 300] [--lang en]
 
 STS dev sentence1 (the first ``--queries``) as queries over every distinct sentence2 of the gate's pairs, each
 system against the artifact's fp32 variant: top-10 overlap, median score error and mean ``1 - cos``.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .machine import cpu_facts
-from .runner import as_run, end_like_ctrl_c_on_sigterm
+from ..harness.machine import cpu_facts
+from ..harness.runner import as_run, end_like_ctrl_c_on_sigterm
 
 ROLES = {"qkv": "Q/K/V", "attn-out": "attention output", "ffn-up": "FFN-up", "ffn-down": "FFN-down"}
 OPENVINO_RUNS = (  # (label, engine options) for int8-openvino's file
@@ -149,7 +149,7 @@ def _table(res: dict, command: str) -> str:
     head = (f"int8 error budget on `{res['artifact']}` ({res['lang']}, {res['queries']} queries over {res['docs']} "
             f"documents; median score gap between the 10th and 11th neighbour in fp32: "
             f"{res['neighbour_gap_median']:.2e}), on {res['cpu']['description']}. "
-            f"Reproduce: `python -m benchmarks.error_budget {command}`\n\n")
+            f"Reproduce: `python -m benchmarks.studies.error_budget {command}`\n\n")
     lines = ["| system (against fp32) | top-10 overlap | median score error | 1 - cos mean | s |", "|---|---:|---:|---:|---:|"]
     for r in res["rows"]:
         lines.append(f"| {r['system']} | {r['top10_overlap']:.3f} | {r['score_error_median']:.2e} | "

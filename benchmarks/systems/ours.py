@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .systems import Skip, System
+from ..harness.base import Skip, System
 
 __all__ = ["SYSTEMS"]
 

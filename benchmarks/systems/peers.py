@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .systems import Context, RawTokenizer, Skip, System, has_module, pool_normalize, sorted_batches
+from ..harness.base import Context, RawTokenizer, Skip, System, has_module, pool_normalize, sorted_batches
 
 __all__ = ["SYSTEMS"]
 

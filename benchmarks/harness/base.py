@@ -1,4 +1,4 @@
-"""What every benchmarked system looks like, the shared context, and the registry of systems.
+"""What every benchmarked system looks like, and the context the systems share.
 
 A system is one way a user could embed text with this model: ``load()`` it, then ``encode(texts)`` to
 L2-normalised float32 ``(n, dim)``, tokenisation and pooling included (users pay for them). A system
@@ -18,14 +18,7 @@ import numpy as np
 
 from rosberta_onnx.manifest import Manifest
 
-__all__ = ["Skip", "Context", "System", "SYSTEM_NAMES", "ON_REQUEST", "make_system", "has_module", "RawTokenizer",
-           "pool_normalize", "sorted_batches"]
-
-# Run order inside every round; the first is the baseline every ratio is against.
-SYSTEM_NAMES = ("torch-fp32", "torch-bf16", "st-torch", "st-onnx", "openvino-fp32", "openvino-bf16", "openvino-int8",
-                "ort-plain", "rosberta-fp32", "rosberta-int8", "rosberta-int8-openvino", "rosberta-fp16")
-# Run only when named in --systems: ablations of one of ours, and the JS runtime (Node processes; js/ needs npm ci).
-ON_REQUEST = ("rosberta-int8-openvino-1stream", "node-fp32", "node-int8", "wasm-fp32", "wasm-int8")
+__all__ = ["Skip", "Context", "System", "has_module", "RawTokenizer", "pool_normalize", "sorted_batches", "log_stderr"]
 
 
 class Skip(Exception):
@@ -149,15 +142,6 @@ class System:
     def info(self) -> dict:
         return {"name": self.name, "label": self.label, "group": self.group, "notes": list(self.notes),
                 "config": dict(self.config), "corpus_batching": self.corpus_batching}
-
-
-def make_system(name: str, ctx: Context) -> System:
-    from . import js_runtime, ours, peers
-
-    classes = {c.name: c for c in (*peers.SYSTEMS, *ours.SYSTEMS, *js_runtime.SYSTEMS)}
-    if name not in classes:
-        raise ValueError(f"unknown system {name!r}; choose from {', '.join(SYSTEM_NAMES + ON_REQUEST)}")
-    return classes[name](ctx)
 
 
 # -- helpers for the systems that run a bare ONNX/OpenVINO graph ------------------------------------

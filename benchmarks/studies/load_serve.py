@@ -1,7 +1,7 @@
 """Load test of ``rosberta-onnx serve``: requests/s and p50/p99 latency of short queries at 1, 8 and 64
 concurrent clients, with dynamic batching on and off.
 
-    python -m benchmarks.load_serve --model models/full-onnx --variant int8 [--duration 15] [--out benchmarks/results/serve]
+    python -m benchmarks.studies.load_serve --model models/full-onnx --variant int8 [--duration 15] [--out benchmarks/results/serve]
 
 Each mode starts its own server (the real CLI, on 127.0.0.1, a free port), warms it up, then for each
 concurrency runs closed-loop clients (each sends one query, waits for the answer, sends the next) until
@@ -110,7 +110,7 @@ async def _load(url: str, *, concurrency: int, duration: float, max_requests: in
 def run_mode(mode: str, args: argparse.Namespace) -> dict:
     import httpx
 
-    from rosberta_serve.launch import LiveServer
+    from ..harness.live_server import LiveServer
 
     label, flags = MODES[mode]
     extra = ["--variant", args.variant, *flags] + (["--threads", str(args.threads)] if args.threads else [])
@@ -131,11 +131,11 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
 
 def _machine() -> dict:
     try:
-        from benchmarks.machine import describe, machine_facts
+        from ..harness.machine import describe, machine_facts
 
         facts = machine_facts()
         return {**facts, "description": describe(facts)}
-    except Exception as exc:  # noqa: BLE001 - the facts are a courtesy; the load figures stand without them
+    except Exception as exc:
         return {"description": f"{platform.processor() or platform.machine()} ({exc})"}
 
 
@@ -209,7 +209,7 @@ def _chart(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.load_serve", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.load_serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="artifact folder, e.g. models/full-onnx")
     p.add_argument("--variant", default="int8", choices=["auto", "fp32", "int8"])
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64])
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown mode(s) {unknown}; choose from {list(MODES)}")
     result = {
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m benchmarks.load_serve " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.studies.load_serve " + " ".join(sys.argv[1:] if argv is None else argv),
         "args": {k: v for k, v in vars(args).items()},
         "machine": _machine(),
         "modes": [run_mode(mode, args) for mode in args.modes],

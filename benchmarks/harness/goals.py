@@ -8,7 +8,7 @@ to torch: round by round in the same process (systems alternate inside a round),
 The goals are stated per instruction set, because int8 GEMM speed is the CPU's, not ours:
 
 - **AVX-512 VNNI / AVX-VNNI without AMX**: the goal, capped at :data:`CEILING_SHARE` of the shipped kernel's
-  GEMM-only ceiling measured on the same CPU (vendor, family, model) by ``python -m benchmarks.ceiling`` — the
+  GEMM-only ceiling measured on the same CPU (vendor, family, model) by ``python -m benchmarks.studies.ceiling`` — the
   speed-up that kernel would give if every other op were free. Without a ceiling for this CPU, the goal as stated.
 - **AMX** (and CPUs without VNNI): recorded, not judged; no goal has been set from a measurement there yet.
 """
@@ -19,6 +19,8 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+from .kernels import CEILING_RESULTS, KERNEL_OF
 
 __all__ = ["Goal", "GOALS", "BASELINE", "PEERS", "CEILING_SHARE", "judge", "peer_ratio", "goal_for", "load_ceiling",
            "goals_section"]
@@ -50,11 +52,9 @@ def _same_cpu(a: dict | None, b: dict | None) -> bool:
 
 
 def load_ceiling(cpu: dict | None, path: Path | None = None) -> dict | None:
-    """``benchmarks.ceiling``'s results if they were measured on this ``cpu`` (vendor, family, model), else None."""
-    from .ceiling import RESULTS
-
+    """``benchmarks.studies.ceiling``'s results if they were measured on this ``cpu`` (vendor, family, model), else None."""
     try:
-        data = json.loads((path or RESULTS).read_text())
+        data = json.loads((path or CEILING_RESULTS).read_text())
     except (OSError, ValueError):
         return None
     return data if _same_cpu(data.get("cpu"), cpu) else None
@@ -70,8 +70,6 @@ def _isa(machine: dict) -> str:
 
 def goal_for(goal: Goal, system: str, isa: str, ceiling: dict | None) -> tuple[float | None, str]:
     """(the figure to judge against or None when only recorded, how it was set) for ``system`` on ``isa``."""
-    from .ceiling import KERNEL_OF
-
     if isa not in ("avx512_vnni", "avx_vnni"):
         return None, f"recorded ({isa}: no goal set from a measurement on this ISA)"
     try:
@@ -141,7 +139,7 @@ def goals_section(res: dict, level: int = 2, ceiling_path: Path | None = None) -
     return ("#" * level + " Speed goals (int8)\n\n"
             f"On {cpu}. Goals are set per instruction set: on VNNI without AMX, the stated goal capped at "
             f"{CEILING_SHARE:.0%} of the shipped kernel's GEMM-only ceiling on the same CPU (`python -m "
-            "benchmarks.ceiling`); on AMX, recorded. Each ratio is taken inside a round (systems alternate), then the "
+            "benchmarks.studies.ceiling`); on AMX, recorded. Each ratio is taken inside a round (systems alternate), then the "
             "median over rounds; the range shows how far single rounds scatter. '× peer' > 1 means ours is faster "
             "than that peer in the same rounds.\n\n"
             + "\n".join(rows))

@@ -38,7 +38,7 @@ class LiveServer:
         self.returncode: int | None = None
         self._final_logs: str | None = None
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         try:
             self.start()
         except BaseException:

@@ -1,0 +1,120 @@
+"""Measuring what was exported: every variant against the PyTorch reference (parity), then each int8 variant
+through the quality gate (retrieval and STS against fp32). The figures go into the variants' records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rosberta_onnx import Encoder, prepare_texts
+from rosberta_onnx.manifest import INT8_VARIANTS, Manifest, ModelFacts, VariantRecord
+from rosberta_onnx.openvino_engine import openvino_version
+from rosberta_onnx.report import gate_line
+
+from .gate import Embed, gate_figures, gate_record
+from .options import openvino_weights
+from .parity import THRESHOLDS, compare, failures, parity_cases
+from .source import Source
+
+__all__ = ["measure", "memo"]
+
+Step = Callable[[str], None]
+
+
+def memo(embed: Embed) -> Embed:
+    """``embed`` computing each (texts, task) once: every int8 variant is judged against the same fp32 vectors."""
+    cache: dict = {}
+
+    def cached(texts, task):
+        key = (tuple(texts), task)
+        if key not in cache:
+            cache[key] = embed(texts, task)
+        return cache[key]
+
+    return cached
+
+
+def _reference_vectors(ref, texts: list[str], lengths: list[int], dim: int) -> np.ndarray:
+    """Short texts in padded batches of mixed lengths; the max-length cases in a batch of their own, so they don't pad
+    fifteen short rows to 512 tokens (minutes on the full-size model, same figures)."""
+    long_ix = [i for i, c in enumerate(lengths) if c > 128]
+    short_ix = [i for i, c in enumerate(lengths) if c <= 128]
+    vecs = np.empty((len(texts), dim), dtype=np.float32)
+    vecs[short_ix] = ref.embed([texts[i] for i in short_ix], batch_size=16)
+    if long_ix:
+        vecs[long_ix] = ref.embed([texts[i] for i in long_ix], batch_size=4)
+    return vecs
+
+
+def _cases(folder: Path, variant: str, n_real: int, max_length: int) -> tuple[list[str], list[str], list[list[int]]]:
+    """The parity cases' names, texts and token ids, tokenised by the runtime (whose session is freed on return:
+    the full-size fp32 one holds 1.4 GB)."""
+    counter = Encoder.load(folder, variant=variant, verify=False, allow_cpu_fp16=True)
+    cases = parity_cases(n_real, max_length=max_length, count_tokens=lambda t: counter.count_tokens([t])[0])
+    texts = [c.text for c in cases]
+    return [c.name for c in cases], texts, counter.tokenize(texts)
+
+
+def _parity(folder: Path, ref, records: dict[str, VariantRecord], facts: ModelFacts, n_real: int, step: Step,
+            ) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict[str, Encoder]]:
+    """Each variant against the reference on the parity cases; also the encoders the gate will use again (one load,
+    one OpenVINO compile, per variant)."""
+    names, texts, ours = _cases(folder, next(iter(records)), n_real, facts.max_length)
+    tok_mismatch = [n for n, a, b in zip(names, ours, ref.tokenize(texts)) if list(a) != list(b)]
+    step(f"  reference embeddings for {len(texts)} texts ({n_real} real RU/EN sentences + edge cases)")
+    ref_vecs = _reference_vectors(ref, texts, [len(x) for x in ours], facts.dim)
+    gated = any(v in records for v in INT8_VARIANTS)
+    out, fails, kept = {}, {}, {}
+    for v, rec in records.items():
+        enc = Encoder.load(folder, variant=v, verify=False, allow_cpu_fp16=True)
+        if v in INT8_VARIANTS or (v == "fp32" and gated):
+            kept[v] = enc
+        fig = compare(ref_vecs, enc.encode(texts, batch_size=16), names)
+        fig["tokenizer_mismatches"] = tok_mismatch
+        f = failures(fig, THRESHOLDS[v]) + [f"tokenizer ids differ from transformers for: {tok_mismatch}"] * bool(tok_mismatch)
+        fig.update(thresholds=THRESHOLDS[v], passed=not f, failures=f)
+        out[v], fails[v] = VariantRecord(**{**rec.__dict__, "parity": fig}), f
+        step(f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
+             + ("" if not f else f" — {len(f)} failing case(s)"))
+    return out, fails, kept
+
+
+def _gates(src: Source, ref, records: dict[str, VariantRecord], kept: dict[str, Encoder], facts: ModelFacts,
+           step: Step, *, int8_recipe: str, gate_pairs: int) -> dict[str, VariantRecord]:
+    """Each int8 variant's gate record, judged against fp32 (the exported fp32 when there is one: equal to torch by
+    parity; else the reference itself)."""
+    if "fp32" in kept:
+        base = kept.pop("fp32")
+        fp32: Embed = lambda t, task: base.encode(t, task=task, batch_size=32)
+    else:
+        fp32 = lambda t, task: ref.embed(prepare_texts(list(t), task=task, prompts=facts.prompts), batch_size=32)
+    fp32 = memo(fp32)
+    out = dict(records)
+    for v in (v for v in INT8_VARIANTS if v in records):
+        step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
+        int8 = kept.pop(v)
+        def embed(t: list[str], task: str | None, enc: Encoder = int8) -> np.ndarray:
+            return enc.encode(t, task=task, batch_size=32)
+
+        figures = gate_figures(fp32, embed, prompts=facts.prompts, pairs_per_lang=gate_pairs)
+        gate = {**gate_record(dict(out[v].parity), figures, random_weights=bool(src.stand_in)),
+                "recipe": int8_recipe if v == "int8" else "openvino-" + openvino_weights(int8_recipe)}
+        if v == "int8-openvino":
+            gate["engine"] = {"openvino": openvino_version(), **out[v].engine_options}
+        out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
+        step(f"  {gate_line(v, gate, out[v].parity)}")
+    return out
+
+
+def measure(src: Source, folder: Path, records: dict[str, VariantRecord], n_real: int, step: Step, *, int8_recipe: str,
+            gate_pairs: int) -> tuple[dict[str, VariantRecord], dict[str, list[str]]]:
+    """The records with their parity figures (and a gate record for each int8 variant), and each variant's parity
+    failures. ``folder`` holds the written variants and a manifest listing them."""
+    from .reference import Reference
+
+    facts = Manifest.read(folder).model
+    ref = Reference(src.folder, pooling=facts.pooling, normalize=facts.normalize, max_length=facts.max_length)
+    out, fails, kept = _parity(folder, ref, records, facts, n_real, step)
+    return _gates(src, ref, out, kept, facts, step, int8_recipe=int8_recipe, gate_pairs=gate_pairs), fails

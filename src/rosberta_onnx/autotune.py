@@ -1,0 +1,96 @@
+"""Which variant is fastest on this machine: measured once, cached next to the artifact.
+
+``variant="auto"`` must never pick a variant that is slower than fp32 on the machine it runs on. The int8 kernels'
+speed depends on the instruction set (AMX / AVX-512 VNNI / AVX-VNNI multiply U8xS8 natively; plain AVX2 emulates
+it with 16-bit intermediates that can saturate), on the thread count, on the engine (onnxruntime or OpenVINO) and
+its build, so the decision is measured, not assumed: one short alternating timing of fp32 and every gated int8
+variant the first time an artifact is loaded with ``auto``, cached next to the artifact (or in
+``~/.cache/rosberta-onnx`` when that folder is read-only). ``ROSBERTA_AUTOTUNE=0`` or ``autotune=False`` skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_json_atomic
+from .hardware import cpu_info
+
+__all__ = ["CACHE_NAME", "Verdict", "fastest_variant", "autotune_enabled"]
+
+CACHE_NAME = ".autotune.json"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The measured choice: median milliseconds per candidate, and where the verdict came from."""
+
+    choice: str
+    ms: dict[str, float]
+    cached: bool
+    cache: str | None  # the file it was read from or written to
+    sessions: dict[str, Any] = field(default_factory=dict, compare=False)  # opened to measure (none if cached)
+
+
+def autotune_enabled(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    return os.environ.get("ROSBERTA_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _cache_paths(folder: Path, key: str) -> list[Path]:
+    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rosberta-onnx"
+    return [folder / CACHE_NAME, home / f"autotune-{key[:16]}.json"]
+
+
+def fastest_variant(folder: Path, candidates: dict[str, str], *, threads: int, streams: int,
+                    open_session: Callable[[str], Any], engine_versions: dict[str, str],
+                    seq: int = 64, batch: int = 4, rounds: int = 5) -> Verdict:
+    """Time each of ``candidates`` (variant name -> sha256 of its model file; fp32 among them), keep the fastest.
+
+    The sessions opened for the measurement come back in the verdict, so the caller keeps the chosen one instead
+    of loading it twice. The cache key holds everything the timing depends on (files, CPU, threads, streams, engine
+    versions, shape): change any of them and it is measured again.
+    """
+    key_fields = {"candidates": dict(sorted(candidates.items())), "cpu": cpu_info().model_name, "threads": threads,
+                  "streams": streams, **engine_versions, "shape": [batch, seq]}
+    digest = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
+    for path in _cache_paths(folder, digest):
+        try:
+            data = json.loads(path.read_text())
+            if data.get("key") == key_fields and data["decision"]["choice"] in candidates:
+                d = data["decision"]
+                return Verdict(choice=d["choice"], ms=d["ms"], cached=True, cache=str(path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    sessions = {name: open_session(name) for name in candidates}
+    ids = np.full((batch, seq), 5, dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 0, 2
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for s in sessions.values():
+        s.run(None, feeds)  # warm-up
+    for _ in range(rounds):  # alternate, so drift on a shared machine hits all alike
+        for name, s in sessions.items():
+            t = time.perf_counter()
+            s.run(None, feeds)
+            times[name].append(time.perf_counter() - t)
+    ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+    choice = min(ms, key=lambda name: ms[name])
+    decision = {"choice": choice, "ms": ms, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for path in _cache_paths(folder, digest):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, {"key": key_fields, "decision": decision})
+            return Verdict(choice=choice, ms=ms, cached=False, cache=str(path), sessions=sessions)
+        except OSError:
+            continue
+    return Verdict(choice=choice, ms=ms, cached=False, cache=None, sessions=sessions)

@@ -30,14 +30,32 @@ def _model_facts(ctx: Context) -> dict:
     stand_in = bool(m.source.get("stand_in"))
     shape = f"{f.architecture}, {f.num_layers} layers, hidden {f.hidden_size}, max length {f.max_length}"
     what = "STAND-IN with random weights" if stand_in else str(m.source.get("model"))
-    return {"artifact": str(ctx.artifact), "source": dict(m.source), "reference": str(ctx.reference) if ctx.reference else None,
-            "reference_origin": ctx.reference_reason, "stand_in": stand_in, "facts": {
-                "architecture": f.architecture, "layers": f.num_layers, "hidden": f.hidden_size, "heads": f.num_heads,
-                "max_length": f.max_length, "pooling": f.pooling}, "variants": {
-                k: {"file": v.file, "size_mb": round(v.size_bytes / 1e6, 1), "recipe": v.recipe, "gate_passed": v.gate_passed}
-                for k, v in m.variants.items()},
-            "short": f"{ctx.artifact.name} ({'stand-in, ' if stand_in else ''}{f.num_layers}L/{f.hidden_size})",
-            "description": f"{what} ({shape}); artifact {ctx.artifact}"}
+    return {
+        "artifact": str(ctx.artifact),
+        "source": dict(m.source),
+        "reference": str(ctx.reference) if ctx.reference else None,
+        "reference_origin": ctx.reference_reason,
+        "stand_in": stand_in,
+        "facts": {
+            "architecture": f.architecture,
+            "layers": f.num_layers,
+            "hidden": f.hidden_size,
+            "heads": f.num_heads,
+            "max_length": f.max_length,
+            "pooling": f.pooling,
+        },
+        "variants": {
+            k: {
+                "file": v.file,
+                "size_mb": round(v.size_bytes / 1e6, 1),
+                "recipe": v.recipe,
+                "gate_passed": v.gate_passed,
+            }
+            for k, v in m.variants.items()
+        },
+        "short": f"{ctx.artifact.name} ({'stand-in, ' if stand_in else ''}{f.num_layers}L/{f.hidden_size})",
+        "description": f"{what} ({shape}); artifact {ctx.artifact}",
+    }
 
 
 def _command() -> str:
@@ -49,10 +67,22 @@ def _command() -> str:
     return " ".join([prog, shlex.join(sys.argv[1:])]).strip()
 
 
-def run_benchmark(artifact, *, reference=None, quick: bool = False, out="benchmarks/results", name: str | None = None,
-                  threads: int | None = None, rounds: int | None = None, systems: list[str] | None = None,
-                  workloads: list[str] | None = None, corpus_size: int | None = None, memory: bool = True,
-                  gap_s: float = 0.02, log=log_stderr) -> tuple[dict, dict[str, Path]]:
+def run_benchmark(
+    artifact,
+    *,
+    reference=None,
+    quick: bool = False,
+    out="benchmarks/results",
+    name: str | None = None,
+    threads: int | None = None,
+    rounds: int | None = None,
+    systems: list[str] | None = None,
+    workloads: list[str] | None = None,
+    corpus_size: int | None = None,
+    memory: bool = True,
+    gap_s: float = 0.02,
+    log=log_stderr,
+) -> tuple[dict, dict[str, Path]]:
     """Run the benchmark and write its results; returns (results dict, written paths)."""
     from rosberta_onnx.hardware import physical_cores
     from rosberta_onnx.tokenize import TextTokenizer
@@ -73,8 +103,9 @@ def run_benchmark(artifact, *, reference=None, quick: bool = False, out="benchma
     try:
         f = ctx.facts
         tok = TextTokenizer(ctx.artifact / ctx.manifest.tokenizer_file, max_length=f.max_length, pad_id=f.pad_token_id)
-        wls = build_workloads(lambda t: int(tok.tokenize([t], truncate=True).token_counts[0]), f.max_length, settings,
-                              only=workloads)
+        wls = build_workloads(
+            lambda t: int(tok.tokenize([t], truncate=True).token_counts[0]), f.max_length, settings, only=workloads
+        )
         log(f"{mode} run: {len(names)} systems, {len(wls)} workloads, {threads} threads, artifact {ctx.artifact}")
         if "ort-plain" in names:
             try:
@@ -89,9 +120,17 @@ def run_benchmark(artifact, *, reference=None, quick: bool = False, out="benchma
                 texts_file = Path(d) / "texts.json"
                 fixed = [list(w.texts) for w in wls if w.name in ("throughput_8x128", "throughput_1x512")]
                 texts_file.write_text(json.dumps(fixed or [list(wls[0].texts)], ensure_ascii=False), encoding="utf-8")
-                mem = measure_all(names, artifact=ctx.artifact, reference=ctx.reference, threads=threads,
-                                  plain_onnx=ctx.plain_path, texts_file=texts_file, timeout_s=1800, log=log,
-                                  jobs=2 if quick else 1)
+                mem = measure_all(
+                    names,
+                    artifact=ctx.artifact,
+                    reference=ctx.reference,
+                    threads=threads,
+                    plain_onnx=ctx.plain_path,
+                    texts_file=texts_file,
+                    timeout_s=1800,
+                    log=log,
+                    jobs=2 if quick else 1,
+                )
 
         status = load_systems(objs, log)
         # Without torch, our fp32 (parity-checked against torch at export) is the next-best yardstick.
@@ -99,22 +138,39 @@ def run_benchmark(artifact, *, reference=None, quick: bool = False, out="benchma
         baseline = next((n for n in (BASELINE, FALLBACK_BASELINE, *ok) if n in ok), BASELINE)
         if baseline != BASELINE:
             log(f"baseline {BASELINE} is not available; ratios are against {baseline}")
-        results, corpus_vecs = run_workloads(objs, wls, status, baseline=baseline, warmup=settings.warmup,
-                                             gap_s=gap_s, log=log)
+        results, corpus_vecs = run_workloads(
+            objs, wls, status, baseline=baseline, warmup=settings.warmup, gap_s=gap_s, log=log
+        )
         qual = quality(corpus_vecs, baseline)
         sys_records = []
         for s in objs:
-            rec = {**s.info(), **status[s.name], "load_s": s.load_s if status[s.name]["status"] == "ok" else None,
-                   "memory": mem.get(s.name, {}), "quality": qual.get(s.name, {})}
+            rec = {
+                **s.info(),
+                **status[s.name],
+                "load_s": s.load_s if status[s.name]["status"] == "ok" else None,
+                "memory": mem.get(s.name, {}),
+                "quality": qual.get(s.name, {}),
+            }
             sys_records.append(rec)
         lat = settings.latency_rounds * settings.latency_calls
         res = {
-            "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "mode": mode,
-            "command": _command(), "baseline": baseline, "machine": machine_facts(), "model": _model_facts(ctx),
-            "settings": {"threads": threads, **{k: v for k, v in settings.__dict__.items() if k != "extra"},
-                         "latency_samples": lat, "gap_s": gap_s, "memory_workload": "8×128 and 1×512, one call each",
-                         "memory_processes_at_once": 2 if quick else 1},
-            "systems": sys_records, "workloads": results,
+            "schema": SCHEMA,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "mode": mode,
+            "command": _command(),
+            "baseline": baseline,
+            "machine": machine_facts(),
+            "model": _model_facts(ctx),
+            "settings": {
+                "threads": threads,
+                **{k: v for k, v in settings.__dict__.items() if k != "extra"},
+                "latency_samples": lat,
+                "gap_s": gap_s,
+                "memory_workload": "8×128 and 1×512, one call each",
+                "memory_processes_at_once": 2 if quick else 1,
+            },
+            "systems": sys_records,
+            "workloads": results,
             "elapsed_s": round(time.perf_counter() - t_start, 1),
         }
         folder = Path(out) / (name or f"{ctx.artifact.name}-{mode}")

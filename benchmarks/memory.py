@@ -89,10 +89,15 @@ def _measure(system, a, t0: float) -> dict:
     for batch in texts:
         system.encode(batch, own_batching=False)
     peak = _peak_mb(pid)
-    return {"rss_after_imports_mb": round(after_imports, 1), "rss_after_load_mb": round(after_load, 1),
-            "peak_rss_mb": round(peak, 1), "peak_over_imports_mb": round(peak - after_imports, 1),
-            "import_s": round(import_s, 2), "load_s": round(system.load_s or 0.0, 2),
-            "encode_s": round(time.perf_counter() - t1, 2)}
+    return {
+        "rss_after_imports_mb": round(after_imports, 1),
+        "rss_after_load_mb": round(after_load, 1),
+        "peak_rss_mb": round(peak, 1),
+        "peak_over_imports_mb": round(peak - after_imports, 1),
+        "import_s": round(import_s, 2),
+        "load_s": round(system.load_s or 0.0, 2),
+        "encode_s": round(time.perf_counter() - t1, 2),
+    }
 
 
 def _one(name: str, base_cmd: list[str], env: dict, timeout_s: float, log) -> dict:
@@ -109,13 +114,29 @@ def _one(name: str, base_cmd: list[str], env: dict, timeout_s: float, log) -> di
         log(f"memory {name}: failed — {tail}")
         return {"error": f"exit {r.returncode}: {tail}"}
     fig = json.loads(lines[-1])
-    log(f"memory {name}: " + (f"skipped — {fig['skipped']}" if "skipped" in fig else
-                              f"peak {fig['peak_rss_mb']:.0f} MB ({time.perf_counter() - t0:.0f}s)"))
+    log(
+        f"memory {name}: "
+        + (
+            f"skipped — {fig['skipped']}"
+            if "skipped" in fig
+            else f"peak {fig['peak_rss_mb']:.0f} MB ({time.perf_counter() - t0:.0f}s)"
+        )
+    )
     return fig
 
 
-def measure_all(names: list[str], *, artifact, reference, threads: int, plain_onnx, texts_file: Path,
-                timeout_s: float, log, jobs: int = 1) -> dict[str, dict]:
+def measure_all(
+    names: list[str],
+    *,
+    artifact,
+    reference,
+    threads: int,
+    plain_onnx,
+    texts_file: Path,
+    timeout_s: float,
+    log,
+    jobs: int = 1,
+) -> dict[str, dict]:
     """One child process per system; {name: figures | {"skipped"|"error": reason}}.
 
     ``jobs`` > 1 runs children side by side: each peak is its own process's, so they don't mix, but the
@@ -137,7 +158,9 @@ def measure_all(names: list[str], *, artifact, reference, threads: int, plain_on
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.memory", description="peak RSS of one system (one JSON line)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.memory", description="peak RSS of one system (one JSON line)"
+    )
     p.add_argument("system")
     p.add_argument("--artifact", required=True)
     p.add_argument("--reference", default=None)

@@ -44,7 +44,9 @@ def _tokenizer():
     texts = [s for lang in LANGS for p in sts_pairs(lang, "train") for s in (p.sentence1, p.sentence2)]
     tok = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
     tok.train_from_iterator(texts, vocab_size=VOCAB, min_frequency=2, special_tokens=SPECIALS, show_progress=False)
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False
+    )
     return tok
 
 
@@ -66,52 +68,122 @@ def _graph(rng: np.random.Generator, vocab: int):
         return out
 
     def layer_norm(x: str, name: str) -> str:
-        return op("LayerNormalization", [x, const(f"{name}.g", np.ones(HIDDEN, np.float32)),
-                                         const(f"{name}.b", np.zeros(HIDDEN, np.float32))], name, axis=-1, epsilon=1e-5)
+        return op(
+            "LayerNormalization",
+            [x, const(f"{name}.g", np.ones(HIDDEN, np.float32)), const(f"{name}.b", np.zeros(HIDDEN, np.float32))],
+            name,
+            axis=-1,
+            epsilon=1e-5,
+        )
 
     one = const("one", np.array(1, np.int64))
     # RoBERTa's positions: cumsum over the non-pad tokens, pad id + 1 onwards, pad positions at pad id
-    not_pad = op("Cast", [op("Not", [op("Equal", ["input_ids", const("pad", np.array(PAD, np.int64))], "is_pad")],
-                             "is_tok")], "tok_i64", to=TensorProto.INT64)
-    positions = op("Add", [op("Mul", [op("CumSum", [not_pad, one], "cum"), not_pad], "cum_tok"),
-                           const("pad_id", np.array(PAD, np.int64))], "positions")
-    x = op("Add", [op("Gather", [weight("word_emb", vocab, HIDDEN, scale=1.0), "input_ids"], "words"),
-                   op("Gather", [weight("pos_emb", MAX_POSITIONS, HIDDEN, scale=1.0), positions], "pos")], "emb")
+    not_pad = op(
+        "Cast",
+        [op("Not", [op("Equal", ["input_ids", const("pad", np.array(PAD, np.int64))], "is_pad")], "is_tok")],
+        "tok_i64",
+        to=TensorProto.INT64,
+    )
+    positions = op(
+        "Add",
+        [
+            op("Mul", [op("CumSum", [not_pad, one], "cum"), not_pad], "cum_tok"),
+            const("pad_id", np.array(PAD, np.int64)),
+        ],
+        "positions",
+    )
+    x = op(
+        "Add",
+        [
+            op("Gather", [weight("word_emb", vocab, HIDDEN, scale=1.0), "input_ids"], "words"),
+            op("Gather", [weight("pos_emb", MAX_POSITIONS, HIDDEN, scale=1.0), positions], "pos"),
+        ],
+        "emb",
+    )
     x = layer_norm(x, "emb_ln")
     # additive mask (b, 1, 1, s): 0 for tokens, -10000 for padding
     mask_f = op("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
-    bias = op("Mul", [op("Sub", [const("onef", np.array(1.0, np.float32)), mask_f], "inv_mask"),
-                      const("neg", np.array(-10000.0, np.float32))], "mask_bias")
+    bias = op(
+        "Mul",
+        [
+            op("Sub", [const("onef", np.array(1.0, np.float32)), mask_f], "inv_mask"),
+            const("neg", np.array(-10000.0, np.float32)),
+        ],
+        "mask_bias",
+    )
     bias = op("Unsqueeze", [bias, const("axes12", np.array([1, 2], np.int64))], "mask_b11s")
     split = const("split_shape", np.array([0, 0, HEADS, HIDDEN // HEADS], np.int64))
     merge = const("merge_shape", np.array([0, 0, HIDDEN], np.int64))
     scale = const("scale", np.array(1.0 / np.sqrt(HIDDEN // HEADS), np.float32))
     for i in range(LAYERS):
+
         def proj(name: str, inp: str, k: int, n: int) -> str:
-            return op("Add", [op("MatMul", [inp, weight(f"l{i}.{name}.w", k, n)], f"l{i}.{name}.mm"),
-                              const(f"l{i}.{name}.b", np.zeros(n, np.float32))], f"l{i}.{name}")
+            return op(
+                "Add",
+                [
+                    op("MatMul", [inp, weight(f"l{i}.{name}.w", k, n)], f"l{i}.{name}.mm"),
+                    const(f"l{i}.{name}.b", np.zeros(n, np.float32)),
+                ],
+                f"l{i}.{name}",
+            )
 
         def heads(t: str) -> str:
             return op("Transpose", [op("Reshape", [t, split], f"{t}.split")], f"{t}.heads", perm=[0, 2, 1, 3])
 
         q, k, v = (heads(proj(n, x, HIDDEN, HIDDEN)) for n in ("q", "k", "v"))
-        scores = op("Add", [op("Mul", [op("MatMul", [q, op("Transpose", [k], f"l{i}.kT", perm=[0, 1, 3, 2])],
-                                          f"l{i}.qk"), scale], f"l{i}.scaled"), bias], f"l{i}.masked")
+        scores = op(
+            "Add",
+            [
+                op(
+                    "Mul",
+                    [op("MatMul", [q, op("Transpose", [k], f"l{i}.kT", perm=[0, 1, 3, 2])], f"l{i}.qk"), scale],
+                    f"l{i}.scaled",
+                ),
+                bias,
+            ],
+            f"l{i}.masked",
+        )
         ctx = op("MatMul", [op("Softmax", [scores], f"l{i}.probs", axis=-1), v], f"l{i}.ctx_heads")
         ctx = op("Reshape", [op("Transpose", [ctx], f"l{i}.ctx_t", perm=[0, 2, 1, 3]), merge], f"l{i}.ctx")
         x = layer_norm(op("Add", [x, proj("o", ctx, HIDDEN, HIDDEN)], f"l{i}.res1"), f"l{i}.ln1")
         up = proj("up", x, HIDDEN, FFN)  # GELU(x) = x/2 (1 + erf(x / sqrt 2))
-        gelu = op("Mul", [op("Mul", [up, const(f"l{i}.half", np.array(0.5, np.float32))], f"l{i}.half_up"),
-                          op("Add", [op("Erf", [op("Div", [up, const(f"l{i}.sqrt2", np.array(np.sqrt(2), np.float32))],
-                                                   f"l{i}.scaled_up")], f"l{i}.erf"), "onef"], f"l{i}.erf1")],
-                      f"l{i}.gelu")
+        gelu = op(
+            "Mul",
+            [
+                op("Mul", [up, const(f"l{i}.half", np.array(0.5, np.float32))], f"l{i}.half_up"),
+                op(
+                    "Add",
+                    [
+                        op(
+                            "Erf",
+                            [
+                                op(
+                                    "Div",
+                                    [up, const(f"l{i}.sqrt2", np.array(np.sqrt(2), np.float32))],
+                                    f"l{i}.scaled_up",
+                                )
+                            ],
+                            f"l{i}.erf",
+                        ),
+                        "onef",
+                    ],
+                    f"l{i}.erf1",
+                ),
+            ],
+            f"l{i}.gelu",
+        )
         x = layer_norm(op("Add", [x, proj("down", gelu, FFN, HIDDEN)], f"l{i}.res2"), f"l{i}.ln2")
     nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
     graph = helper.make_graph(
-        nodes, "factory_encoder",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask")],
+        nodes,
+        "factory_encoder",
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+            for n in ("input_ids", "attention_mask")
+        ],
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", HIDDEN])],
-        inits)
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
 
 
@@ -123,12 +195,19 @@ def _int8_gate(folder: Path, facts: ModelFacts) -> dict:
     fp32 = Encoder.load(folder, variant="fp32", verify=False).encode(texts)
     int8 = Encoder.load(folder, variant="int8", verify=False).encode(texts)
     cos = (fp32 * int8).sum(1)
-    parity = {"n": len(texts), "cos_min": float(cos.min()), "cos_mean": float(cos.mean()),
-              "max_abs": float(np.abs(fp32 - int8).max()), "worst_case": f"sts[{int(cos.argmin())}]"}
+    parity = {
+        "n": len(texts),
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+        "max_abs": float(np.abs(fp32 - int8).max()),
+        "worst_case": f"sts[{int(cos.argmin())}]",
+    }
     figures = {"pairs_per_lang": 0, "top10_overlap": {}, "spearman_fp32": {}, "spearman_int8": {}}
     gate = gate_record(parity, figures, random_weights=True, thresholds=INT8_GATE)
-    return {"parity": {**parity, "thresholds": {}, "passed": True, "failures": []},
-            "gate": {**gate, "recipe": "rowwise-sq-rtn"}}
+    return {
+        "parity": {**parity, "thresholds": {}, "passed": True, "failures": []},
+        "gate": {**gate, "recipe": "rowwise-sq-rtn"},
+    }
 
 
 def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int = 0) -> Path:
@@ -144,27 +223,60 @@ def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int
     tok.save(str(folder / "tokenizer.json"))
     model = _graph(np.random.default_rng(seed), tok.get_vocab_size())
     onnx.checker.check_model(model)
-    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="model.onnx.data")  # weights apart, as the exporter writes fp32; shapes stay inline
+    onnx.save_model(
+        model,
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+    )  # weights apart, as the exporter writes fp32; shapes stay inline
     text_tok = TextTokenizer(folder / "tokenizer.json", max_length=MAX_LENGTH, pad_id=PAD)
     quantize_int8(folder / "model.onnx", folder / "model_int8.onnx", recipe="rowwise-sq-rtn", tokenizer=text_tok)
-    facts = ModelFacts(architecture="roberta", hidden_size=HIDDEN, num_layers=LAYERS, num_heads=HEADS,
-                       intermediate_size=FFN, vocab_size=tok.get_vocab_size(), pad_token_id=PAD,
-                       max_position_embeddings=MAX_POSITIONS, max_length=MAX_LENGTH, pooling=pooling, normalize=True,
-                       prompts=dict(ROSBERTA_PROMPTS))
+    facts = ModelFacts(
+        architecture="roberta",
+        hidden_size=HIDDEN,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        intermediate_size=FFN,
+        vocab_size=tok.get_vocab_size(),
+        pad_token_id=PAD,
+        max_position_embeddings=MAX_POSITIONS,
+        max_length=MAX_LENGTH,
+        pooling=pooling,
+        normalize=True,
+        prompts=dict(ROSBERTA_PROMPTS),
+    )
 
     def record(name: str, files: list[str], recipe: str, **extra) -> VariantRecord:
-        return VariantRecord(name=name, file=files[0], files={f: sha256_file(folder / f) for f in files},
-                             size_bytes=sum((folder / f).stat().st_size for f in files), recipe=recipe, **extra)
+        return VariantRecord(
+            name=name,
+            file=files[0],
+            files={f: sha256_file(folder / f) for f in files},
+            size_bytes=sum((folder / f).stat().st_size for f in files),
+            recipe=recipe,
+            **extra,
+        )
 
-    variants = {"fp32": record("fp32", ["model.onnx", "model.onnx.data"], "fp32, numpy weights (test factory)"),
-                "int8": record("int8", ["model_int8.onnx"], "rowwise-sq-rtn (the exporter's recipe, test factory)")}
+    variants = {
+        "fp32": record("fp32", ["model.onnx", "model.onnx.data"], "fp32, numpy weights (test factory)"),
+        "int8": record("int8", ["model_int8.onnx"], "rowwise-sq-rtn (the exporter's recipe, test factory)"),
+    }
     manifest = Manifest(
         format_version=FORMAT_VERSION,
-        source={"model": "test-factory", "revision": f"seed-{seed}", "kind": "local", "stand_in": True,
-                "note": "random numpy weights built without torch for the fast test tier: meaningless embeddings"},
-        model=facts, tokenizer_file="tokenizer.json", tokenizer_sha256=sha256_file(folder / "tokenizer.json"),
-        opset=OPSET, tools={"onnx": onnx.__version__}, variants=variants)
+        source={
+            "model": "test-factory",
+            "revision": f"seed-{seed}",
+            "kind": "local",
+            "stand_in": True,
+            "note": "random numpy weights built without torch for the fast test tier: meaningless embeddings",
+        },
+        model=facts,
+        tokenizer_file="tokenizer.json",
+        tokenizer_sha256=sha256_file(folder / "tokenizer.json"),
+        opset=OPSET,
+        tools={"onnx": onnx.__version__},
+        variants=variants,
+    )
     manifest.write(folder)
     measured = _int8_gate(folder, facts)
     variants["int8"] = VariantRecord(**{**variants["int8"].__dict__, **measured})

@@ -24,7 +24,9 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.fin
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-fullsize", action="store_true", help="also export and check the full-size stand-in (minutes)")
+    parser.addoption(
+        "--run-fullsize", action="store_true", help="also export and check the full-size stand-in (minutes)"
+    )
 
 
 # fixtures that need torch or the exporter: a test using one is in the slow tier
@@ -33,7 +35,9 @@ SLOW_FIXTURES = {"tiny_checkpoint", "tiny_artifact", "minilm_dir", "minilm_expor
 
 def pytest_collection_modifyitems(config, items):
     skip_full = pytest.mark.skip(reason="full-size stand-in: pass --run-fullsize (CI does)")
-    skip_torch = pytest.mark.skip(reason="needs the export extra (torch, transformers); runs in the full CI environment")
+    skip_torch = pytest.mark.skip(
+        reason="needs the export extra (torch, transformers); runs in the full CI environment"
+    )
     for item in items:
         if "fullsize" in item.keywords or "torch" in item.keywords or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
@@ -91,6 +95,7 @@ def minilm_export(tmp_path_factory, minilm_dir):
 def stop_with_sigterm():
     """``run(cmd, ready, **popen)``: start ``cmd``, wait (at most 300 s) until ``ready()`` is true while it still
     runs, send it SIGTERM as ``kill`` or a CI time limit would; its (return code, stderr)."""
+
     def run(cmd, ready, **popen):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
         deadline = time.monotonic() + 300
@@ -102,4 +107,5 @@ def stop_with_sigterm():
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
         return proc.returncode, err
+
     return run

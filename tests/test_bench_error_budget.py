@@ -15,8 +15,22 @@ pytestmark = pytest.mark.torch
 def test_error_budget_rows(tiny_artifact, tiny_checkpoint, tmp_path):
     from benchmarks.studies.error_budget import ROLES, main
 
-    assert main([str(tiny_artifact), "--reference", str(tiny_checkpoint), "--queries", "8", "--pairs", "40",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                str(tiny_artifact),
+                "--reference",
+                str(tiny_checkpoint),
+                "--queries",
+                "8",
+                "--pairs",
+                "40",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "error_budget.json").read_text())
     rows = {r["system"]: r for r in res["rows"]}
     assert "`int8` as shipped" in rows and res["docs"] > 10
@@ -24,8 +38,13 @@ def test_error_budget_rows(tiny_artifact, tiny_checkpoint, tmp_path):
         assert 0.0 <= r["top10_overlap"] <= 1.0 and math.isfinite(r["score_error_median"])
     layers = json.loads((tiny_artifact / "manifest.json").read_text())["model"]["num_layers"]
     per_type = [name for name in rows if name.startswith("activations per token")]
-    hooked = {"every MatMul": 6 * layers, "Q/K/V": 3 * layers, "attention output": layers, "FFN-up": layers,
-              "FFN-down": layers}
+    hooked = {
+        "every MatMul": 6 * layers,
+        "Q/K/V": 3 * layers,
+        "attention output": layers,
+        "FFN-up": layers,
+        "FFN-down": layers,
+    }
     assert per_type == [f"activations per token u8: {k} ({n} MatMuls)" for k, n in hooked.items()]
     assert len(per_type) == 1 + len(ROLES)
     assert "Reproduce: `python -m benchmarks.studies.error_budget" in (tmp_path / "error_budget.md").read_text()

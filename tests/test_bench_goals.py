@@ -8,24 +8,42 @@ from benchmarks.harness.goals import GOALS, goals_section, judge, peer_ratio
 from benchmarks.harness.kernels import KERNEL_OF
 
 GOAL_8X128 = next(g for g in GOALS if g.workload == "throughput_8x128")
-ZEN4 = {"vendor": "AuthenticAMD", "family": 25, "model": 17, "isa": "avx512_vnni", "microarchitecture": "Zen 4",
-        "description": "AMD EPYC (AuthenticAMD family 25 model 17, Zen 4; AVX-512 VNNI, no AMX)"}
+ZEN4 = {
+    "vendor": "AuthenticAMD",
+    "family": 25,
+    "model": 17,
+    "isa": "avx512_vnni",
+    "microarchitecture": "Zen 4",
+    "description": "AMD EPYC (AuthenticAMD family 25 model 17, Zen 4; AVX-512 VNNI, no AMX)",
+}
 
 
 def _rec(times, base):
     ratios = [b / t for b, t in zip(base, times)]
-    return {"time_s_rounds": times, "ratio_median": sorted(ratios)[len(ratios) // 2],
-            "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    return {
+        "time_s_rounds": times,
+        "ratio_median": sorted(ratios)[len(ratios) // 2],
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
 
 
 def _run(torch_times, ours_times, peer_times, baseline="torch-fp32", ours_status="ok", cpu=ZEN4):
-    systems = {"torch-fp32": _rec(torch_times, torch_times), "rosberta-int8-openvino": _rec(ours_times, torch_times),
-               "openvino-int8": _rec(peer_times, torch_times)}
-    return {"baseline": baseline,
-            "systems": [{"name": "torch-fp32", "label": "torch fp32", "status": "ok"},
-                        {"name": "openvino-int8", "label": "NNCF", "status": "ok"},
-                        {"name": "rosberta-int8-openvino", "label": "ours", "status": ours_status}],
-            "workloads": {"throughput_8x128": {"systems": systems}}, "machine": {"cpu": cpu}}
+    systems = {
+        "torch-fp32": _rec(torch_times, torch_times),
+        "rosberta-int8-openvino": _rec(ours_times, torch_times),
+        "openvino-int8": _rec(peer_times, torch_times),
+    }
+    return {
+        "baseline": baseline,
+        "systems": [
+            {"name": "torch-fp32", "label": "torch fp32", "status": "ok"},
+            {"name": "openvino-int8", "label": "NNCF", "status": "ok"},
+            {"name": "rosberta-int8-openvino", "label": "ours", "status": ours_status},
+        ],
+        "workloads": {"throughput_8x128": {"systems": systems}},
+        "machine": {"cpu": cpu},
+    }
 
 
 def _ceiling(tmp_path, cpu, x_8x128):

@@ -31,9 +31,27 @@ FIGURES = {"latency": "p50_ms", "throughput": "seq_per_s", "corpus": "texts_per_
 def quick_run(tiny_artifact, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     # A subprocess, so the peers' own warnings are not turned into errors by this suite's filterwarnings.
-    r = subprocess.run([sys.executable, "-m", "benchmarks", str(tiny_artifact), "--quick",
-                        "--rounds", "1", "--corpus-size", "16", "--out", str(out), "--name", "q"],
-                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            str(tiny_artifact),
+            "--quick",
+            "--rounds",
+            "1",
+            "--corpus-size",
+            "16",
+            "--out",
+            str(out),
+            "--name",
+            "q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     folder = out / "q"
     return folder, json.loads((folder / "results.json").read_text(encoding="utf-8")), r
@@ -52,7 +70,9 @@ def test_every_system_ran_or_says_why_it_was_skipped(quick_run, tiny_artifact):
             assert len(s["reason"]) > 10, name
     # Our own variants on the CPU must run; the fp16 GPU variant is skipped without CUDA, with a reason.
     assert systems["rosberta-fp32"]["status"] == systems["rosberta-int8"]["status"] == "ok"
-    if openvino_available() and "int8-openvino" in Manifest.read(tiny_artifact).variants:  # the optional engine, where installed
+    if (
+        openvino_available() and "int8-openvino" in Manifest.read(tiny_artifact).variants
+    ):  # the optional engine, where installed
         assert systems["rosberta-int8-openvino"]["status"] == "ok"
     if not res["machine"]["cuda"]:
         assert systems["rosberta-fp16"]["status"] == "skipped" and "CUDA" in systems["rosberta-fp16"]["reason"]
@@ -135,14 +155,32 @@ def test_fixed_shape_texts_have_exactly_n_tokens(tiny_artifact):
         assert len(set(texts)) == k and [count(t) for t in texts] == [n] * k
 
 
-@pytest.mark.skipif(not HAS_TORCH or importlib.util.find_spec("openvino") is None,
-                    reason="the ceiling bench times torch against OpenVINO and onnxruntime")
+@pytest.mark.skipif(
+    not HAS_TORCH or importlib.util.find_spec("openvino") is None,
+    reason="the ceiling bench times torch against OpenVINO and onnxruntime",
+)
 def test_ceiling_bench_times_the_same_work_in_every_engine(tiny_checkpoint, tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    r = subprocess.run([sys.executable, "-m", "benchmarks.studies.ceiling", str(tiny_checkpoint), "--shapes", "1x8,2x16",
-                        "--rounds", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                       env={**os.environ, "TMPDIR": str(scratch)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.studies.ceiling",
+            str(tiny_checkpoint),
+            "--shapes",
+            "1x8,2x16",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     # the GEMM-only models it built (GBs at full size) are gone with the run
     assert not list(scratch.glob("ceiling-*")), list(scratch.iterdir())
@@ -157,16 +195,33 @@ def test_ceiling_bench_times_the_same_work_in_every_engine(tiny_checkpoint, tmp_
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="the plain-export peer needs torch")
-def test_a_bench_stopped_by_sigterm_removes_its_work_folders(tiny_checkpoint, tiny_artifact, tmp_path,
-                                                             stop_with_sigterm):
+def test_a_bench_stopped_by_sigterm_removes_its_work_folders(
+    tiny_checkpoint, tiny_artifact, tmp_path, stop_with_sigterm
+):
     """``kill`` or a CI time limit ends a bench like Ctrl-C: the plain export it was building (1.4 GB at full size)
     does not stay behind in the temp folder."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    rc, err = stop_with_sigterm([sys.executable, "-m", "benchmarks", str(tiny_artifact), "--reference", str(tiny_checkpoint),
-                                 "--quick", "--rounds", "1", "--systems", "ort-plain", "--out", str(tmp_path)],
-                                ready=lambda: bool(list(scratch.glob("rosberta-bench-*"))),
-                                cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)})
+    rc, err = stop_with_sigterm(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            str(tiny_artifact),
+            "--reference",
+            str(tiny_checkpoint),
+            "--quick",
+            "--rounds",
+            "1",
+            "--systems",
+            "ort-plain",
+            "--out",
+            str(tmp_path),
+        ],
+        ready=lambda: bool(list(scratch.glob("rosberta-bench-*"))),
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
     assert rc != 0 and "stopped by signal" in err, err[-2000:]
     assert not list(scratch.glob("rosberta-bench-*")), list(scratch.iterdir())
 
@@ -179,8 +234,10 @@ def test_ceiling_agreement_check_tells_a_different_computation_apart():
     assert agree[TORCH_GEMMS] == pytest.approx(1.0) and agree[INT8[0]] > 0.999 and agree[INT8[1]] < 0.5
 
 
-@pytest.mark.skipif(not HAS_TORCH or importlib.util.find_spec("nncf") is None,
-                    reason="the NNCF accuracy-control bench needs torch, openvino and nncf")
+@pytest.mark.skipif(
+    not HAS_TORCH or importlib.util.find_spec("nncf") is None,
+    reason="the NNCF accuracy-control bench needs torch, openvino and nncf",
+)
 def test_nncf_accuracy_bench_reports_reverts_gate_figures_and_speed(tiny_checkpoint, tiny_artifact, tmp_path):
     from rosberta_onnx.manifest import Manifest
 
@@ -188,27 +245,61 @@ def test_nncf_accuracy_bench_reports_reverts_gate_figures_and_speed(tiny_checkpo
         pytest.skip("the tiny artifact has no int8-openvino to compare with")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    r = subprocess.run([sys.executable, "-m", "benchmarks.studies.nncf_accuracy", "--quality-checkpoint", str(tiny_checkpoint),
-                        "--speed-checkpoint", str(tiny_checkpoint), "--artifact", str(tiny_artifact),
-                        "--max-drops", "0.01", "--defaults-iterations", "1", "--gate-pairs", "20", "--rounds", "1",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                       env={**os.environ, "TMPDIR": str(scratch)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.studies.nncf_accuracy",
+            "--quality-checkpoint",
+            str(tiny_checkpoint),
+            "--speed-checkpoint",
+            str(tiny_checkpoint),
+            "--artifact",
+            str(tiny_artifact),
+            "--max-drops",
+            "0.01",
+            "--defaults-iterations",
+            "1",
+            "--gate-pairs",
+            "20",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "nncf_accuracy.json").read_text(encoding="utf-8"))
     runs = res["quality"]["runs"]
-    assert [(x["max_drop"], x["nncf_defaults"]) for x in runs] == [(None, False), (0.01, False), (None, True),
-                                                                    (0.01, True)]
+    assert [(x["max_drop"], x["nncf_defaults"]) for x in runs] == [
+        (None, False),
+        (0.01, False),
+        (None, True),
+        (0.01, True),
+    ]
     assert runs[0]["reverted"] == [] and runs[2]["reverted"] == []  # plain static int8 quantises every MatMul
     for x in runs:
         assert x["weight_matmuls"] == 12 and len(x["reverted"]) == sum(x["reverted_roles"].values())
         assert 0.9 < x["cos_min"] <= x["cos_mean"] <= 1.0 + 1e-6 and set(x["top10_overlap"]) == {"en", "ru"}
     assert list(res["speed"]["shapes"]) == ["1x16", "8x128"]
     assert all(math.isfinite(v) and v > 0 for s in res["speed"]["shapes"].values() for v in s.values())
-    assert "| no SmoothQuant, no bias correction | 0.01 |" in (tmp_path / "nncf_accuracy.md").read_text(encoding="utf-8")
+    assert "| no SmoothQuant, no bias correction | 0.01 |" in (tmp_path / "nncf_accuracy.md").read_text(
+        encoding="utf-8"
+    )
     assert not list(scratch.glob("nncf-accuracy-*"))
 
 
 def test_nncf_accuracy_bench_needs_an_int8_openvino_artifact(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "benchmarks.studies.nncf_accuracy", "--artifact", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.studies.nncf_accuracy", "--artifact", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert r.returncode == 2 and "has no model_int8_openvino.onnx" in r.stderr and "rosberta-onnx export" in r.stderr

@@ -11,15 +11,24 @@ from rosberta_onnx import Encoder
 
 
 def cli(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", *args], input=stdin, capture_output=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "rosberta_onnx.cli", *args], input=stdin, capture_output=True, timeout=300
+    )
 
 
 TEXTS = ["Первая строка", "second line", "", "третья — third"]
 
 
 def test_encode_lines_from_stdin_to_npy(runtime_artifact):
-    r = cli("encode", str(runtime_artifact), "--variant", "fp32", "--task", "search_query",
-            stdin="\n".join(TEXTS).encode() + b"\n")
+    r = cli(
+        "encode",
+        str(runtime_artifact),
+        "--variant",
+        "fp32",
+        "--task",
+        "search_query",
+        stdin="\n".join(TEXTS).encode() + b"\n",
+    )
     assert r.returncode == 0, r.stderr
     got = np.load(io.BytesIO(r.stdout))
     want = Encoder.load(runtime_artifact, variant="fp32").encode(TEXTS, task="search_query")

@@ -8,8 +8,14 @@ from rosberta_onnx.errors import InputTooLongError, InputTypeError, TaskError
 from rosberta_onnx.manifest import INT8_VARIANTS, Manifest
 from rosberta_onnx.openvino_engine import openvino_available
 
-TEXTS = ["Человек в твердой шляпе танцует.", "A man is playing a flute.", "я", "",
-         "Мужчина разбрасывает измельченный сыр на вареную пиццу. " * 5, "A plane is taking off."]
+TEXTS = [
+    "Человек в твердой шляпе танцует.",
+    "A man is playing a flute.",
+    "я",
+    "",
+    "Мужчина разбрасывает измельченный сыр на вареную пиццу. " * 5,
+    "A plane is taking off.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +102,17 @@ def test_truncate_false_names_index_and_count(enc):
         enc.encode(["a", "b", long], truncate=False)
 
 
-@pytest.mark.parametrize("bad,where", [([None], r"texts\[0\] is NoneType"), (["a", 3], r"texts\[1\] is int"),
-                                       (["a", ["b"]], r"texts\[1\] is list.*nested"), (None, "got NoneType"),
-                                       (b"bytes", "Decode bytes"), (42, "got int")])
+@pytest.mark.parametrize(
+    "bad,where",
+    [
+        ([None], r"texts\[0\] is NoneType"),
+        (["a", 3], r"texts\[1\] is int"),
+        (["a", ["b"]], r"texts\[1\] is list.*nested"),
+        (None, "got NoneType"),
+        (b"bytes", "Decode bytes"),
+        (42, "got int"),
+    ],
+)
 def test_bad_types_name_the_index(enc, bad, where):
     with pytest.raises(InputTypeError, match=where):
         enc.encode(bad)
@@ -107,8 +121,18 @@ def test_bad_types_name_the_index(enc, bad, where):
 
 
 def test_odd_text_never_crashes_or_nans(enc):
-    odd = ["", "   \t\n", "\x00", "a\x00b", "\ud800 lone surrogate", "\udfff", "👨‍👩‍👧‍👦" * 50, "e\u0301" * 300,
-           "<s></s><pad><unk><mask>", "\u202e\u200b\ufeff"]
+    odd = [
+        "",
+        "   \t\n",
+        "\x00",
+        "a\x00b",
+        "\ud800 lone surrogate",
+        "\udfff",
+        "👨‍👩‍👧‍👦" * 50,
+        "e\u0301" * 300,
+        "<s></s><pad><unk><mask>",
+        "\u202e\u200b\ufeff",
+    ]
     v = enc.encode(odd)
     assert v.shape == (len(odd), enc.dim) and np.isfinite(v).all()
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)

@@ -15,12 +15,18 @@ from rosberta_onnx.openvino_engine import openvino_available
 
 pytestmark = pytest.mark.torch
 
-ROSBERTA_PROMPTS = {"search_query": "search_query: ", "search_document": "search_document: ",
-                    "classification": "classification: ", "clustering": "clustering: "}
+ROSBERTA_PROMPTS = {
+    "search_query": "search_query: ",
+    "search_document": "search_document: ",
+    "classification": "classification: ",
+    "clustering": "clustering: ",
+}
 
 
 def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rosberta_onnx.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_manifest_records_the_contract(tiny_artifact):
@@ -33,7 +39,9 @@ def test_manifest_records_the_contract(tiny_artifact):
     assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(m.tools)
     # the default: every variant this environment can build (int8-openvino where openvino is installed)
     assert set(m.variants) == {"fp32", "fp16", "int8"} | ({"int8-openvino"} if openvino_available() else set())
-    assert m.variants["fp32"].fused_ops["Attention"] == 2 and m.variants["fp32"].fused_ops["SkipLayerNormalization"] == 4
+    assert (
+        m.variants["fp32"].fused_ops["Attention"] == 2 and m.variants["fp32"].fused_ops["SkipLayerNormalization"] == 4
+    )
     for v in m.variants.values():
         assert v.parity["n"] > 60 and v.parity["passed"], v.parity["failures"]
         assert set(v.files) == set(os.listdir(tiny_artifact)) & set(v.files)
@@ -68,8 +76,18 @@ def test_parity_recomputed_through_the_public_api(tiny_checkpoint, tiny_artifact
     counter = Encoder.load(tiny_artifact, variant="fp32")
     cases = parity_cases(48, max_length=512, count_tokens=lambda t: counter.count_tokens([t])[0])
     names = [c.name for c in cases]
-    assert {"empty", "whitespace", "one_char", "emoji_zwj", "combining_marks", "special_tokens_in_text",
-            "longer_than_max", "exactly_max_length", "prefix_search_query", "prefix_clustering"} <= set(names)
+    assert {
+        "empty",
+        "whitespace",
+        "one_char",
+        "emoji_zwj",
+        "combining_marks",
+        "special_tokens_in_text",
+        "longer_than_max",
+        "exactly_max_length",
+        "prefix_search_query",
+        "prefix_clustering",
+    } <= set(names)
     assert counter.count_tokens([c.text for c in cases if c.name == "exactly_max_length"])[0] == 512
     texts = [c.text for c in cases]
     want = ref.embed(texts, batch_size=16)
@@ -99,7 +117,12 @@ def test_defaults_without_sentence_transformers_files(tmp_path):
     ckpt = synth(tmp_path / "bare", size="tiny", seed=1, sentence_transformers_files=False)
     r = export(str(ckpt), tmp_path / "out", variants=("fp32",), parity_texts=8)
     f = r.manifest.model
-    assert (f.pooling, f.normalize, dict(f.prompts), set(r.manifest.variants)) == ("cls", True, ROSBERTA_PROMPTS, {"fp32"})
+    assert (f.pooling, f.normalize, dict(f.prompts), set(r.manifest.variants)) == (
+        "cls",
+        True,
+        ROSBERTA_PROMPTS,
+        {"fp32"},
+    )
     assert r.ok
 
 
@@ -118,6 +141,7 @@ def test_mean_pooling_and_prompts_are_read_from_st_files(tmp_path, tiny_checkpoi
 
 
 # -- bad input to the exporter: one clear line, non-zero exit, nothing half-written ------------------
+
 
 def test_missing_folder(tmp_path):
     r = cli("export", str(tmp_path / "nope" / "x"), "-o", str(tmp_path / "out"))
@@ -178,8 +202,13 @@ def test_unwritable_output(tmp_path, tiny_checkpoint):
 
 def test_hub_id_while_offline(tmp_path, tiny_checkpoint):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    r = subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", "export", "ai-forever/ru-en-RoSBERTa", "-o",
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "rosberta_onnx.cli", "export", "ai-forever/ru-en-RoSBERTa", "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert r.returncode == 2
     assert "could not fetch 'ai-forever/ru-en-RoSBERTa'" in r.stderr and "--local-dir" in r.stderr
     assert [line for line in r.stderr.splitlines() if line.startswith("error:")] == r.stderr.splitlines()[-1:]
@@ -208,14 +237,25 @@ def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_
 
 
 def test_calibration_size_without_a_calibrating_variant_says_it_is_unused(tmp_path, tiny_checkpoint):
-    r = cli("export", str(tiny_checkpoint), "-o", str(tmp_path / "out"), "--variants", "fp32",
-            "--calibration-sentences", "64", "--parity-texts", "4")
+    r = cli(
+        "export",
+        str(tiny_checkpoint),
+        "-o",
+        str(tmp_path / "out"),
+        "--variants",
+        "fp32",
+        "--calibration-sentences",
+        "64",
+        "--parity-texts",
+        "4",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "calibration_sentences=64 is not used" in r.stdout + r.stderr
 
 
-def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothing(tmp_path, tiny_checkpoint,
-                                                                                   monkeypatch):
+def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothing(
+    tmp_path, tiny_checkpoint, monkeypatch
+):
     import errno
     from collections import namedtuple
 
@@ -226,9 +266,12 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
     before = Manifest.read(out)
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: usage(10 ** 12, 10 ** 12 - 2 ** 20, 2 ** 20))
-    with pytest.raises(pipeline.ExportError, match=r"not enough disk space in .* needs about \d+\.\d GB more at its "
-                                                   r"peak and 0\.0 GB are free.*--variants"):
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: usage(10**12, 10**12 - 2**20, 2**20))
+    with pytest.raises(
+        pipeline.ExportError,
+        match=r"not enough disk space in .* needs about \d+\.\d GB more at its "
+        r"peak and 0\.0 GB are free.*--variants",
+    ):
         pipeline.export(str(tiny_checkpoint), out, overwrite=True, parity_texts=4)
     monkeypatch.undo()
 
@@ -252,8 +295,12 @@ def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export)
     size = {v: r.size_bytes for v, r in m.variants.items()}
     assert set(size) == {"fp32", "fp16", "int8", "int8-openvino"}
     raw = size["fp32"]  # the fused graph holds the same weights as the raw one
-    q = int8_fraction(raw, vocab_size=m.model.vocab_size, max_positions=m.model.max_position_embeddings,
-                      hidden_size=m.model.hidden_size)
+    q = int8_fraction(
+        raw,
+        vocab_size=m.model.vocab_size,
+        max_positions=m.model.max_position_embeddings,
+        hidden_size=m.model.hidden_size,
+    )
     for v in ("int8", "int8-openvino"):
         assert size[v] == pytest.approx(q * raw, rel=0.03), (v, size[v] / raw, q)
     held = raw + size["fp32"] + size["fp16"] + size["int8"] + size["int8-openvino"]
@@ -285,8 +332,11 @@ def test_raw_export_keeps_weights_apart_so_the_calibration_probe_copies_none(tmp
 
     probes = []
     real_save = onnx.save_model
-    monkeypatch.setattr(onnx, "save_model", lambda m, f, *args, **kw: (real_save(m, f, *args, **kw),
-                                                                        probes.append(os.path.getsize(f)))[0])
+    monkeypatch.setattr(
+        onnx,
+        "save_model",
+        lambda m, f, *args, **kw: (real_save(m, f, *args, **kw), probes.append(os.path.getsize(f)))[0],
+    )
     g = onnx.load(str(apart), load_external_data=False).graph
     name = next(n.input[0] for n in g.node if n.op_type == "MatMul")
     ids = np.array([[0, 5, 6, 2]], dtype=np.int64)
@@ -299,8 +349,21 @@ def test_an_export_stopped_by_sigterm_leaves_no_partial_folder(tiny_checkpoint, 
     """``kill`` or a CI time limit ends an export like Ctrl-C: the partial folder beside the target (1.4 GB and
     more at full size) is removed, and the target is as it was (here: absent)."""
     out = tmp_path / "out"
-    rc, err = stop_with_sigterm([sys.executable, "-m", "rosberta_onnx.cli", "export", str(tiny_checkpoint), "-o", str(out),
-                                 "--parity-texts", "8", "--gate-pairs", "50"],
-                                ready=lambda: bool(list(tmp_path.glob(".out.partial-*/*"))))
+    rc, err = stop_with_sigterm(
+        [
+            sys.executable,
+            "-m",
+            "rosberta_onnx.cli",
+            "export",
+            str(tiny_checkpoint),
+            "-o",
+            str(out),
+            "--parity-texts",
+            "8",
+            "--gate-pairs",
+            "50",
+        ],
+        ready=lambda: bool(list(tmp_path.glob(".out.partial-*/*"))),
+    )
     assert rc == 130 and "interrupted" in err, err[-2000:]
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())

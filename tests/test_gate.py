@@ -7,8 +7,12 @@ from rosberta_onnx.report import gate_line
 
 GOOD_COS = {"cos_min": 0.9996, "cos_mean": 0.9999, "worst_case": "empty"}
 # a crowded random encoder: neighbours reorder under any rounding, STS is noise
-CROWDED = {"pairs_per_lang": 200, "top10_overlap": {"en": 0.934, "ru": 0.932},
-           "spearman_fp32": {"en": 0.48, "ru": 0.46}, "spearman_int8": {"en": 0.47, "ru": 0.46}}
+CROWDED = {
+    "pairs_per_lang": 200,
+    "top10_overlap": {"en": 0.934, "ru": 0.932},
+    "spearman_fp32": {"en": 0.48, "ru": 0.46},
+    "spearman_int8": {"en": 0.47, "ru": 0.46},
+}
 
 
 def test_random_weights_record_retrieval_and_sts_without_failing_on_them():
@@ -42,6 +46,11 @@ def test_gate_line_says_the_verdict_what_was_judged_and_what_only_recorded():
 
 
 def test_gate_line_reads_a_record_written_before_the_split_as_all_judged():
-    old = {"passed": True, "thresholds": INT8_GATE, "failures": [], "figures": {**CROWDED, "top10_overlap": {"en": 0.97}}}
+    old = {
+        "passed": True,
+        "thresholds": INT8_GATE,
+        "failures": [],
+        "figures": {**CROWDED, "top10_overlap": {"en": 0.97}},
+    }
     line = gate_line("int8", old, GOOD_COS)
     assert "top-10 overlap with fp32 en 0.970" in line.split("judged:")[1] and "recorded" not in line

@@ -48,8 +48,14 @@ def test_minilm_int8_gate_figures(minilm_export, variant):
 def test_broken_int8_fails_the_gate_and_auto_refuses_it(minilm_dir, tmp_path):
     from rosberta_export.pipeline import export
 
-    r = export(str(minilm_dir), tmp_path / "pertensor", variants=("fp32", "int8"), int8_recipe="ort-per-tensor",
-               parity_texts=32, gate_pairs=200)
+    r = export(
+        str(minilm_dir),
+        tmp_path / "pertensor",
+        variants=("fp32", "int8"),
+        int8_recipe="ort-per-tensor",
+        parity_texts=32,
+        gate_pairs=200,
+    )
     g = r.manifest.variants["int8"].gate
     assert not g["passed"] and any("cosine min" in f for f in g["failures"]), g["failures"]
     # trained weights: retrieval is judged too, and one scale per tensor reorders the neighbours (ru 0.59 at 1500)

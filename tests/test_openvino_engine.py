@@ -13,8 +13,10 @@ from rosberta_onnx.errors import ArtifactError, VariantError
 from rosberta_onnx.manifest import Manifest
 from rosberta_onnx.openvino_engine import openvino_available, split_rows
 
-needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed "
-                                    "(pip install 'rosberta-onnx[openvino]'; the full CI environment has it)")
+needs_openvino = pytest.mark.skipif(
+    not openvino_available(),
+    reason="openvino is not installed (pip install 'rosberta-onnx[openvino]'; the full CI environment has it)",
+)
 
 
 def _has_ov_variant(art):
@@ -83,7 +85,7 @@ def test_openvino_variant_encodes_like_fp32_and_is_thread_safe(tiny_artifact):
 
     def work(i):
         try:
-            out[i] = ov.encode(texts[i:i + 6], task="search_query", batch_size=2)
+            out[i] = ov.encode(texts[i : i + 6], task="search_query", batch_size=2)
         except Exception as exc:
             errors.append(exc)
 
@@ -94,7 +96,7 @@ def test_openvino_variant_encodes_like_fp32_and_is_thread_safe(tiny_artifact):
         t.join(60)
     assert not errors and len(out) == 8
     for i, v in out.items():  # concurrent calls give what serial ones give
-        np.testing.assert_allclose(v, got[i:i + 6], atol=1e-5)
+        np.testing.assert_allclose(v, got[i : i + 6], atol=1e-5)
 
 
 def test_split_rows_covers_every_row_once_in_near_equal_parts():
@@ -113,7 +115,9 @@ def test_batch_streams_give_what_one_stream_gives(tiny_artifact):
     one = Encoder.load(tiny_artifact, variant="int8-openvino", threads=2, streams=1)
     two = Encoder.load(tiny_artifact, variant="int8-openvino", threads=2, streams=2)
     assert (one.streams, two.streams) == (1, 2)
-    assert Encoder.load(tiny_artifact, variant="int8-openvino", threads=1, streams=2).streams == 1  # a stream needs a thread
+    assert (
+        Encoder.load(tiny_artifact, variant="int8-openvino", threads=1, streams=2).streams == 1
+    )  # a stream needs a thread
     texts = ["Привет, мир", "search me", "Съешь же ещё этих мягких французских булок, да выпей чаю.", "a", "б в г"]
     for batch_size in (1, 2, 3, 5):
         got, ref = two.encode(texts, batch_size=batch_size), one.encode(texts, batch_size=batch_size)
@@ -172,7 +176,6 @@ def test_damaged_openvino_file_is_an_artifact_error(tiny_artifact, tmp_path):
         Encoder.load(art, variant="int8-openvino", verify=False)
 
 
-
 @needs_openvino
 def test_auto_checks_every_file_it_would_time_before_running_any(tiny_artifact, tmp_path):
     _has_ov_variant(tiny_artifact)
@@ -182,6 +185,7 @@ def test_auto_checks_every_file_it_would_time_before_running_any(tiny_artifact, 
     with pytest.raises(ArtifactError, match=r"model_int8_openvino.*does not match its checksum"):
         Encoder.load(both)
     assert not (both / ".autotune.json").exists()  # nothing was timed, so no verdict was cached
+
 
 def test_unknown_engine_in_a_manifest_is_refused(tiny_artifact, tmp_path):
     art = tmp_path / "future"

@@ -3,8 +3,12 @@ import pytest
 from rosberta_onnx.errors import TaskError
 from rosberta_onnx.prompts import PromptWarning, apply_prompt
 
-P = {"search_query": "search_query: ", "search_document": "search_document: ", "classification": "classification: ",
-     "clustering": "clustering: "}
+P = {
+    "search_query": "search_query: ",
+    "search_document": "search_document: ",
+    "classification": "classification: ",
+    "clustering": "clustering: ",
+}
 
 
 def test_none_keeps_texts_as_given():

@@ -8,11 +8,35 @@ import rosberta_onnx
 
 
 def test_all_is_pinned():
-    assert sorted(rosberta_onnx.__all__) == sorted([
-        "Encoder", "Encoded", "Selection", "select_variant", "prepare_texts", "l2_normalize", "Manifest", "ModelFacts", "VARIANTS",
-        "RosbertaError", "ArtifactError", "ArtifactNotFoundError", "VariantError", "TaskError", "InputTypeError",
-        "InputTooLongError", "InputFormatError", "MissingDependencyError", "PromptWarning", "HardwareWarning",
-        "require", "atomic_file", "atomic_path", "write_json_atomic", "__version__"])
+    assert sorted(rosberta_onnx.__all__) == sorted(
+        [
+            "Encoder",
+            "Encoded",
+            "Selection",
+            "select_variant",
+            "prepare_texts",
+            "l2_normalize",
+            "Manifest",
+            "ModelFacts",
+            "VARIANTS",
+            "RosbertaError",
+            "ArtifactError",
+            "ArtifactNotFoundError",
+            "VariantError",
+            "TaskError",
+            "InputTypeError",
+            "InputTooLongError",
+            "InputFormatError",
+            "MissingDependencyError",
+            "PromptWarning",
+            "HardwareWarning",
+            "require",
+            "atomic_file",
+            "atomic_path",
+            "write_json_atomic",
+            "__version__",
+        ]
+    )
     for name in rosberta_onnx.__all__:
         assert hasattr(rosberta_onnx, name)
 

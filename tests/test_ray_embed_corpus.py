@@ -45,8 +45,14 @@ def ray_local(tmp_path_factory):
         pytest.skip("another Ray instance is already initialised in this process")
     saved = os.environ.get("RAY_DISABLE_USAGE_STATS")
     os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=500 * 1024**2,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")), log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=500 * 1024**2,
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        log_to_driver=False,
+    )
     try:
         yield ray
     finally:
@@ -67,7 +73,10 @@ def corpus(tmp_path_factory):
     good: dict[int, str] = {}
     bad: dict[int | None, str] = {}
     for k in range(4):
-        rows = [{"id": k * ROWS_PER_SHARD + i, "text": t} for i, t in enumerate(sents[k * ROWS_PER_SHARD:(k + 1) * ROWS_PER_SHARD])]
+        rows = [
+            {"id": k * ROWS_PER_SHARD + i, "text": t}
+            for i, t in enumerate(sents[k * ROWS_PER_SHARD : (k + 1) * ROWS_PER_SHARD])
+        ]
         rows[7]["text"] = None
         if k % 2 == 0:
             pq.write_table(pa.Table.from_pylist(rows), root / f"shard-{k}.parquet", row_group_size=200)
@@ -99,8 +108,19 @@ def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, co
     src, good, bad = corpus
     out = tmp_path / "out"
     seen = []
-    summary = embed_corpus(runtime_artifact, src, out, task=TASK, variant="fp32", actors=2, threads_per_actor=1,
-                           batch_size=16, chunk_rows=256, progress=seen.append, progress_every=0.5)
+    summary = embed_corpus(
+        runtime_artifact,
+        src,
+        out,
+        task=TASK,
+        variant="fp32",
+        actors=2,
+        threads_per_actor=1,
+        batch_size=16,
+        chunk_rows=256,
+        progress=seen.append,
+        progress_every=0.5,
+    )
     assert summary.failed == [] and summary.shards_total == 4 and summary.shards_skipped == 0
     assert summary.embedded == len(good) and summary.error_rows == len(bad) + 1  # one broken line per JSONL shard
     assert summary.rows == len(good) + len(bad) + 1
@@ -114,7 +134,9 @@ def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, co
     ref = enc.encode_detailed(texts, task=TASK)
     np.testing.assert_allclose(vecs, ref.embeddings, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(counts, ref.token_counts)
-    assert vecs.shape[1] == enc.dim and pq.read_schema(next(out.glob("part-*.parquet"))).field("embedding").type == pa.list_(pa.float32(), enc.dim)
+    assert vecs.shape[1] == enc.dim and pq.read_schema(next(out.glob("part-*.parquet"))).field(
+        "embedding"
+    ).type == pa.list_(pa.float32(), enc.dim)
 
     # Bad rows: in the errors file, each with its id, shard and reason.
     errors = [json.loads(line) for line in (out / "_errors.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -130,8 +152,17 @@ def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, co
     lost = out / "part-shard-2.parquet"
     before = pq.read_table(lost)
     lost.unlink()
-    again = embed_corpus(runtime_artifact, src, out, task=TASK, variant="fp32", actors=2, threads_per_actor=1,
-                         batch_size=16, chunk_rows=256)
+    again = embed_corpus(
+        runtime_artifact,
+        src,
+        out,
+        task=TASK,
+        variant="fp32",
+        actors=2,
+        threads_per_actor=1,
+        batch_size=16,
+        chunk_rows=256,
+    )
     assert [r.shard for r in again.results] == ["shard-2.parquet"] and again.shards_skipped == 3
     for name, st in parts.items():
         if name != lost.name:
@@ -153,8 +184,22 @@ def test_cli_reports_a_failed_shard_and_still_writes_the_others(ray_local, runti
     src.mkdir()
     (src / "good.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(40)))
     pq.write_table(pa.table({"id": [1, 2], "body": ["a", "b"]}), src / "no_text_column.parquet")
-    rc = main(["embed-corpus", str(runtime_artifact), "--input", str(src), "--output", str(tmp_path / "out"),
-               "--actors", "1", "--variant", "fp32", "--task", "search_query"])
+    rc = main(
+        [
+            "embed-corpus",
+            str(runtime_artifact),
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "out"),
+            "--actors",
+            "1",
+            "--variant",
+            "fp32",
+            "--task",
+            "search_query",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert "FAILED no_text_column.parquet" in err and "no column 'text'" in err and "40 embedded" in err
@@ -170,9 +215,15 @@ def test_ray_embedder_on_a_user_dataset(ray_local, runtime_artifact):
     texts: list = sts_sentences("dev")[:200]
     texts[5] = None
     ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)])
-    out = ds.map_batches(RayEmbedder, fn_constructor_args=(str(runtime_artifact),),
-                         fn_constructor_kwargs={"variant": "fp32", "task": "search_query", "threads": 1},
-                         concurrency=1, num_cpus=1, batch_size=64, batch_format="pyarrow").take_all()
+    out = ds.map_batches(
+        RayEmbedder,
+        fn_constructor_args=(str(runtime_artifact),),
+        fn_constructor_kwargs={"variant": "fp32", "task": "search_query", "threads": 1},
+        concurrency=1,
+        num_cpus=1,
+        batch_size=64,
+        batch_format="pyarrow",
+    ).take_all()
     assert sorted(r["id"] for r in out) == list(range(200))
     by_id = {r["id"]: r for r in out}
     assert by_id[5]["error"] == "text is null" and np.isnan(by_id[5]["embedding"]).all()

@@ -50,7 +50,10 @@ def test_discover_a_file_a_folder_and_what_it_skips(tmp_path):
         (tmp_path / p).parent.mkdir(exist_ok=True)
         (tmp_path / p).write_text("")
     shards = discover(tmp_path, exclude=tmp_path / "out")
-    assert [(s.name, s.format, s.stem) for s in shards] == [("a.jsonl", "jsonl", "a"), ("sub/b.parquet", "parquet", "sub__b")]
+    assert [(s.name, s.format, s.stem) for s in shards] == [
+        ("a.jsonl", "jsonl", "a"),
+        ("sub/b.parquet", "parquet", "sub__b"),
+    ]
     assert [s.name for s in discover(tmp_path / "a.jsonl")] == ["a.jsonl"]
     (tmp_path / "a.parquet").write_text("")
     with pytest.raises(ShardError, match="part-a.parquet"):
@@ -63,8 +66,18 @@ def test_discover_a_file_a_folder_and_what_it_skips(tmp_path):
 
 
 def test_jsonl_rows_and_what_makes_them_bad(tmp_path):
-    write_jsonl(tmp_path / "x.jsonl", ['{"id": 1, "text": "a"}', "", '{"id": 2}', b'{"id": 3, "text": "\xff"}', "[1, 2]",
-                                       '{"id": 4, "text": ', '{"id": 5, "text": "b"}'])
+    write_jsonl(
+        tmp_path / "x.jsonl",
+        [
+            '{"id": 1, "text": "a"}',
+            "",
+            '{"id": 2}',
+            b'{"id": 3, "text": "\xff"}',
+            "[1, 2]",
+            '{"id": 4, "text": ',
+            '{"id": 5, "text": "b"}',
+        ],
+    )
     chunks = list(read_chunks(discover(tmp_path / "x.jsonl")[0], text_column="text", id_column="id", chunk_rows=4))
     assert [c.start for c in chunks] == [0, 4] and [len(c.texts) for c in chunks] == [4, 2]
     assert chunks[0].ids == [1, 2, None, None] and chunks[1].ids == [None, 5]
@@ -81,7 +94,11 @@ def test_parquet_without_the_text_column_is_a_shard_error(tmp_path):
 
 def test_find_bad_rows_names_each_reason():
     assert find_bad_rows([1, None, 3, 4, 5], ["ok", "ok", None, 7, float("nan")]) == {
-        1: "id is null", 2: "text is null", 3: "text is int, not str", 4: "text is null"}
+        1: "id is null",
+        2: "text is null",
+        3: "text is int, not str",
+        4: "text is null",
+    }
     assert find_bad_rows(None, ["", b"x"]) == {1: "text is bytes, not str"}
 
 
@@ -109,18 +126,28 @@ def test_worker_writes_a_shard_and_the_restart_check_reads_it(runtime_artifact, 
     write_jsonl(src / "s.jsonl", [json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(["a", None, "c", 5])])
     write_jsonl(src / "allbad.jsonl", [json.dumps({"id": 1, "text": None})])
     write_jsonl(src / "mixed.jsonl", [json.dumps({"id": 1, "text": "a"}), json.dumps({"id": "two", "text": "b"})])
-    s, allbad, mixed = (next(x for x in discover(src) if x.name == n) for n in ("s.jsonl", "allbad.jsonl", "mixed.jsonl"))
-    w = ShardEmbedder(str(runtime_artifact), output=str(out), settings=SETTINGS, variant="fp32", threads=1, chunk_rows=2)
+    s, allbad, mixed = (
+        next(x for x in discover(src) if x.name == n) for n in ("s.jsonl", "allbad.jsonl", "mixed.jsonl")
+    )
+    w = ShardEmbedder(
+        str(runtime_artifact), output=str(out), settings=SETTINGS, variant="fp32", threads=1, chunk_rows=2
+    )
     assert not is_complete(out, s, SETTINGS)
 
     stats = w.run_shard(s)
     assert stats["failure"] == "" and (stats["rows"], stats["embedded"], stats["errors"]) == (4, 2, 2)
     t = pq.read_table(output_path(out, s))
     assert t.column("id").to_pylist() == ["d0", "d2"]
-    np.testing.assert_allclose(np.stack(t.column("embedding").to_numpy(zero_copy_only=False)),
-                               Encoder.load(runtime_artifact, variant="fp32").encode(["a", "c"]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(t.column("embedding").to_numpy(zero_copy_only=False)),
+        Encoder.load(runtime_artifact, variant="fp32").encode(["a", "c"]),
+        atol=1e-6,
+    )
     rec = json.loads(record_path(out, s).read_text())
-    assert [(e["id"], e["row"], e["reason"]) for e in rec["errors"]] == [("d1", 1, "text is null"), ("d3", 3, "text is int, not str")]
+    assert [(e["id"], e["row"], e["reason"]) for e in rec["errors"]] == [
+        ("d1", 1, "text is null"),
+        ("d3", 3, "text is int, not str"),
+    ]
     assert is_complete(out, s, SETTINGS)
     with pytest.raises(OutputMismatchError, match="task: None then, 'search_query' now"):
         is_complete(out, s, {**SETTINGS, "task": "search_query"})
@@ -143,7 +170,9 @@ def test_worker_writes_a_shard_and_the_restart_check_reads_it(runtime_artifact, 
 def test_ray_embedder_on_arrow_pandas_and_numpy_batches(embedder, runtime_artifact):
     texts = ["Привет, мир", None, "hello", 3]
     ref = Encoder.load(runtime_artifact, variant="fp32").encode(["Привет, мир", "hello"], task="search_query")
-    arrow = embedder(pa.table({"id": ["a", "b", "c", "d"], "text": pa.array([t if isinstance(t, str) else None for t in texts])}))
+    arrow = embedder(
+        pa.table({"id": ["a", "b", "c", "d"], "text": pa.array([t if isinstance(t, str) else None for t in texts])})
+    )
     assert arrow.column_names == ["id", "embedding", "token_count", "truncated", "error"]
     assert arrow.schema.field("embedding").type == pa.list_(pa.float32(), embedder.dim)
     assert arrow.column("error").to_pylist() == [None, "text is null", None, "text is null"]
@@ -160,8 +189,9 @@ def test_ray_embedder_on_arrow_pandas_and_numpy_batches(embedder, runtime_artifa
     pd = pytest.importorskip("pandas")
     frame = embedder(pd.DataFrame({"id": [1, 2, 3, 4], "text": texts}))
     assert list(frame["error"]) == [None, "text is null", None, "text is int, not str"]
-    assert list(frame["token_count"][[0, 2]]) == list(Encoder.load(runtime_artifact, variant="fp32").count_tokens(
-        ["Привет, мир", "hello"], task="search_query"))
+    assert list(frame["token_count"][[0, 2]]) == list(
+        Encoder.load(runtime_artifact, variant="fp32").count_tokens(["Привет, мир", "hello"], task="search_query")
+    )
 
 
 def test_ray_embedder_columns_and_task_are_checked(embedder, runtime_artifact):

@@ -11,7 +11,9 @@ import pytest
 from rosberta_onnx.openvino_engine import openvino_available
 
 pytestmark = pytest.mark.torch
-needs_openvino = pytest.mark.skipif(not openvino_available(), reason="needs openvino (pip install 'rosberta-onnx[openvino]')")
+needs_openvino = pytest.mark.skipif(
+    not openvino_available(), reason="needs openvino (pip install 'rosberta-onnx[openvino]')"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +55,11 @@ def _feeds(pad_id):
 
 
 def _transposes(graph, perm):
-    return sum(1 for n in graph.node if n.op_type == "Transpose"
-               and next(list(a.ints) for a in n.attribute if a.name == "perm") == perm)
+    return sum(
+        1
+        for n in graph.node
+        if n.op_type == "Transpose" and next(list(a.ints) for a in n.attribute if a.name == "perm") == perm
+    )
 
 
 @needs_openvino

@@ -37,14 +37,25 @@ def _linear_graph(path, w1, b1, w2, b2, w3):
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"), helper.make_node("Add", ["h1", "b1"], ["a1"], name="add1"),
-        helper.make_node("Relu", ["a1"], ["p1"], name="relu"), helper.make_node("Add", ["p1", "c"], ["r1"], name="lower"),
-        helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="mm2"), helper.make_node("Add", ["h2", "b2"], ["y"], name="add2"),
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
+        helper.make_node("Add", ["h1", "b1"], ["a1"], name="add1"),
+        helper.make_node("Relu", ["a1"], ["p1"], name="relu"),
+        helper.make_node("Add", ["p1", "c"], ["r1"], name="lower"),
+        helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="mm2"),
+        helper.make_node("Add", ["h2", "b2"], ["y"], name="add2"),
         helper.make_node("MatMul", ["r1", "w3"], ["z"], name="mm3"),
     ]
-    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (w3, "w3"), (np.array(-0.15, np.float32), "c"))]
-    g = helper.make_graph(nodes, "lin", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, w1.shape[0]])],
-                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y", "z", "r1")], inits)
+    inits = [
+        numpy_helper.from_array(a, n)
+        for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (w3, "w3"), (np.array(-0.15, np.float32), "c"))
+    ]
+    g = helper.make_graph(
+        nodes,
+        "lin",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, w1.shape[0]])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y", "z", "r1")],
+        inits,
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
@@ -59,10 +70,14 @@ def test_rowwise_graph_computes_what_the_numpy_model_says(tmp_path, blocked, mer
     x = _correlated_rows(rng, 3 * 40, k)
     x[:, 5] *= 30.0  # an outlier channel for the smoothing to move into the weights
     r1 = np.maximum(x @ w1 + b1, 0.0) - 0.15
-    cal = Calibration(ranges={"x": (x.min(0), x.max(0)), "r1": (r1.min(0), r1.max(0))}, samples={},
-                      grams={"x": x.T.astype(np.float64) @ x, "r1": r1.T.astype(np.float64) @ r1})
-    quantize_rowwise(tmp_path / "raw.onnx", tmp_path / "q.onnx", cal=cal, alpha=0.65, blocked_quantize=blocked,
-                     merge_shared=merge)
+    cal = Calibration(
+        ranges={"x": (x.min(0), x.max(0)), "r1": (r1.min(0), r1.max(0))},
+        samples={},
+        grams={"x": x.T.astype(np.float64) @ x, "r1": r1.T.astype(np.float64) @ r1},
+    )
+    quantize_rowwise(
+        tmp_path / "raw.onnx", tmp_path / "q.onnx", cal=cal, alpha=0.65, blocked_quantize=blocked, merge_shared=merge
+    )
     q = onnx.load(str(tmp_path / "q.onnx"))
     ops = [nd.op_type for nd in q.graph.node]
     assert "MatMul" not in ops

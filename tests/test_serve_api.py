@@ -22,8 +22,14 @@ from rosberta_onnx.cli import main  # noqa: E402
 pytestmark = pytest.mark.timeout(180)
 
 KEY = "test-key-123"
-TEXTS = ["Человек в твердой шляпе танцует.", "A man is playing a flute.", "я", "",
-         "Мужчина разбрасывает измельченный сыр на вареную пиццу. " * 5, "search_query: уже с префиксом"]
+TEXTS = [
+    "Человек в твердой шляпе танцует.",
+    "A man is playing a flute.",
+    "я",
+    "",
+    "Мужчина разбрасывает измельченный сыр на вареную пиццу. " * 5,
+    "search_query: уже с префиксом",
+]
 LONG = "слово word " * 400  # > 512 tokens
 MAX_INPUTS, MAX_BODY = 32, 100_000
 
@@ -35,8 +41,18 @@ def enc(runtime_artifact):
 
 @pytest.fixture(scope="module")
 def server(runtime_artifact):
-    with LiveServer(runtime_artifact, "--variant", "fp32", "--max-inputs", str(MAX_INPUTS), "--max-body-bytes",
-                    str(MAX_BODY), "--max-wait-ms", "2", env={"ROSBERTA_API_KEY": KEY}) as srv:
+    with LiveServer(
+        runtime_artifact,
+        "--variant",
+        "fp32",
+        "--max-inputs",
+        str(MAX_INPUTS),
+        "--max-body-bytes",
+        str(MAX_BODY),
+        "--max-wait-ms",
+        "2",
+        env={"ROSBERTA_API_KEY": KEY},
+    ) as srv:
         yield srv
     assert srv.returncode in (0, -15), srv.logs()  # -15: uvicorn re-raises SIGTERM after its graceful shutdown
 
@@ -74,8 +90,9 @@ def test_openai_client_matches_encoder_with_usage_and_base64(server, enc):
     one = client.embeddings.create(model="m", input="A man is playing a flute.", encoding_format="float")
     assert len(one.data) == 1 and cos_rows([one.data[0].embedding], want[1:2]).min() >= 0.99999
     # The task prefix rides in extra_body; default is no prefix.
-    q = client.embeddings.create(model="m", input=TEXTS[:3], encoding_format="float",
-                                 extra_body={"task": "search_query"})
+    q = client.embeddings.create(
+        model="m", input=TEXTS[:3], encoding_format="float", extra_body={"task": "search_query"}
+    )
     assert cos_rows([d.embedding for d in q.data], enc.encode(TEXTS[:3], task="search_query")).min() >= 0.99999
     assert q.usage.prompt_tokens == tokens_seen(enc, TEXTS[:3], task="search_query")
 
@@ -111,8 +128,9 @@ def test_tei_tokenize_matches_the_runtime_tokenizer(http, enc):
     first = rows[0]
     assert first[0]["special"] and first[0]["start"] is None and first[-1]["special"]
     prepared = "search_query: hello world"
-    assert "".join(prepared[t["start"]:t["stop"]] for t in first if not t["special"]).replace(" ", "") == \
-        prepared.replace(" ", "")
+    assert "".join(prepared[t["start"] : t["stop"]] for t in first if not t["special"]).replace(
+        " ", ""
+    ) == prepared.replace(" ", "")
     # Untruncated by default (to count tokens of long texts); truncate=true cuts like the encoder.
     full = http.post("/tokenize", json={"inputs": LONG}).json()[0]
     assert len(full) == int(enc.count_tokens([LONG])[0]) > enc.max_length
@@ -169,8 +187,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("route,body,headers,status,field", BAD,
-                         ids=[f"{b[0]}-{b[3]}-{b[4]}-{i}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "route,body,headers,status,field", BAD, ids=[f"{b[0]}-{b[3]}-{b[4]}-{i}" for i, b in enumerate(BAD)]
+)
 def test_bad_requests_get_json_errors_naming_the_field(server, http, route, body, headers, status, field):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     r = http.post(route, content=raw, headers={"content-type": "application/json", **(headers or {})})
@@ -199,8 +218,11 @@ def test_task_error_lists_valid_tasks_and_other_http_errors_are_json(http):
     assert http.get("/v1/embeddings").status_code == 405 and "error" in http.get("/v1/embeddings").json()
     assert http.get("/no/such/route").status_code == 404 and "error" in http.get("/no/such/route").json()
     # A lone surrogate (valid JSON escape, invalid Unicode) is replaced with U+FFFD, as Encoder.encode does.
-    r = http.post("/v1/embeddings", content=json.dumps({"input": ["lone \ud800 surrogate"]}).encode(),
-                  headers={"content-type": "application/json"})
+    r = http.post(
+        "/v1/embeddings",
+        content=json.dumps({"input": ["lone \ud800 surrogate"]}).encode(),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 200
 
 
@@ -298,4 +320,4 @@ def test_the_openvino_engine_serves_the_same_api(tiny_artifact):
             with ThreadPoolExecutor(8) as pool:
                 got = list(pool.map(post, range(24)))
     for i, vec in got:  # batched with other clients' texts by the server, same vectors as alone
-        assert cos_rows([vec], want[i:i + 1])[0] > 0.99999
+        assert cos_rows([vec], want[i : i + 1])[0] > 0.99999

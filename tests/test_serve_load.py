@@ -33,8 +33,10 @@ TOL = 1e-5  # relative L2 error allowed between a served vector and Encoder.enco
 def make_pool(n: int, seed: int = 0) -> list[str]:
     """Distinct texts from 1 to ~300 tokens, RU and EN words."""
     rng = random.Random(seed)
-    words = ("слово дом кошка читает книгу быстро medium word house cat reads the book quickly river "
-             "мост город ночь light day").split()
+    words = (
+        "слово дом кошка читает книгу быстро medium word house cat reads the book quickly river "
+        "мост город ночь light day"
+    ).split()
     out = []
     for i in range(n):
         k = rng.choice([1, 2, 3, 5, 8, 13, 20, 40, 120])
@@ -67,7 +69,7 @@ def test_64_concurrent_clients_no_errors_no_cross_talk(runtime_artifact, enc):
     # weights make CLS vectors alike: cosine alone would not tell them apart.)
     for norm in (True, False):
         allv = np.concatenate([want[(task, norm)] for task in TASKS]).astype(np.float64)
-        sq = (allv ** 2).sum(1)
+        sq = (allv**2).sum(1)
         d2 = sq[:, None] + sq[None, :] - 2 * allv @ allv.T
         np.fill_diagonal(d2, np.inf)
         assert (np.sqrt(np.maximum(d2.min(), 0)) / np.sqrt(sq.max())) > 10 * TOL
@@ -112,8 +114,9 @@ def test_64_concurrent_clients_no_errors_no_cross_talk(runtime_artifact, enc):
                     r = await http.post("/embed", json={"inputs": texts, "prompt_name": task, "normalize": not raw})
                 else:
                     fmt = "base64" if kind == "openai-b64" else "float"
-                    r = await http.post("/v1/embeddings", json={"input": texts, "model": "m", "task": task,
-                                                                "encoding_format": fmt})
+                    r = await http.post(
+                        "/v1/embeddings", json={"input": texts, "model": "m", "task": task, "encoding_format": fmt}
+                    )
             except httpx.HTTPError as exc:
                 failures.append(f"{kind}: {type(exc).__name__}: {exc!r}")
                 continue
@@ -139,30 +142,36 @@ def test_64_concurrent_clients_no_errors_no_cross_talk(runtime_artifact, enc):
     alone = metric(metrics, 'rosberta_batch_requests_bucket{le="1"}')
     batches = metric(metrics, "rosberta_batch_requests_count")
     assert REQUESTS - alone >= REQUESTS // 10, f"only {REQUESTS - alone:.0f} requests were served in merged batches"
-    print(f"\n{REQUESTS} requests from {CLIENTS} clients in {elapsed:.1f} s: {batches:.0f} encoder calls, "
-          f"{REQUESTS - alone:.0f} requests in merged batches")
+    print(
+        f"\n{REQUESTS} requests from {CLIENTS} clients in {elapsed:.1f} s: {batches:.0f} encoder calls, "
+        f"{REQUESTS - alone:.0f} requests in merged batches"
+    )
 
 
 @pytest.mark.parametrize("merge", [True, False])
 def test_batcher_merges_or_not_and_matches_encode(enc, merge):
     pool = make_pool(40, seed=3)
-    groups = [pool[i:i + k] for i, k in zip(range(0, 40, 4), [1, 4, 2, 3, 4, 1, 2, 4, 3, 1])]
+    groups = [pool[i : i + k] for i, k in zip(range(0, 40, 4), [1, 4, 2, 3, 4, 1, 2, 4, 3, 1])]
 
     async def go():
         b = MicroBatcher(enc, max_wait_ms=50, max_batch_size=16, max_batch_tokens=4096, merge=merge)
         b.start()
         try:
             lengths = [np.minimum(enc.count_tokens(g), enc.max_length).tolist() for g in groups]
-            return await asyncio.gather(*(b.submit(g, n, normalize=i % 2 == 0)
-                                          for i, (g, n) in enumerate(zip(groups, lengths)))), b.metrics
+            return await asyncio.gather(
+                *(b.submit(g, n, normalize=i % 2 == 0) for i, (g, n) in enumerate(zip(groups, lengths)))
+            ), b.metrics
         finally:
             await b.close()
 
     results, m = asyncio.run(go())
     for i, (g, res) in enumerate(zip(groups, results)):
         assert cos_rows(res.embeddings, enc.encode(g, normalize=i % 2 == 0)).min() >= 0.99999
-        np.testing.assert_allclose(np.linalg.norm(res.embeddings, axis=1),
-                                   np.linalg.norm(enc.encode(g, normalize=i % 2 == 0), axis=1), rtol=1e-5)
+        np.testing.assert_allclose(
+            np.linalg.norm(res.embeddings, axis=1),
+            np.linalg.norm(enc.encode(g, normalize=i % 2 == 0), axis=1),
+            rtol=1e-5,
+        )
         np.testing.assert_array_equal(res.token_counts, enc.count_tokens(g))
     calls = m.requests.count()
     assert calls == len(groups) if not merge else calls < len(groups)
@@ -208,6 +217,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(runtime_artifact, enc):
     srv.start()
     results: list = []
     try:
+
         def send(_):
             try:
                 return httpx.post(srv.url + "/embed", json={"inputs": texts}, timeout=60)
@@ -221,7 +231,9 @@ def test_graceful_shutdown_finishes_requests_in_flight(runtime_artifact, enc):
             deadline = time.monotonic() + 30
             while True:
                 text = httpx.get(srv.url + "/metrics", timeout=5).text
-                taken = metric(text, "rosberta_requests_in_flight") - 1 + sum(f.done() for f in futures)  # -1: this call
+                taken = (
+                    metric(text, "rosberta_requests_in_flight") - 1 + sum(f.done() for f in futures)
+                )  # -1: this call
                 if taken >= len(futures) and metric(text, "rosberta_queue_depth") >= 2:
                     break
                 assert time.monotonic() < deadline and not all(f.done() for f in futures), srv.logs()
@@ -246,10 +258,14 @@ def test_a_model_that_fails_to_load_stops_the_server_with_an_error(runtime_artif
     shutil.copytree(runtime_artifact, broken)
     data = (broken / "model_int8.onnx").read_bytes()
     (broken / "model_int8.onnx").write_bytes(data[:-100] + bytes(100))  # checksum no longer matches
-    r = subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", "serve", str(broken), "--variant", "int8",
-                        "--port", "0"], capture_output=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "rosberta_onnx.cli", "serve", str(broken), "--variant", "int8", "--port", "0"],
+        capture_output=True,
+        timeout=60,
+    )
     assert r.returncode == 2, r.stderr
     assert b"error:" in r.stderr and b"model_int8.onnx" in r.stderr and b"Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "rosberta_onnx.cli", "serve", str(tmp_path / "nope")],
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "rosberta_onnx.cli", "serve", str(tmp_path / "nope")], capture_output=True, timeout=60
+    )
     assert r.returncode == 2 and r.stderr.startswith(b"error:"), r.stderr

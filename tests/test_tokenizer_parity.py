@@ -43,8 +43,14 @@ def test_padding_and_truncation_blocks_in_the_file_are_ignored(tmp_path, tiny_ar
 
     d = json.loads((tiny_artifact / "tokenizer.json").read_text())
     d["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
-    d["padding"] = {"strategy": {"Fixed": 128}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 1,
-                    "pad_type_id": 0, "pad_token": "<pad>"}
+    d["padding"] = {
+        "strategy": {"Fixed": 128},
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": 1,
+        "pad_type_id": 0,
+        "pad_token": "<pad>",
+    }
     p = tmp_path / "tokenizer.json"
     p.write_text(json.dumps(d))
     t = TextTokenizer(p, max_length=512, pad_id=1)

@@ -32,8 +32,15 @@ def has_module(name: str) -> bool:
 class Context:
     """What the systems share: the artifact, the reference checkpoint, threads, the plain export."""
 
-    def __init__(self, artifact: str | Path, *, reference: str | Path | None, threads: int,
-                 plain_onnx: str | Path | None = None, log=lambda msg: None) -> None:
+    def __init__(
+        self,
+        artifact: str | Path,
+        *,
+        reference: str | Path | None,
+        threads: int,
+        plain_onnx: str | Path | None = None,
+        log=lambda msg: None,
+    ) -> None:
         self.artifact = Path(artifact)
         self.manifest = Manifest.read(self.artifact)
         self.facts = self.manifest.model
@@ -50,14 +57,18 @@ class Context:
         if given:
             path = Path(given)
             if not (path / "config.json").is_file():
-                raise ValueError(f"--reference {str(path)!r} is not a Hugging Face checkpoint folder (no config.json); "
-                                 f"pass the folder the artifact was exported from")
+                raise ValueError(
+                    f"--reference {str(path)!r} is not a Hugging Face checkpoint folder (no config.json); "
+                    f"pass the folder the artifact was exported from"
+                )
             return path, f"--reference {path}"
         src = self.manifest.source.get("model")
         if src and Path(src).is_dir() and (Path(src) / "config.json").is_file():
             return Path(src), f"manifest source.model {src}"
-        return None, (f"no reference checkpoint: pass --reference MODEL (the manifest's source.model {src!r} is not a "
-                      f"local folder here)")
+        return None, (
+            f"no reference checkpoint: pass --reference MODEL (the manifest's source.model {src!r} is not a "
+            f"local folder here)"
+        )
 
     def need_reference(self) -> Path:
         if self.reference is None:
@@ -140,8 +151,14 @@ class System:
         """Stop what :meth:`load` started (worker processes)."""
 
     def info(self) -> dict:
-        return {"name": self.name, "label": self.label, "group": self.group, "notes": list(self.notes),
-                "config": dict(self.config), "corpus_batching": self.corpus_batching}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "group": self.group,
+            "notes": list(self.notes),
+            "config": dict(self.config),
+            "corpus_batching": self.corpus_batching,
+        }
 
 
 # -- helpers for the systems that run a bare ONNX/OpenVINO graph ------------------------------------
@@ -180,7 +197,7 @@ def pool_normalize(hidden: np.ndarray, mask: np.ndarray, *, pooling: str) -> np.
 def sorted_batches(lengths: list[int], size: int) -> list[list[int]]:
     """sentence-transformers' batching: sort by length (longest first), cut into ``size`` rows."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def log_stderr(msg: str) -> None:

@@ -22,8 +22,18 @@ from pathlib import Path
 
 from .kernels import CEILING_RESULTS, KERNEL_OF
 
-__all__ = ["Goal", "GOALS", "BASELINE", "PEERS", "CEILING_SHARE", "judge", "peer_ratio", "goal_for", "load_ceiling",
-           "goals_section"]
+__all__ = [
+    "Goal",
+    "GOALS",
+    "BASELINE",
+    "PEERS",
+    "CEILING_SHARE",
+    "judge",
+    "peer_ratio",
+    "goal_for",
+    "load_ceiling",
+    "goals_section",
+]
 
 BASELINE = "torch-fp32"
 PEERS = ("torch-bf16", "openvino-int8")  # the strongest peers the goals are compared with
@@ -37,9 +47,11 @@ class Goal:
     at_least: float  # × torch fp32, same rounds
 
 
-GOALS = (Goal("latency_1x16", "1×16 latency", 4.0),
-         Goal("throughput_8x128", "8×128 throughput", 4.0),
-         Goal("throughput_32x128", "32×128 throughput", 3.5))
+GOALS = (
+    Goal("latency_1x16", "1×16 latency", 4.0),
+    Goal("throughput_8x128", "8×128 throughput", 4.0),
+    Goal("throughput_32x128", "32×128 throughput", 3.5),
+)
 # Where the GEMMs cap the speed-up (VNNI without AMX), the goal is this share of the shipped kernel's ceiling: the
 # rest of the graph (attention scores, softmax, LayerNorm, GELU, tokenisation) costs 5-20% end to end.
 CEILING_SHARE = 0.85
@@ -64,8 +76,14 @@ def _isa(machine: dict) -> str:
     if "cpu" in machine:
         return machine["cpu"]["isa"]
     flags = machine.get("cpu_flags", {})  # results written before the CPU was recorded as facts
-    return next((isa for isa, f in (("amx", "amx_int8"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"))
-                 if flags.get(f)), "other")
+    return next(
+        (
+            isa
+            for isa, f in (("amx", "amx_int8"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"))
+            if flags.get(f)
+        ),
+        "other",
+    )
 
 
 def goal_for(goal: Goal, system: str, isa: str, ceiling: dict | None) -> tuple[float | None, str]:
@@ -121,8 +139,13 @@ def goals_section(res: dict, level: int = 2, ceiling_path: Path | None = None) -
     machine = res.get("machine", {})
     isa = _isa(machine)
     ceiling = load_ceiling(machine.get("cpu"), ceiling_path)
-    head = ["system", "goal on this CPU", "× torch fp32: median (rounds min–max)", "verdict",
-            *(f"× {labels[p]}" for p in peers)]
+    head = [
+        "system",
+        "goal on this CPU",
+        "× torch fp32: median (rounds min–max)",
+        "verdict",
+        *(f"× {labels[p]}" for p in peers),
+    ]
     rows = ["| " + " | ".join(head) + " |", "|---|---|---:|---|" + "---:|" * len(peers)]
     for name in ours:
         for g in goals:
@@ -133,13 +156,19 @@ def goals_section(res: dict, level: int = 2, ceiling_path: Path | None = None) -
             spread = f"{_fmt(rec.get('ratio_median'))} ({_fmt(rec.get('ratio_min'))}–{_fmt(rec.get('ratio_max'))})"
             at_least, how = goal_for(g, name, isa, ceiling)
             verdict = judge(rec, at_least) if at_least is not None else "recorded"
-            rows.append("| " + " | ".join([labels[name], f"{g.label} {how}", spread, verdict,
-                                           *(_fmt(peer_ratio(w, name, p)) for p in peers)]) + " |")
+            rows.append(
+                "| "
+                + " | ".join(
+                    [labels[name], f"{g.label} {how}", spread, verdict, *(_fmt(peer_ratio(w, name, p)) for p in peers)]
+                )
+                + " |"
+            )
     cpu = machine.get("cpu", {}).get("description") or machine.get("cpu_model", "this CPU")
-    return ("#" * level + " Speed goals (int8)\n\n"
-            f"On {cpu}. Goals are set per instruction set: on VNNI without AMX, the stated goal capped at "
-            f"{CEILING_SHARE:.0%} of the shipped kernel's GEMM-only ceiling on the same CPU (`python -m "
-            "benchmarks.studies.ceiling`); on AMX, recorded. Each ratio is taken inside a round (systems alternate), then the "
-            "median over rounds; the range shows how far single rounds scatter. '× peer' > 1 means ours is faster "
-            "than that peer in the same rounds.\n\n"
-            + "\n".join(rows))
+    return (
+        "#" * level + " Speed goals (int8)\n\n"
+        f"On {cpu}. Goals are set per instruction set: on VNNI without AMX, the stated goal capped at "
+        f"{CEILING_SHARE:.0%} of the shipped kernel's GEMM-only ceiling on the same CPU (`python -m "
+        "benchmarks.studies.ceiling`); on AMX, recorded. Each ratio is taken inside a round (systems alternate), then the "
+        "median over rounds; the range shows how far single rounds scatter. '× peer' > 1 means ours is faster "
+        "than that peer in the same rounds.\n\n" + "\n".join(rows)
+    )

@@ -11,6 +11,10 @@ ORT_INT8 = "onnxruntime int8 (MLAS U8S8, per-tensor dynamic)"
 OV_DYNAMIC = "OpenVINO int8, dynamic per 256 (int8-openvino)"
 OV_STATIC = "OpenVINO int8, static (NNCF)"
 OV_STREAMS = "OpenVINO int8, dynamic per 256, batch halves on 2 streams (int8-openvino as shipped)"
-KERNEL_OF = {"rosberta-int8": ORT_INT8, "rosberta-int8-openvino": OV_STREAMS, "rosberta-int8-openvino-1stream": OV_DYNAMIC}
+KERNEL_OF = {
+    "rosberta-int8": ORT_INT8,
+    "rosberta-int8-openvino": OV_STREAMS,
+    "rosberta-int8-openvino-1stream": OV_DYNAMIC,
+}
 # where `python -m benchmarks.studies.ceiling` writes by default (run from the repository root)
 CEILING_RESULTS = Path(__file__).resolve().parents[1] / "results" / "ceiling" / "ceiling.json"

@@ -26,8 +26,9 @@ class LiveServer:
     On exit the server gets SIGTERM (graceful shutdown) and, if it lingers, SIGKILL.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, *flags: str, env: dict[str, str] | None = None,
-                 start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, model_dir: str | os.PathLike, *flags: str, env: dict[str, str] | None = None, start_timeout: float = 60.0
+    ) -> None:
         self.model_dir, self.flags, self.start_timeout = str(model_dir), list(flags), start_timeout
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
@@ -50,8 +51,18 @@ class LiveServer:
         self.stop()
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "rosberta_onnx.cli", "serve", self.model_dir, "--host", "127.0.0.1",
-               "--port", "0", *self.flags]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rosberta_onnx.cli",
+            "serve",
+            self.model_dir,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *self.flags,
+        ]
         with open(self._out, "wb") as out, open(self._err, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=self.env)
         deadline = time.monotonic() + self.start_timeout

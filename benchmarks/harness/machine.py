@@ -11,8 +11,21 @@ __all__ = ["cpu_facts", "machine_facts", "describe"]
 
 # Flags that change which kernels the runtimes pick: VNNI (int8 dot products), bf16 and AMX (tiles).
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "avx512_fp16")
-LIBRARIES = ("rosberta-onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "torch", "transformers",
-             "sentence-transformers", "optimum", "fastembed", "tokenizers", "numpy", "matplotlib", "psutil")
+LIBRARIES = (
+    "rosberta-onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "optimum",
+    "fastembed",
+    "tokenizers",
+    "numpy",
+    "matplotlib",
+    "psutil",
+)
 
 
 def _memory_gb() -> float | None:
@@ -40,8 +53,14 @@ def cpu_facts() -> dict:
     from rosberta_onnx.hardware import cpu_info
 
     cpu = cpu_info()
-    return {"vendor": cpu.vendor, "family": cpu.family, "model": cpu.model, "microarchitecture": cpu.microarchitecture,
-            "isa": cpu.isa, "description": cpu.describe()}
+    return {
+        "vendor": cpu.vendor,
+        "family": cpu.family,
+        "model": cpu.model,
+        "microarchitecture": cpu.microarchitecture,
+        "isa": cpu.isa,
+        "description": cpu.describe(),
+    }
 
 
 def machine_facts() -> dict:
@@ -73,6 +92,10 @@ def describe(m: dict) -> str:
     if "cpu" in m:
         return f"{m['cpu']['description']}, {cores}, {m['memory_gb']} GB{gpu}{vm}; {m['os']}"
     # results written before the CPU's family/model were recorded
-    on = [f for f, v in m["cpu_flags"].items() if v and f in ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")]
+    on = [
+        f
+        for f, v in m["cpu_flags"].items()
+        if v and f in ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    ]
     amx = "" if m["cpu_flags"].get("amx_tile") else "; no AMX"
     return f"{m['cpu_model']}, {cores} ({', '.join(on) or 'no VNNI/bf16/AMX'}{amx}), {m['memory_gb']} GB{gpu}{vm}; {m['os']}"

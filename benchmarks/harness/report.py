@@ -10,12 +10,21 @@ from .machine import describe
 __all__ = ["write_all", "markdown", "table", "charts"]
 
 # One colour per system across all charts: greys the reference, blues/purples/green the peers, warm ours.
-COLOURS = {"torch-fp32": "#7f7f7f", "torch-bf16": "#b0b0b0", "st-torch": "#1f77b4", "st-onnx": "#9ecae9",
-           "openvino-fp32": "#6a3d9a", "openvino-bf16": "#b294c7", "openvino-int8": "#3f007d",
-           "ort-plain": "#2ca02c",
-           "rosberta-fp32": "#ff7f0e", "rosberta-int8": "#d62728",
-           "rosberta-int8-openvino": "#e377c2", "rosberta-int8-openvino-1stream": "#f7b6d2",
-           "rosberta-fp16": "#8c564b"}
+COLOURS = {
+    "torch-fp32": "#7f7f7f",
+    "torch-bf16": "#b0b0b0",
+    "st-torch": "#1f77b4",
+    "st-onnx": "#9ecae9",
+    "openvino-fp32": "#6a3d9a",
+    "openvino-bf16": "#b294c7",
+    "openvino-int8": "#3f007d",
+    "ort-plain": "#2ca02c",
+    "rosberta-fp32": "#ff7f0e",
+    "rosberta-int8": "#d62728",
+    "rosberta-int8-openvino": "#e377c2",
+    "rosberta-int8-openvino-1stream": "#f7b6d2",
+    "rosberta-fp16": "#8c564b",
+}
 THROUGHPUT = ("throughput_8x128", "throughput_32x128", "throughput_1x512")
 
 
@@ -33,8 +42,10 @@ def _cell(res: dict, workload: str, name: str, key: str, fmt: str, ratio: bool =
 
 def table(res: dict) -> str:
     """The Markdown results table: one row per system, speeds with their same-run ratio to the baseline."""
-    head = ("| system | load s | 1×16 p50 ms | p95 ms | p99 ms | 8×128 seq/s | 32×128 seq/s | 1×512 seq/s | "
-            "corpus texts/s | corpus tokens/s | peak RSS MB | cosine min / mean |")
+    head = (
+        "| system | load s | 1×16 p50 ms | p95 ms | p99 ms | 8×128 seq/s | 32×128 seq/s | 1×512 seq/s | "
+        "corpus texts/s | corpus tokens/s | peak RSS MB | cosine min / mean |"
+    )
     rows = [head, "|---|" + "---:|" * 11]
     for s in res["systems"]:
         name = s["name"]
@@ -44,17 +55,24 @@ def table(res: dict) -> str:
         mem = s.get("memory") or {}
         q = s.get("quality") or {}
         load = f"{s['load_s']:.2f}" if s.get("load_s") is not None else "–"
-        rows.append("| " + " | ".join([
-            s["label"] + (" **(baseline)**" if name == res["baseline"] else ""), load,
-            _cell(res, "latency_1x16", name, "p50_ms", ".1f"),
-            _cell(res, "latency_1x16", name, "p95_ms", ".1f", False),
-            _cell(res, "latency_1x16", name, "p99_ms", ".1f", False),
-            *(_cell(res, w, name, "seq_per_s", ".2f") for w in THROUGHPUT),
-            _cell(res, "corpus", name, "texts_per_s", ".1f"),
-            _cell(res, "corpus", name, "tokens_per_s", ".0f", False),
-            f"{mem['peak_rss_mb']:.0f}" if "peak_rss_mb" in mem else "–",
-            f"{q['cos_min']:.6f} / {q['cos_mean']:.6f}" if q else "–",
-        ]) + " |")
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    s["label"] + (" **(baseline)**" if name == res["baseline"] else ""),
+                    load,
+                    _cell(res, "latency_1x16", name, "p50_ms", ".1f"),
+                    _cell(res, "latency_1x16", name, "p95_ms", ".1f", False),
+                    _cell(res, "latency_1x16", name, "p99_ms", ".1f", False),
+                    *(_cell(res, w, name, "seq_per_s", ".2f") for w in THROUGHPUT),
+                    _cell(res, "corpus", name, "texts_per_s", ".1f"),
+                    _cell(res, "corpus", name, "tokens_per_s", ".0f", False),
+                    f"{mem['peak_rss_mb']:.0f}" if "peak_rss_mb" in mem else "–",
+                    f"{q['cos_min']:.6f} / {q['cos_mean']:.6f}" if q else "–",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(rows)
 
 
@@ -65,32 +83,45 @@ def _scaling_table(res: dict) -> str:
     rows = ["| system | " + " | ".join(f"1×{n}" for n in lengths) + " |", "|---|" + "---:|" * len(lengths)]
     for s in res["systems"]:
         if s["status"] == "ok":
-            rows.append(f"| {s['label']} | " + " | ".join(_cell(res, f"scaling_{n}", s["name"], "ms_per_seq", ".1f")
-                                                        for n in lengths) + " |")
+            rows.append(
+                f"| {s['label']} | "
+                + " | ".join(_cell(res, f"scaling_{n}", s["name"], "ms_per_seq", ".1f") for n in lengths)
+                + " |"
+            )
     return "ms per sequence (batch 1) by sequence length, with the ratio to the baseline:\n\n" + "\n".join(rows)
 
 
 def markdown(res: dict) -> str:
     m, st = res["machine"], res["settings"]
     model = res["model"]
-    lines = [f"# rosberta-onnx benchmark ({res['mode']})", "",
-             f"- machine: {describe(m)}",
-             f"- model: {model['description']}",
-             f"- threads: {st['threads']} for every system; rounds alternate the systems (A B C A B C …); "
-             f"each figure is the median over rounds after warm-up; ratios (×) are speed-ups over "
-             f"**{res['baseline']}** taken round by round in the same process, then the median",
-             f"- latency: {st['latency_samples']} timed calls per system; corpus: {st['corpus_size']} RU/EN STS sentences, "
-             f"each system batching its own way; tokens/s counts content tokens (no padding)",
-             f"- quality: cosine of each system's corpus embeddings against {res['baseline']}; peak RSS: a separate "
-             f"process per system loading the model and encoding 8×128 and 1×512",
-             "- load time: one in-process load per system, library imports excluded, file cache warm", ""]
+    lines = [
+        f"# rosberta-onnx benchmark ({res['mode']})",
+        "",
+        f"- machine: {describe(m)}",
+        f"- model: {model['description']}",
+        f"- threads: {st['threads']} for every system; rounds alternate the systems (A B C A B C …); "
+        f"each figure is the median over rounds after warm-up; ratios (×) are speed-ups over "
+        f"**{res['baseline']}** taken round by round in the same process, then the median",
+        f"- latency: {st['latency_samples']} timed calls per system; corpus: {st['corpus_size']} RU/EN STS sentences, "
+        f"each system batching its own way; tokens/s counts content tokens (no padding)",
+        f"- quality: cosine of each system's corpus embeddings against {res['baseline']}; peak RSS: a separate "
+        f"process per system loading the model and encoding 8×128 and 1×512",
+        "- load time: one in-process load per system, library imports excluded, file cache warm",
+        "",
+    ]
     if res["baseline"] != "torch-fp32":
-        lines += [f"> **No PyTorch reference in this run** ({model.get('reference_origin')}): ratios and cosines are "
-                  f"against {res['baseline']} instead.", ""]
+        lines += [
+            f"> **No PyTorch reference in this run** ({model.get('reference_origin')}): ratios and cosines are "
+            f"against {res['baseline']} instead.",
+            "",
+        ]
     if model.get("stand_in"):
-        lines += ["> **Stand-in model with random weights**: speed and memory are those of the real shape; the "
-                  "cosines only show that each system computes the same function — int8's quality loss on real "
-                  "weights is larger.", ""]
+        lines += [
+            "> **Stand-in model with random weights**: speed and memory are those of the real shape; the "
+            "cosines only show that each system computes the same function — int8's quality loss on real "
+            "weights is larger.",
+            "",
+        ]
     lines += [table(res), ""]
     for section in (goals_section(res), _scaling_table(res)):
         if section:
@@ -164,11 +195,18 @@ def charts(res: dict, folder: Path) -> list[Path]:
     if lengths:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for s in ok:
-            pts = [(n, res["workloads"][f"scaling_{n}"]["systems"].get(s["name"], {}).get("ms_per_seq")) for n in lengths]
+            pts = [
+                (n, res["workloads"][f"scaling_{n}"]["systems"].get(s["name"], {}).get("ms_per_seq")) for n in lengths
+            ]
             pts = [(n, v) for n, v in pts if v is not None]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=s["name"], color=colour[s["name"]],
-                        linestyle={"reference": "--", "peer": ":", "ours": "-"}.get(s["group"], "-"))
+                ax.plot(
+                    *zip(*pts),
+                    marker="o",
+                    label=s["name"],
+                    color=colour[s["name"]],
+                    linestyle={"reference": "--", "peer": ":", "ours": "-"}.get(s["group"], "-"),
+                )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(lengths, [str(n) for n in lengths])

@@ -21,8 +21,15 @@ from rosberta_onnx.interrupt import end_like_ctrl_c_on_sigterm
 from .base import Skip, System
 from .workloads import Workload
 
-__all__ = ["alternate", "fixed_batch", "as_run", "end_like_ctrl_c_on_sigterm", "load_systems", "run_workloads",
-           "quality"]
+__all__ = [
+    "alternate",
+    "fixed_batch",
+    "as_run",
+    "end_like_ctrl_c_on_sigterm",
+    "load_systems",
+    "run_workloads",
+    "quality",
+]
 
 
 def alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
@@ -97,13 +104,19 @@ def _summarise(w: Workload, per_round: dict[str, list[list[float]]], baseline: s
         med = [statistics.median(r) for r in rounds]
         ratios = [b / m for b, m in zip(base, med) if m > 0] if base else []
         t = statistics.median(med)
-        rec = {"rounds": len(rounds), "time_s_median": t, "time_s_rounds": med,
-               "ratio_median": statistics.median(ratios) if ratios else None,
-               "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None}
+        rec = {
+            "rounds": len(rounds),
+            "time_s_median": t,
+            "time_s_rounds": med,
+            "ratio_median": statistics.median(ratios) if ratios else None,
+            "ratio_min": min(ratios) if ratios else None,
+            "ratio_max": max(ratios) if ratios else None,
+        }
         if w.kind == "latency":
             flat = [x for r in rounds for x in r]
-            rec.update(samples=len(flat), p50_ms=_pct(flat, 50) * 1e3, p95_ms=_pct(flat, 95) * 1e3,
-                       p99_ms=_pct(flat, 99) * 1e3)
+            rec.update(
+                samples=len(flat), p50_ms=_pct(flat, 50) * 1e3, p95_ms=_pct(flat, 95) * 1e3, p99_ms=_pct(flat, 99) * 1e3
+            )
         elif w.kind == "corpus":
             rec.update(texts_per_s=w.batch / t, tokens_per_s=w.tokens / t)
         elif w.kind == "scaling":
@@ -114,8 +127,16 @@ def _summarise(w: Workload, per_round: dict[str, list[list[float]]], baseline: s
     return out
 
 
-def run_workloads(systems: list[System], workloads: list[Workload], status: dict[str, dict], *, baseline: str,
-                  warmup: int, gap_s: float, log) -> tuple[dict, dict[str, np.ndarray]]:
+def run_workloads(
+    systems: list[System],
+    workloads: list[Workload],
+    status: dict[str, dict],
+    *,
+    baseline: str,
+    warmup: int,
+    gap_s: float,
+    log,
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Run every workload over the loaded systems. Returns (results by workload, corpus embeddings by system)."""
     active = [s for s in systems if status[s.name]["status"] == "ok"]
     results: dict[str, dict] = {}
@@ -164,9 +185,17 @@ def run_workloads(systems: list[System], workloads: list[Workload], status: dict
         if not per_round:
             continue
         base = baseline if baseline in per_round else next(iter(per_round))
-        results[w.name] = {"kind": w.kind, "label": w.label, "batch": w.batch, "tokens": w.tokens,
-                           "rounds": w.rounds, "calls_per_round": w.calls, "warmup_calls": n_warm,
-                           "baseline": base, "systems": _summarise(w, per_round, base)}
+        results[w.name] = {
+            "kind": w.kind,
+            "label": w.label,
+            "batch": w.batch,
+            "tokens": w.tokens,
+            "rounds": w.rounds,
+            "calls_per_round": w.calls,
+            "warmup_calls": n_warm,
+            "baseline": base,
+            "systems": _summarise(w, per_round, base),
+        }
         log(f"{w.name}: {w.rounds} round(s) over {len(per_round)} systems in {time.perf_counter() - t_start:.1f}s")
     return results, corpus_vecs
 
@@ -182,5 +211,10 @@ def quality(corpus_vecs: dict[str, np.ndarray], baseline: str) -> dict[str, dict
         v = v.astype(np.float64)
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-30)
         cos = (ref * v).sum(1)
-        out[name] = {"against": baseline, "n": int(len(cos)), "cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
+        out[name] = {
+            "against": baseline,
+            "n": int(len(cos)),
+            "cos_min": float(cos.min()),
+            "cos_mean": float(cos.mean()),
+        }
     return out

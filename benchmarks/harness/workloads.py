@@ -57,18 +57,43 @@ class Settings:
 
     def with_rounds(self, rounds: int) -> Settings:
         """Every workload with the same number of rounds (a smoke-test override)."""
-        return replace(self, latency_rounds=rounds, rounds_8x128=rounds, rounds_32x128=rounds, rounds_1x512=rounds,
-                       corpus_rounds=rounds, scaling_rounds=rounds)
+        return replace(
+            self,
+            latency_rounds=rounds,
+            rounds_8x128=rounds,
+            rounds_32x128=rounds,
+            rounds_1x512=rounds,
+            corpus_rounds=rounds,
+            scaling_rounds=rounds,
+        )
 
 
 SETTINGS = {
     # Minutes on the tiny stand-in: proves the harness, measures nothing worth publishing.
-    "quick": Settings(latency_rounds=3, latency_calls=5, rounds_8x128=3, rounds_32x128=2, rounds_1x512=2,
-                      corpus_size=48, corpus_rounds=2, seq_lengths=(16, 64, 128, 256, 512), scaling_rounds=2),
+    "quick": Settings(
+        latency_rounds=3,
+        latency_calls=5,
+        rounds_8x128=3,
+        rounds_32x128=2,
+        rounds_1x512=2,
+        corpus_size=48,
+        corpus_rounds=2,
+        seq_lengths=(16, 64, 128, 256, 512),
+        scaling_rounds=2,
+    ),
     # The published run. Rounds are few because every round runs every system once (minutes on the
     # full-size model); the ratio is taken inside each round, which is what holds on noisy machines.
-    "full": Settings(latency_rounds=7, latency_calls=10, rounds_8x128=5, rounds_32x128=3, rounds_1x512=5,
-                     corpus_size=256, corpus_rounds=3, seq_lengths=(16, 32, 64, 128, 256, 512), scaling_rounds=3),
+    "full": Settings(
+        latency_rounds=7,
+        latency_calls=10,
+        rounds_8x128=5,
+        rounds_32x128=3,
+        rounds_1x512=5,
+        corpus_size=256,
+        corpus_rounds=3,
+        seq_lengths=(16, 32, 64, 128, 256, 512),
+        scaling_rounds=3,
+    ),
 }
 
 
@@ -105,11 +130,15 @@ def _exact(count: Callable[[str], int], n: int, words: Sequence[str], start: int
             attempt = nxt
         if count(attempt) == n:
             return attempt
-    raise RuntimeError(f"could not build a text of exactly {n} tokens (got {count(text)}); the tokenizer "
-                       f"merges every filler tried ({_FILLERS})")
+    raise RuntimeError(
+        f"could not build a text of exactly {n} tokens (got {count(text)}); the tokenizer "
+        f"merges every filler tried ({_FILLERS})"
+    )
 
 
-def exact_length_texts(count: Callable[[str], int], n: int, k: int, *, prefix: str = DOC_PREFIX, seed: int = 0) -> list[str]:
+def exact_length_texts(
+    count: Callable[[str], int], n: int, k: int, *, prefix: str = DOC_PREFIX, seed: int = 0
+) -> list[str]:
     """``k`` different texts of real RU/EN STS words, each exactly ``n`` tokens (specials included)."""
     streams = _word_streams(seed)
     langs = sorted(streams)
@@ -120,16 +149,19 @@ def exact_length_texts(count: Callable[[str], int], n: int, k: int, *, prefix: s
     return out
 
 
-def build_workloads(count: Callable[[str], int], max_length: int, settings: Settings,
-                    *, only: Sequence[str] | None = None) -> list[Workload]:
+def build_workloads(
+    count: Callable[[str], int], max_length: int, settings: Settings, *, only: Sequence[str] | None = None
+) -> list[Workload]:
     """The benchmark's workloads, in run order. ``count(text)`` is tokens with specials (artifact tokenizer)."""
     from rosberta_export.corpus import parity_texts
 
     s = settings
-    fixed = [("latency_1x16", "latency", 1, 16, s.latency_rounds, s.latency_calls, QUERY_PREFIX),
-             ("throughput_8x128", "throughput", 8, 128, s.rounds_8x128, 1, DOC_PREFIX),
-             ("throughput_32x128", "throughput", 32, 128, s.rounds_32x128, 1, DOC_PREFIX),
-             ("throughput_1x512", "throughput", 1, 512, s.rounds_1x512, 1, DOC_PREFIX)]
+    fixed = [
+        ("latency_1x16", "latency", 1, 16, s.latency_rounds, s.latency_calls, QUERY_PREFIX),
+        ("throughput_8x128", "throughput", 8, 128, s.rounds_8x128, 1, DOC_PREFIX),
+        ("throughput_32x128", "throughput", 32, 128, s.rounds_32x128, 1, DOC_PREFIX),
+        ("throughput_1x512", "throughput", 1, 512, s.rounds_1x512, 1, DOC_PREFIX),
+    ]
     out: list[Workload] = []
     for name, kind, k, n, rounds, calls, prefix in fixed:
         n = min(n, max_length)
@@ -141,12 +173,22 @@ def build_workloads(count: Callable[[str], int], max_length: int, settings: Sett
         if n <= max_length:
             # Several calls per round for the short ones, whose single-call times are mostly noise.
             calls = max(1, min(5, max_length // n // 2))
-            out.append(Workload(f"scaling_{n}", "scaling", tuple(exact_length_texts(count, n, 1, seed=n)), n,
-                                s.scaling_rounds, calls))
+            out.append(
+                Workload(
+                    f"scaling_{n}",
+                    "scaling",
+                    tuple(exact_length_texts(count, n, 1, seed=n)),
+                    n,
+                    s.scaling_rounds,
+                    calls,
+                )
+            )
     if only:
         unknown = [w for w in only if not any(x.name == w or x.kind == w for x in out)]
         if unknown:
-            raise ValueError(f"unknown workload(s) {unknown}; choose from {[x.name for x in out]} or a kind "
-                             f"(latency, throughput, corpus, scaling)")
+            raise ValueError(
+                f"unknown workload(s) {unknown}; choose from {[x.name for x in out]} or a kind "
+                f"(latency, throughput, corpus, scaling)"
+            )
         out = [x for x in out if x.name in only or x.kind in only]
     return out

@@ -64,12 +64,16 @@ def _chain_model(path: Path, weights: list[np.ndarray], kind: str) -> Path:
 
     inits, nodes, x = [], [], "x"
     if kind == "static":
-        inits += [numpy_helper.from_array(np.array(8.0 / 255, np.float32), "xs"),
-                  numpy_helper.from_array(np.array(128, np.uint8), "xz")]
+        inits += [
+            numpy_helper.from_array(np.array(8.0 / 255, np.float32), "xs"),
+            numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+        ]
     for i, w in enumerate(weights):
         if kind == "static":
-            nodes += [helper.make_node("QuantizeLinear", [x, "xs", "xz"], [f"q{i}"]),
-                      helper.make_node("DequantizeLinear", [f"q{i}", "xs", "xz"], [f"d{i}"])]
+            nodes += [
+                helper.make_node("QuantizeLinear", [x, "xs", "xz"], [f"q{i}"]),
+                helper.make_node("DequantizeLinear", [f"q{i}", "xs", "xz"], [f"d{i}"]),
+            ]
             x = f"d{i}"
         if kind == "fp32":
             inits.append(numpy_helper.from_array(w, f"w{i}"))
@@ -82,8 +86,13 @@ def _chain_model(path: Path, weights: list[np.ndarray], kind: str) -> Path:
         nodes.append(helper.make_node("MatMul", [x, wname], [f"y{i}"]))
         x = f"y{i}"
     k, n = weights[0].shape[0], weights[-1].shape[1]
-    graph = helper.make_graph(nodes, "gemms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, k])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [None, None, n])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "gemms",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, k])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [None, None, n])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data")
@@ -104,21 +113,32 @@ def _engines(weights: list[np.ndarray], work: Path, threads: int) -> dict[str, o
     fp32 = _chain_model(work / "fp32.onnx", weights, "fp32")
     ort_int8 = work / "ort-int8.onnx"
     logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's "consider pre-processing" advice
-    quantize_dynamic(str(fp32), str(ort_int8), weight_type=QuantType.QInt8, per_channel=True,
-                     use_external_data_format=True)
+    quantize_dynamic(
+        str(fp32), str(ort_int8), weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True
+    )
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     # spinning threads would keep busy-waiting after each run and slow whichever system runs next
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(str(ort_int8), so, providers=["CPUExecutionProvider"])
     core = ov.Core()
-    opts = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": openvino_options()["INFERENCE_PRECISION_HINT"]}
-    dyn = core.compile_model(str(_chain_model(work / "dq.onnx", weights, "dq")), "CPU",
-                             {**opts, "DYNAMIC_QUANTIZATION_GROUP_SIZE": 256}).create_infer_request()
-    static = core.compile_model(str(_chain_model(work / "static.onnx", weights, "static")), "CPU", opts).create_infer_request()
-    split = OpenVinoSession(work / "dq.onnx", threads=threads, variant="ceiling", streams=default_streams(threads),
-                            options={"INFERENCE_PRECISION_HINT": opts["INFERENCE_PRECISION_HINT"],
-                                     "DYNAMIC_QUANTIZATION_GROUP_SIZE": 256})
+    opts = {
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": openvino_options()["INFERENCE_PRECISION_HINT"],
+    }
+    dyn = core.compile_model(
+        str(_chain_model(work / "dq.onnx", weights, "dq")), "CPU", {**opts, "DYNAMIC_QUANTIZATION_GROUP_SIZE": 256}
+    ).create_infer_request()
+    static = core.compile_model(
+        str(_chain_model(work / "static.onnx", weights, "static")), "CPU", opts
+    ).create_infer_request()
+    split = OpenVinoSession(
+        work / "dq.onnx",
+        threads=threads,
+        variant="ceiling",
+        streams=default_streams(threads),
+        options={"INFERENCE_PRECISION_HINT": opts["INFERENCE_PRECISION_HINT"], "DYNAMIC_QUANTIZATION_GROUP_SIZE": 256},
+    )
     wts = [torch.from_numpy(np.ascontiguousarray(w.T)) for w in weights]  # nn.Linear's layout
 
     def torch_gemms(x):
@@ -128,17 +148,23 @@ def _engines(weights: list[np.ndarray], work: Path, threads: int) -> dict[str, o
                 y = torch.nn.functional.linear(y, w)
         return y.numpy()
 
-    return {TORCH_GEMMS: torch_gemms, ORT_INT8: lambda x: sess.run(None, {"x": x})[0],
-            OV_DYNAMIC: lambda x: dyn.infer({"x": x})[0], OV_STATIC: lambda x: static.infer({"x": x})[0],
-            OV_STREAMS: lambda x: split.run(None, {"x": x})[0]}
+    return {
+        TORCH_GEMMS: torch_gemms,
+        ORT_INT8: lambda x: sess.run(None, {"x": x})[0],
+        OV_DYNAMIC: lambda x: dyn.infer({"x": x})[0],
+        OV_STATIC: lambda x: static.infer({"x": x})[0],
+        OV_STREAMS: lambda x: split.run(None, {"x": x})[0],
+    }
 
 
 def _agreement(outputs: dict[str, np.ndarray]) -> dict[str, float]:
     """Cosine (over the flattened output) of each engine's GEMM-only model against torch's: a check that every
     engine computes the same chain, so that the timings compare the same work."""
     ref = outputs[TORCH_GEMMS].ravel().astype(np.float64)
-    return {name: float(ref @ y.ravel() / (np.linalg.norm(ref) * np.linalg.norm(y.ravel()) + 1e-30))
-            for name, y in outputs.items()}
+    return {
+        name: float(ref @ y.ravel() / (np.linalg.norm(ref) * np.linalg.norm(y.ravel()) + 1e-30))
+        for name, y in outputs.items()
+    }
 
 
 def main(argv=None) -> int:
@@ -180,12 +206,23 @@ def _measure(a, shapes: list[tuple[int, int]], work: Path, command: str) -> int:
     engines = _engines(_weights(dims, rng), work, a.threads)
 
     cpu = cpu_facts()
-    results = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads, "cpu": cpu,
-               "rounds": a.rounds, "weight_matmuls": len(dims), "shapes": {}}
-    lines = [f"GEMM-only ceiling on `{src.folder.name}` ({layers} layers, {len(dims)} weight MatMuls), {a.threads} "
-             f"threads, {a.rounds} alternating rounds, on {cpu['description']}. "
-             f"Reproduce: `python -m benchmarks.studies.ceiling {command}`", "",
-             "| shape | system | median ms | GMAC/s | x torch fp32 whole model |", "|---|---|---:|---:|---:|"]
+    results = {
+        "checkpoint": str(src.folder),
+        "stand_in": bool(src.stand_in),
+        "threads": a.threads,
+        "cpu": cpu,
+        "rounds": a.rounds,
+        "weight_matmuls": len(dims),
+        "shapes": {},
+    }
+    lines = [
+        f"GEMM-only ceiling on `{src.folder.name}` ({layers} layers, {len(dims)} weight MatMuls), {a.threads} "
+        f"threads, {a.rounds} alternating rounds, on {cpu['description']}. "
+        f"Reproduce: `python -m benchmarks.studies.ceiling {command}`",
+        "",
+        "| shape | system | median ms | GMAC/s | x torch fp32 whole model |",
+        "|---|---|---:|---:|---:|",
+    ]
     for b, n in shapes:
         _, whole_model = fixed_batch(model, b, n)
         x = rng.standard_normal((b, n, hidden)).astype(np.float32)
@@ -193,19 +230,30 @@ def _measure(a, shapes: list[tuple[int, int]], work: Path, command: str) -> int:
         whole_model()  # warm-up; the engines' first-shape compilation and paging happen in the check below
         agree = _agreement({name: fn(x) for name, fn in engines.items()})
         if min(agree.values()) < MIN_AGREEMENT:
-            raise SystemExit(f"the GEMM-only models disagree at {b}x{n} (cosine against torch's: {agree}); a kernel "
-                             f"that computes something else would be timed on different work. Not reporting.")
+            raise SystemExit(
+                f"the GEMM-only models disagree at {b}x{n} (cosine against torch's: {agree}); a kernel "
+                f"that computes something else would be timed on different work. Not reporting."
+            )
         t = alternate(systems, a.rounds)
         ref = np.array(t[TORCH_MODEL])
         macs = b * n * sum(k * m for k, m in dims)
-        rows = {name: {"median_ms": 1e3 * float(np.median(v)), "gmacs": macs / float(np.median(v)) / 1e9,
-                       "x_torch_model": float(np.median(ref / np.array(v)))} for name, v in t.items()}
+        rows = {
+            name: {
+                "median_ms": 1e3 * float(np.median(v)),
+                "gmacs": macs / float(np.median(v)) / 1e9,
+                "x_torch_model": float(np.median(ref / np.array(v))),
+            }
+            for name, v in t.items()
+        }
         results["shapes"][f"{b}x{n}"] = {"systems": rows, "cosine_vs_torch_gemms": agree}
         for name, r in rows.items():
             lines.append(f"| {b}x{n} | {name} | {r['median_ms']:.1f} | {r['gmacs']:.0f} | {r['x_torch_model']:.2f} |")
-        print("\n".join(lines[-len(rows):]), flush=True)
-    lines += ["", "GMAC/s counts the weight MatMuls' multiply-adds only (also for the whole model's row). An int8 row's "
-              "ratio is the ceiling for that kernel: the model's speed-up if everything but its weight GEMMs were free."]
+        print("\n".join(lines[-len(rows) :]), flush=True)
+    lines += [
+        "",
+        "GMAC/s counts the weight MatMuls' multiply-adds only (also for the whole model's row). An int8 row's "
+        "ratio is the ceiling for that kernel: the model's speed-up if everything but its weight GEMMs were free.",
+    ]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ceiling.json").write_text(json.dumps(results, indent=2))

@@ -32,7 +32,10 @@ ROLES = {"qkv": "Q/K/V", "attn-out": "attention output", "ffn-up": "FFN-up", "ff
 OPENVINO_RUNS = (  # (label, engine options) for int8-openvino's file
     ("groups of 256, f32 elsewhere", {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 256, "INFERENCE_PRECISION_HINT": "f32"}),
     ("groups of 32, f32 elsewhere", {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 32, "INFERENCE_PRECISION_HINT": "f32"}),
-    ("activations in float (int8 weights only)", {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 0, "INFERENCE_PRECISION_HINT": "f32"}),
+    (
+        "activations in float (int8 weights only)",
+        {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 0, "INFERENCE_PRECISION_HINT": "f32"},
+    ),
 )
 
 
@@ -50,9 +53,11 @@ def figures(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarra
     from rosberta_export.gate import top10_overlap
 
     cos = np.concatenate([(r.astype(np.float64) * g).sum(1) for r, g in zip(ref, got)])
-    return {"top10_overlap": top10_overlap(ref, got),
-            "score_error_median": float(np.median(np.abs(got[0] @ got[1].T - ref[0] @ ref[1].T))),
-            "one_minus_cos_mean": float(1.0 - cos.mean())}
+    return {
+        "top10_overlap": top10_overlap(ref, got),
+        "score_error_median": float(np.median(np.abs(got[0] @ got[1].T - ref[0] @ ref[1].T))),
+        "one_minus_cos_mean": float(1.0 - cos.mean()),
+    }
 
 
 def _encode(enc, queries, docs):
@@ -79,8 +84,9 @@ def _engine_rows(artifact: Path, queries, docs, threads: int) -> tuple[dict, lis
         rows.append({"system": f"`{v}` as shipped", **figures(ref, got), "seconds": secs})
         if v == "int8-openvino":
             for label, options in OPENVINO_RUNS:
-                enc._session = OpenVinoSession(artifact / variants[v].file, threads=threads, options=options,
-                                               variant=v, streams=1)
+                enc._session = OpenVinoSession(
+                    artifact / variants[v].file, threads=threads, options=options, variant=v, streams=1
+                )
                 got, secs = _encode(enc, queries, docs)
                 rows.append({"system": f"`{v}`'s file, {label}", **figures(ref, got), "seconds": secs})
     return {"neighbour_gap_median": gap}, rows
@@ -117,8 +123,9 @@ def _torch_rows(checkpoint: str, artifact: Path, queries, docs, threads: int) ->
     from rosberta_onnx.prompts import apply_prompt
 
     facts = Manifest.read(artifact).model
-    ref = Reference(checkpoint, pooling=facts.pooling, normalize=facts.normalize, max_length=facts.max_length,
-                    threads=threads)
+    ref = Reference(
+        checkpoint, pooling=facts.pooling, normalize=facts.normalize, max_length=facts.max_length, threads=threads
+    )
     active: set[str] = set()
 
     def hook(module, args):
@@ -140,21 +147,37 @@ def _torch_rows(checkpoint: str, artifact: Path, queries, docs, threads: int) ->
         t = time.perf_counter()
         got = ref.embed(q, batch_size=32), ref.embed(d, batch_size=32)
         label = "every MatMul" if len(roles) > 1 else ROLES[roles[0]]
-        rows.append({"system": f"activations per token u8: {label} ({sum(hooked.get(r, 0) for r in roles)} MatMuls)",
-                     **figures(base, got), "seconds": time.perf_counter() - t})
+        rows.append(
+            {
+                "system": f"activations per token u8: {label} ({sum(hooked.get(r, 0) for r in roles)} MatMuls)",
+                **figures(base, got),
+                "seconds": time.perf_counter() - t,
+            }
+        )
     return rows
 
 
 def _table(res: dict, command: str) -> str:
-    head = (f"int8 error budget on `{res['artifact']}` ({res['lang']}, {res['queries']} queries over {res['docs']} "
-            f"documents; median score gap between the 10th and 11th neighbour in fp32: "
-            f"{res['neighbour_gap_median']:.2e}), on {res['cpu']['description']}. "
-            f"Reproduce: `python -m benchmarks.studies.error_budget {command}`\n\n")
-    lines = ["| system (against fp32) | top-10 overlap | median score error | 1 - cos mean | s |", "|---|---:|---:|---:|---:|"]
+    head = (
+        f"int8 error budget on `{res['artifact']}` ({res['lang']}, {res['queries']} queries over {res['docs']} "
+        f"documents; median score gap between the 10th and 11th neighbour in fp32: "
+        f"{res['neighbour_gap_median']:.2e}), on {res['cpu']['description']}. "
+        f"Reproduce: `python -m benchmarks.studies.error_budget {command}`\n\n"
+    )
+    lines = [
+        "| system (against fp32) | top-10 overlap | median score error | 1 - cos mean | s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in res["rows"]:
-        lines.append(f"| {r['system']} | {r['top10_overlap']:.3f} | {r['score_error_median']:.2e} | "
-                     f"{r['one_minus_cos_mean']:.2e} | {r['seconds']:.0f} |")
-    return head + "\n".join(lines) + "\n\nThe torch rows use the checkpoint's float weights and their own torch fp32 run as the reference.\n"
+        lines.append(
+            f"| {r['system']} | {r['top10_overlap']:.3f} | {r['score_error_median']:.2e} | "
+            f"{r['one_minus_cos_mean']:.2e} | {r['seconds']:.0f} |"
+        )
+    return (
+        head
+        + "\n".join(lines)
+        + "\n\nThe torch rows use the checkpoint's float weights and their own torch fp32 run as the reference.\n"
+    )
 
 
 def main(argv=None) -> int:
@@ -178,8 +201,15 @@ def main(argv=None) -> int:
     head, rows = _engine_rows(artifact, queries, docs, a.threads)
     if not a.no_torch:
         rows += _torch_rows(a.reference, artifact, queries, docs, a.threads)
-    res = {"artifact": str(artifact), "lang": a.lang, "queries": len(queries), "docs": len(docs), **head, "rows": rows,
-           "cpu": cpu_facts()}
+    res = {
+        "artifact": str(artifact),
+        "lang": a.lang,
+        "queries": len(queries),
+        "docs": len(docs),
+        **head,
+        "rows": rows,
+        "cpu": cpu_facts(),
+    }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "error_budget.json").write_text(json.dumps(res, indent=2))

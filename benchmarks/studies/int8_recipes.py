@@ -85,10 +85,14 @@ def _with_static(twin: Path, out: Path, raw: Path, cal, plans, group: str) -> Pa
             lo_t, hi_t = min(float(lo.min()), 0.0), max(float(hi.max()), 0.0)
             scale = max(hi_t - lo_t, 1e-8) / 255.0
             p = f"static_{node.name.replace('/', '_')}"
-            consts += [numpy_helper.from_array(np.array(scale, np.float32), p + "_s"),
-                       numpy_helper.from_array(np.array(int(np.clip(np.rint(-lo_t / scale), 0, 255)), np.uint8), p + "_z")]
-            nodes += [helper.make_node("QuantizeLinear", [node.input[0], p + "_s", p + "_z"], [p + "_q"], name=p + "_Q"),
-                      helper.make_node("DequantizeLinear", [p + "_q", p + "_s", p + "_z"], [p + "_dq"], name=p + "_DQ")]
+            consts += [
+                numpy_helper.from_array(np.array(scale, np.float32), p + "_s"),
+                numpy_helper.from_array(np.array(int(np.clip(np.rint(-lo_t / scale), 0, 255)), np.uint8), p + "_z"),
+            ]
+            nodes += [
+                helper.make_node("QuantizeLinear", [node.input[0], p + "_s", p + "_z"], [p + "_q"], name=p + "_Q"),
+                helper.make_node("DequantizeLinear", [p + "_q", p + "_s", p + "_z"], [p + "_dq"], name=p + "_DQ"),
+            ]
             node.input[0] = p + "_dq"
         nodes.append(node)
     del model.graph.node[:]
@@ -115,8 +119,12 @@ def _session(path: Path, threads: int, name: str = ""):
         # every candidate, so they differ only in how they quantise (int8-openvino itself uses bf16 where native)
         from rosberta_onnx.openvino_engine import OpenVinoSession
 
-        return OpenVinoSession(path, threads=threads, variant=name, options={
-            "INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": OPENVINO[name]})
+        return OpenVinoSession(
+            path,
+            threads=threads,
+            variant=name,
+            options={"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": OPENVINO[name]},
+        )
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -130,7 +138,7 @@ def _embed(sess, tok, texts, pooling) -> np.ndarray:
 
     out = []
     for i in range(0, len(texts), 16):
-        ids, mask = tok.pad(tok.tokenize(texts[i:i + 16]).ids)
+        ids, mask = tok.pad(tok.tokenize(texts[i : i + 16]).ids)
         out.append(l2_normalize(pool(sess.run(None, {"input_ids": ids, "attention_mask": mask})[0], mask, pooling)))
     return np.concatenate(out)
 
@@ -179,7 +187,9 @@ def _measure(a, command: str, work: Path) -> int:
     cal_s = time.perf_counter() - t
     for r in RECIPES:
         t = time.perf_counter()
-        files[r] = quantize_int8(raw, work / f"{r}.onnx", recipe=r, tokenizer=tok, cal=cal if r == "rowwise-sq" else None)
+        files[r] = quantize_int8(
+            raw, work / f"{r}.onnx", recipe=r, tokenizer=tok, cal=cal if r == "rowwise-sq" else None
+        )
         build_s[r] = time.perf_counter() - t + (cal_s if r == "rowwise-sq" else 0.0)
     if importlib.util.find_spec("openvino") is not None:
         # nearest-rounded weights, no smoothing (what OpenVINO's own 8-bit weight compression does) ...
@@ -195,8 +205,13 @@ def _measure(a, command: str, work: Path) -> int:
             t = time.perf_counter()
             files[NNCF] = _nncf_int8(raw, tok, work / "openvino-nncf-int8.xml")
             build_s[NNCF] = time.perf_counter() - t
-    results: dict = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "threads": a.threads, "cpu": cpu_facts(),
-                     "recipes": {name: {"build_s": build_s.get(name)} for name in files}}
+    results: dict = {
+        "checkpoint": str(src.folder),
+        "stand_in": bool(src.stand_in),
+        "threads": a.threads,
+        "cpu": cpu_facts(),
+        "recipes": {name: {"build_s": build_s.get(name)} for name in files},
+    }
 
     if not a.speed_only:
         texts = parity_texts(128)
@@ -210,10 +225,16 @@ def _measure(a, command: str, work: Path) -> int:
             c = (_embed(s, tok, texts, src.pooling) * base).sum(1)
             q = {"cos_min": float(c.min()), "cos_mean": float(c.mean())}
             if name in (*RECIPES, *OPENVINO) and a.gate_pairs:
-                fig = gate_figures(fp32_fn, lambda t, task, s=s: _embed(s, tok, t, src.pooling), prompts={},
-                                   pairs_per_lang=a.gate_pairs)
-                q.update(top10_overlap=fig["top10_overlap"],
-                         spearman_delta={k: fig["spearman_int8"][k] - fig["spearman_fp32"][k] for k in fig["spearman_fp32"]})
+                fig = gate_figures(
+                    fp32_fn,
+                    lambda t, task, s=s: _embed(s, tok, t, src.pooling),
+                    prompts={},
+                    pairs_per_lang=a.gate_pairs,
+                )
+                q.update(
+                    top10_overlap=fig["top10_overlap"],
+                    spearman_delta={k: fig["spearman_int8"][k] - fig["spearman_fp32"][k] for k in fig["spearman_fp32"]},
+                )
             results["recipes"][name]["quality"] = q
             print(name, q, flush=True)
         del sessions
@@ -240,17 +261,28 @@ def _measure(a, command: str, work: Path) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "int8_recipes.json").write_text(json.dumps(results, indent=2))
-    lines = [f"int8 recipes on `{src.folder.name}`" + (" (STAND-IN: random weights hide quantisation error)" if src.stand_in else "")
-             + f", {a.threads} threads, on {results['cpu']['description']}. "
-               f"Reproduce: `python -m benchmarks.studies.int8_recipes {command}`", "",
-             "| recipe | cos min | cos mean | top-10 overlap en / ru | " + " | ".join(f"{b}x{n} (x torch fp32)" for b, n in SHAPES) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(SHAPES)]
+    lines = [
+        f"int8 recipes on `{src.folder.name}`"
+        + (" (STAND-IN: random weights hide quantisation error)" if src.stand_in else "")
+        + f", {a.threads} threads, on {results['cpu']['description']}. "
+        f"Reproduce: `python -m benchmarks.studies.int8_recipes {command}`",
+        "",
+        "| recipe | cos min | cos mean | top-10 overlap en / ru | "
+        + " | ".join(f"{b}x{n} (x torch fp32)" for b, n in SHAPES)
+        + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(SHAPES),
+    ]
     for name, r in results["recipes"].items():
         q, sp = r.get("quality", {}), r.get("speed", {})
         ov = q.get("top10_overlap")
-        cells = [f"{q['cos_min']:.5f}" if q else "–", f"{q['cos_mean']:.5f}" if q else "–",
-                 f"{ov['en']:.3f} / {ov['ru']:.3f}" if ov else "–"]
-        cells += [f"{sp[f'{b}x{n}']['median_ms']:.1f} ms ({sp[f'{b}x{n}']['x_torch']:.2f}x)" if sp else "–" for b, n in SHAPES]
+        cells = [
+            f"{q['cos_min']:.5f}" if q else "–",
+            f"{q['cos_mean']:.5f}" if q else "–",
+            f"{ov['en']:.3f} / {ov['ru']:.3f}" if ov else "–",
+        ]
+        cells += [
+            f"{sp[f'{b}x{n}']['median_ms']:.1f} ms ({sp[f'{b}x{n}']['x_torch']:.2f}x)" if sp else "–" for b, n in SHAPES
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (out / "int8_recipes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -31,14 +31,36 @@ import numpy as np
 __all__ = ["main", "QUERIES"]
 
 QUERIES = [
-    "Сколько программистов нужно, чтобы вкрутить лампочку?", "How many programmers does it take to change a bulb?",
-    "погода в Москве завтра", "weather in Moscow tomorrow", "рецепт борща с фасолью", "borscht recipe with beans",
-    "как выучить английский быстро", "fastest way to learn Russian", "лучшие книги Толстого", "best Tolstoy novels",
-    "что такое эмбеддинги", "what are sentence embeddings", "курс доллара к рублю", "dollar to ruble exchange rate",
-    "симптомы простуды у детей", "cold symptoms in children", "как починить кран", "how to fix a leaking tap",
-    "история Санкт-Петербурга", "history of Saint Petersburg", "дешёвые билеты в Сочи", "cheap flights to Sochi",
-    "почему небо голубое", "why is the sky blue", "расписание электричек", "suburban train timetable",
-    "как работает трансформер", "how does a transformer model work", "отзывы о ноутбуке", "laptop reviews 2024",
+    "Сколько программистов нужно, чтобы вкрутить лампочку?",
+    "How many programmers does it take to change a bulb?",
+    "погода в Москве завтра",
+    "weather in Moscow tomorrow",
+    "рецепт борща с фасолью",
+    "borscht recipe with beans",
+    "как выучить английский быстро",
+    "fastest way to learn Russian",
+    "лучшие книги Толстого",
+    "best Tolstoy novels",
+    "что такое эмбеддинги",
+    "what are sentence embeddings",
+    "курс доллара к рублю",
+    "dollar to ruble exchange rate",
+    "симптомы простуды у детей",
+    "cold symptoms in children",
+    "как починить кран",
+    "how to fix a leaking tap",
+    "история Санкт-Петербурга",
+    "history of Saint Petersburg",
+    "дешёвые билеты в Сочи",
+    "cheap flights to Sochi",
+    "почему небо голубое",
+    "why is the sky blue",
+    "расписание электричек",
+    "suburban train timetable",
+    "как работает трансформер",
+    "how does a transformer model work",
+    "отзывы о ноутбуке",
+    "laptop reviews 2024",
 ]
 
 MODES = {
@@ -68,8 +90,12 @@ async def _load(url: str, *, concurrency: int, duration: float, max_requests: in
         nonlocal sent
         while time.perf_counter() < stop_at and sent < max_requests:
             sent += 1
-            body = {"input": rng.choice(QUERIES), "model": "rosberta", "task": "search_query",
-                    "encoding_format": "base64"}
+            body = {
+                "input": rng.choice(QUERIES),
+                "model": "rosberta",
+                "task": "search_query",
+                "encoding_format": "base64",
+            }
             t0 = time.perf_counter()
             try:
                 r = await http.post("/v1/embeddings", json=body)
@@ -120,11 +146,22 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
         asyncio.run(_load(srv.url, concurrency=8, duration=2.0, max_requests=32, dim=info["dim"], seed=99))
         runs = []
         for c in args.concurrency:
-            res = asyncio.run(_load(srv.url, concurrency=c, duration=args.duration, max_requests=args.max_requests,
-                                    dim=info["dim"], seed=c))
-            print(f"[{mode}] c={c:>3}: {res['requests_per_s']} req/s, p50 {res['p50_ms']} ms, "
-                  f"p99 {res['p99_ms']} ms, {res['requests']} requests, {res['errors']} errors, "
-                  f"{res['requests_per_batch']} req/batch", flush=True)
+            res = asyncio.run(
+                _load(
+                    srv.url,
+                    concurrency=c,
+                    duration=args.duration,
+                    max_requests=args.max_requests,
+                    dim=info["dim"],
+                    seed=c,
+                )
+            )
+            print(
+                f"[{mode}] c={c:>3}: {res['requests_per_s']} req/s, p50 {res['p50_ms']} ms, "
+                f"p99 {res['p99_ms']} ms, {res['requests']} requests, {res['errors']} errors, "
+                f"{res['requests_per_batch']} req/batch",
+                flush=True,
+            )
             runs.append(res)
     return {"mode": mode, "label": label, "server_flags": extra, "info": info, "runs": runs}
 
@@ -156,7 +193,8 @@ def write_report(result: dict, out: Path) -> None:
         f"Server: `rosberta-onnx serve` with max-batch-tokens {info['max_batch_tokens']}, max-batch-size "
         f"{info['max_batch_requests']}, run-batch-tokens {info.get('run_batch_tokens')}, one encoder worker, "
         f"ONNX Runtime threads = physical cores; per mode: "
-        + "; ".join(f"{m['mode']}: `{' '.join(m['server_flags'])}`" for m in result["modes"]) + ".",
+        + "; ".join(f"{m['mode']}: `{' '.join(m['server_flags'])}`" for m in result["modes"])
+        + ".",
         "",
         "| batching | clients | requests/s | p50 ms | p99 ms | requests | errors | requests per encoder call "
         "| 1-min load avg after |",
@@ -164,12 +202,22 @@ def write_report(result: dict, out: Path) -> None:
     ]
     for m in result["modes"]:
         for r in m["runs"]:
-            lines.append(f"| {m['label']} | {r['concurrency']} | {r['requests_per_s']} | {r['p50_ms']} | "
-                         f"{r['p99_ms']} | {r['requests']} | {r['errors']} | {r['requests_per_batch']} | "
-                         f"{r['load_avg_1m_after']} |")
-    lines += ["", f"The machine has {result['machine'].get('logical_cpus', '?')} logical CPUs; a load average above "
-              "that means other processes were competing for them during the run, and the figures are lower "
-              "bounds.", "", f"Command: `{result['command']}`", "", "![chart](serve_load.png)", ""]
+            lines.append(
+                f"| {m['label']} | {r['concurrency']} | {r['requests_per_s']} | {r['p50_ms']} | "
+                f"{r['p99_ms']} | {r['requests']} | {r['errors']} | {r['requests_per_batch']} | "
+                f"{r['load_avg_1m_after']} |"
+            )
+    lines += [
+        "",
+        f"The machine has {result['machine'].get('logical_cpus', '?')} logical CPUs; a load average above "
+        "that means other processes were competing for them during the run, and the figures are lower "
+        "bounds.",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        "![chart](serve_load.png)",
+        "",
+    ]
     (out / "serve_load.md").write_text("\n".join(lines))
     _chart(result, out / "serve_load.png")
 
@@ -184,9 +232,15 @@ def _chart(result: dict, path: Path) -> None:
     for m in result["modes"]:
         cs = [r["concurrency"] for r in m["runs"]]
         ax1.plot(cs, [r["requests_per_s"] for r in m["runs"]], marker="o", label=m["label"])
-        line, = ax2.plot(cs, [r["p50_ms"] for r in m["runs"]], marker="o", label=f"{m['mode']} p50")
-        ax2.plot(cs, [r["p99_ms"] for r in m["runs"]], marker="x", linestyle="--", color=line.get_color(),
-                 label=f"{m['mode']} p99")
+        (line,) = ax2.plot(cs, [r["p50_ms"] for r in m["runs"]], marker="o", label=f"{m['mode']} p50")
+        ax2.plot(
+            cs,
+            [r["p99_ms"] for r in m["runs"]],
+            marker="x",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{m['mode']} p99",
+        )
     ticks = sorted({r["concurrency"] for m in result["modes"] for r in m["runs"]})
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)

@@ -55,8 +55,9 @@ def _prepare(checkpoint: str, work: Path):
     src = resolve_source(checkpoint)
     work.mkdir(parents=True, exist_ok=True)
     AutoTokenizer.from_pretrained(str(src.folder)).backend_tokenizer.save(str(work / "tokenizer.json"))
-    tok = TextTokenizer(work / "tokenizer.json", max_length=src.max_length,
-                        pad_id=int(src.config.get("pad_token_id") or 0))
+    tok = TextTokenizer(
+        work / "tokenizer.json", max_length=src.max_length, pad_id=int(src.config.get("pad_token_id") or 0)
+    )
     return src, tok, export_fp32(src, work / "raw.onnx")
 
 
@@ -75,8 +76,9 @@ def _without_smoothing():
     the metric worse, not better (see the defaults row)."""
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
-    return AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1),
-                                          disable_bias_correction=True)
+    return AdvancedQuantizationParameters(
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1), disable_bias_correction=True
+    )
 
 
 def _weight_quantised(model, name: str) -> bool:
@@ -89,8 +91,9 @@ def _weight_quantised(model, name: str) -> bool:
         node = frontier.pop()
         seen += 1
         kind = node.get_type_name()
-        if kind == "FakeQuantize" or (kind == "Constant" and node.get_output_element_type(0).get_type_name()
-                                      in ("i8", "u8", "i4", "u4")):
+        if kind == "FakeQuantize" or (
+            kind == "Constant" and node.get_output_element_type(0).get_type_name() in ("i8", "u8", "i4", "u4")
+        ):
             return True
         frontier += [i.get_source_output().get_node() for i in node.inputs()]
     return False
@@ -113,12 +116,16 @@ def _quality(a, work: Path) -> dict:
     def embed(compiled, texts):
         out = []
         for i in range(0, len(texts), 16):
-            ids, mask = tok.pad(tok.tokenize(texts[i:i + 16]).ids)
+            ids, mask = tok.pad(tok.tokenize(texts[i : i + 16]).ids)
             out.append(l2_normalize(pool(compiled({"input_ids": ids, "attention_mask": mask})[0], mask, src.pooling)))
         return np.concatenate(out)
 
-    texts = [s for lang in ("en", "ru") for p in sts_pairs(lang, "dev")[:VALIDATION_PAIRS]
-             for s in (p.sentence1, p.sentence2)]
+    texts = [
+        s
+        for lang in ("en", "ru")
+        for p in sts_pairs(lang, "dev")[:VALIDATION_PAIRS]
+        for s in (p.sentence1, p.sentence2)
+    ]
     ref = embed(fp32, texts)
     batches = [list(range(i, min(i + 16, len(texts)))) for i in range(0, len(texts), 16)]
 
@@ -128,7 +135,7 @@ def _quality(a, work: Path) -> dict:
         cos = (embed(compiled, [texts[i] for i in idx]) * ref[idx]).sum(1)
         per_item, k = [], 0
         for b in data:
-            per_item.append(float(cos[k:k + len(b)].mean()))
+            per_item.append(float(cos[k : k + len(b)].mean()))
             k += len(b)
         return float(cos.mean()), per_item
 
@@ -149,27 +156,50 @@ def _quality(a, work: Path) -> dict:
             q = nncf.quantize(core.read_model(str(raw)), nncf.Dataset(cal), advanced_parameters=params, **common)
         else:
             q = nncf.quantize_with_accuracy_control(
-                core.read_model(str(raw)), nncf.Dataset(cal), nncf.Dataset(batches), validation_fn=validate,
-                max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=params,
+                core.read_model(str(raw)),
+                nncf.Dataset(cal),
+                nncf.Dataset(batches),
+                validation_fn=validate,
+                max_drop=max_drop,
+                drop_type=nncf.DropType.ABSOLUTE,
+                advanced_quantization_parameters=params,
                 advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                    **({"max_num_iterations": cap} if cap else {})), **common)
+                    **({"max_num_iterations": cap} if cap else {})
+                ),
+                **common,
+            )
         build_s = time.perf_counter() - t0
         reverted = sorted(n for n in roles if not _weight_quantised(q, n))
         compiled = core.compile_model(q, "CPU", cfg)
         metric, _ = validate(compiled, batches)
         cos = (embed(compiled, parity) * parity_ref).sum(1)
-        fig = gate_figures(lambda t, task: embed(fp32, t), lambda t, task: embed(compiled, t), prompts={},
-                           pairs_per_lang=a.gate_pairs)
-        row = {"max_drop": max_drop, "nncf_defaults": defaults, "max_iterations": cap, "build_s": build_s,
-               "validation_drop": 1.0 - metric, "weight_matmuls": len(roles), "reverted": reverted,
-               "reverted_roles": {r: sum(roles[n][0] == r for n in reverted) for r in ("qkv", "attn-out", "ffn-up",
-                                                                                      "ffn-down")},
-               "cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "top10_overlap": fig["top10_overlap"],
-               "spearman_delta": {k: fig["spearman_int8"][k] - fig["spearman_fp32"][k] for k in fig["spearman_fp32"]}}
+        fig = gate_figures(
+            lambda t, task: embed(fp32, t), lambda t, task: embed(compiled, t), prompts={}, pairs_per_lang=a.gate_pairs
+        )
+        row = {
+            "max_drop": max_drop,
+            "nncf_defaults": defaults,
+            "max_iterations": cap,
+            "build_s": build_s,
+            "validation_drop": 1.0 - metric,
+            "weight_matmuls": len(roles),
+            "reverted": reverted,
+            "reverted_roles": {
+                r: sum(roles[n][0] == r for n in reverted) for r in ("qkv", "attn-out", "ffn-up", "ffn-down")
+            },
+            "cos_min": float(cos.min()),
+            "cos_mean": float(cos.mean()),
+            "top10_overlap": fig["top10_overlap"],
+            "spearman_delta": {k: fig["spearman_int8"][k] - fig["spearman_fp32"][k] for k in fig["spearman_fp32"]},
+        }
         print(json.dumps(row), flush=True)
         results.append(row)
-    return {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "layers": int(src.config["num_hidden_layers"]),
-            "runs": results}
+    return {
+        "checkpoint": str(src.folder),
+        "stand_in": bool(src.stand_in),
+        "layers": int(src.config["num_hidden_layers"]),
+        "runs": results,
+    }
 
 
 def _speed(a, work: Path, ffn_fraction: float) -> dict:
@@ -187,15 +217,23 @@ def _speed(a, work: Path, ffn_fraction: float) -> dict:
     ffn = {r: [n for n in roles if roles[n][0] == r] for r in ("ffn-up", "ffn-down")}
     ignored = [n for r in ffn.values() for n in r[:keep]]
     core = ov.Core()
-    q = nncf.quantize(core.read_model(str(raw)), nncf.Dataset(_calibration(tok)), model_type=nncf.ModelType.TRANSFORMER,
-                      subset_size=SENTENCES, ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
-                      advanced_parameters=_without_smoothing())
+    q = nncf.quantize(
+        core.read_model(str(raw)),
+        nncf.Dataset(_calibration(tok)),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=SENTENCES,
+        ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
+        advanced_parameters=_without_smoothing(),
+    )
     opts = {**openvino_options(), "INFERENCE_NUM_THREADS": a.threads}
     candidate = f"NNCF static, FFN float in the first {keep} of {layers} layers"
     shipped = "int8-openvino (shipped artifact)"
-    infer = {candidate: core.compile_model(q, "CPU", opts).create_infer_request(),
-             shipped: core.compile_model(str(Path(a.artifact) / "model_int8_openvino.onnx"), "CPU",
-                                         opts).create_infer_request()}
+    infer = {
+        candidate: core.compile_model(q, "CPU", opts).create_infer_request(),
+        shipped: core.compile_model(
+            str(Path(a.artifact) / "model_int8_openvino.onnx"), "CPU", opts
+        ).create_infer_request(),
+    }
     torch.set_num_threads(a.threads)
     model = AutoModel.from_pretrained(str(src.folder), add_pooling_layer=False).eval()
     out = {"checkpoint": str(src.folder), "stand_in": bool(src.stand_in), "ffn_float_layers": keep, "shapes": {}}
@@ -213,26 +251,45 @@ def _speed(a, work: Path, ffn_fraction: float) -> dict:
 
 def _table(res: dict, command: str) -> str:
     q, s = res["quality"], res["speed"]
-    lines = [f"NNCF accuracy-controlled int8, on {res['cpu']['description']}. "
-             f"Reproduce: `python -m benchmarks.studies.nncf_accuracy {command}`", "",
-             f"Quality on `{Path(q['checkpoint']).name}` ("
-             + ("STAND-IN, random weights" if q["stand_in"] else "real weights") + f", {q['layers']} layers); metric = mean cosine "
-             f"vs fp32 on {4 * VALIDATION_PAIRS} STS dev sentences; gate: cosine min ≥ 0.995, top-10 ≥ 0.95.", "",
-             "| NNCF setting | max drop | reverted of weight MatMuls (qkv / attn-out / ffn-up / ffn-down) | "
-             "validation drop | cos min | cos mean | top-10 en / ru |", "|---|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        f"NNCF accuracy-controlled int8, on {res['cpu']['description']}. "
+        f"Reproduce: `python -m benchmarks.studies.nncf_accuracy {command}`",
+        "",
+        f"Quality on `{Path(q['checkpoint']).name}` ("
+        + ("STAND-IN, random weights" if q["stand_in"] else "real weights")
+        + f", {q['layers']} layers); metric = mean cosine "
+        f"vs fp32 on {4 * VALIDATION_PAIRS} STS dev sentences; gate: cosine min ≥ 0.995, top-10 ≥ 0.95.",
+        "",
+        "| NNCF setting | max drop | reverted of weight MatMuls (qkv / attn-out / ffn-up / ffn-down) | "
+        "validation drop | cos min | cos mean | top-10 en / ru |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for r in q["runs"]:
-        setting = ("defaults (SmoothQuant, bias correction)" if r["nncf_defaults"] else
-                   "no SmoothQuant, no bias correction") + (", static, nothing reverted" if r["max_drop"] is None else
-                                                            f", at most {r['max_iterations']} reverts"
-                                                            if r["max_iterations"] else "")
+        setting = (
+            "defaults (SmoothQuant, bias correction)" if r["nncf_defaults"] else "no SmoothQuant, no bias correction"
+        ) + (
+            ", static, nothing reverted"
+            if r["max_drop"] is None
+            else f", at most {r['max_iterations']} reverts"
+            if r["max_iterations"]
+            else ""
+        )
         rr = r["reverted_roles"]
-        lines.append(f"| {setting} | {r['max_drop'] or '–'} | {len(r['reverted'])} of {r['weight_matmuls']} "
-                     f"({rr['qkv']} / {rr['attn-out']} / {rr['ffn-up']} / {rr['ffn-down']}) | "
-                     f"{r['validation_drop']:.4f} | {r['cos_min']:.4f} | {r['cos_mean']:.5f} | "
-                     f"{r['top10_overlap']['en']:.3f} / {r['top10_overlap']['ru']:.3f} |")
-    lines += ["", f"Speed on `{Path(s['checkpoint']).name}`" + (" (STAND-IN, random weights)" if s["stand_in"] else "")
-              + ", × torch fp32, median of per-round ratios:", "",
-              "| system | " + " | ".join(s["shapes"]) + " |", "|---|" + "---:|" * len(s["shapes"])]
+        lines.append(
+            f"| {setting} | {r['max_drop'] or '–'} | {len(r['reverted'])} of {r['weight_matmuls']} "
+            f"({rr['qkv']} / {rr['attn-out']} / {rr['ffn-up']} / {rr['ffn-down']}) | "
+            f"{r['validation_drop']:.4f} | {r['cos_min']:.4f} | {r['cos_mean']:.5f} | "
+            f"{r['top10_overlap']['en']:.3f} / {r['top10_overlap']['ru']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Speed on `{Path(s['checkpoint']).name}`"
+        + (" (STAND-IN, random weights)" if s["stand_in"] else "")
+        + ", × torch fp32, median of per-round ratios:",
+        "",
+        "| system | " + " | ".join(s["shapes"]) + " |",
+        "|---|" + "---:|" * len(s["shapes"]),
+    ]
     for name in next(iter(s["shapes"].values())):
         lines.append(f"| {name} | " + " | ".join(f"{v[name]:.2f}" for v in s["shapes"].values()) + " |")
     return "\n".join(lines) + "\n"
@@ -256,8 +313,10 @@ def main(argv=None) -> int:
     except ValueError:
         ap.error(f"--max-drops {a.max_drops!r}: expected comma-separated numbers such as 0.001,0.0005")
     if not (Path(a.artifact) / "model_int8_openvino.onnx").exists():
-        ap.error(f"--artifact {a.artifact!r} has no model_int8_openvino.onnx; export {a.speed_checkpoint} with "
-                 f"int8-openvino first (rosberta-onnx export {a.speed_checkpoint} -o {a.artifact})")
+        ap.error(
+            f"--artifact {a.artifact!r} has no model_int8_openvino.onnx; export {a.speed_checkpoint} with "
+            f"int8-openvino first (rosberta-onnx export {a.speed_checkpoint} -o {a.artifact})"
+        )
     a.quality_checkpoint = a.quality_checkpoint or _minilm_dir()
     command = as_run(argv)
     logging.getLogger("nncf").setLevel(logging.WARNING)

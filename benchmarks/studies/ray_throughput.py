@@ -52,8 +52,10 @@ def write_shards(texts: list[str], folder: Path, shards: int) -> None:
     folder.mkdir(parents=True)
     per = -(-len(texts) // shards)
     for k in range(shards):
-        part = texts[k * per:(k + 1) * per]
-        pq.write_table(pa.table({"id": list(range(k * per, k * per + len(part))), "text": part}), folder / f"s{k:02d}.parquet")
+        part = texts[k * per : (k + 1) * per]
+        pq.write_table(
+            pa.table({"id": list(range(k * per, k * per + len(part))), "text": part}), folder / f"s{k:02d}.parquet"
+        )
 
 
 def run_plain(enc, texts: list[str], batch_size: int) -> dict:
@@ -68,16 +70,22 @@ def run_ray(model: str, variant: str, src: Path, out: Path, *, actors: int, thre
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    s = embed_corpus(model, src, out, task=TASK, variant=variant, actors=actors, threads_per_actor=threads,
-                     batch_size=batch_size)
+    s = embed_corpus(
+        model, src, out, task=TASK, variant=variant, actors=actors, threads_per_actor=threads, batch_size=batch_size
+    )
     wall = time.perf_counter() - t0
     if s.failed:
         raise SystemExit(f"shards failed: {[(r.shard, r.failure) for r in s.failed]}")
     busy: dict[str, float] = defaultdict(float)
     for r in s.results:
         busy[r.worker] += r.seconds
-    return {"wall_s": wall, "embed_s": max(busy.values()), "load_s": max(r.load_seconds for r in s.results),
-            "workers": len(busy), "rows": s.rows}
+    return {
+        "wall_s": wall,
+        "embed_s": max(busy.values()),
+        "load_s": max(r.load_seconds for r in s.results),
+        "workers": len(busy),
+        "rows": s.rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +111,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from rosberta_onnx import Encoder
 
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, object_store_memory=500 * 1024**2,
-             _temp_dir=str(tmp / "ray"), log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        include_dashboard=False,
+        object_store_memory=500 * 1024**2,
+        _temp_dir=str(tmp / "ray"),
+        log_to_driver=False,
+    )
     configs = {
         f"plain Encoder.encode, 1 process x {cpus} threads": None,
         f"Ray, 1 actor x {cpus} threads": (1, cpus),
@@ -119,16 +133,30 @@ def main(argv: list[str] | None = None) -> int:
     names = list(configs)
     try:
         for r in range(a.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 spec = configs[name]
                 load_at_start = os.getloadavg()[0]  # other work on the box shows here; it skews a run
-                res = (run_plain(enc, texts, a.batch_size) if spec is None else
-                       run_ray(a.model, a.variant, tmp / "in", tmp / "out", actors=spec[0], threads=spec[1],
-                               batch_size=a.batch_size))
+                res = (
+                    run_plain(enc, texts, a.batch_size)
+                    if spec is None
+                    else run_ray(
+                        a.model,
+                        a.variant,
+                        tmp / "in",
+                        tmp / "out",
+                        actors=spec[0],
+                        threads=spec[1],
+                        batch_size=a.batch_size,
+                    )
+                )
                 res.update(round=r, loadavg_1m_at_start=load_at_start)
                 runs[name].append(res)
-                print(f"round {r} {name}: {a.rows / res['wall_s']:.2f} rows/s end-to-end, "
-                      f"{a.rows / res['embed_s']:.2f} rows/s steady", file=sys.stderr, flush=True)
+                print(
+                    f"round {r} {name}: {a.rows / res['wall_s']:.2f} rows/s end-to-end, "
+                    f"{a.rows / res['embed_s']:.2f} rows/s steady",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -136,20 +164,35 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {}
     for name, rs in runs.items():
-        summary[name] = {"end_to_end_rows_s": statistics.median(a.rows / x["wall_s"] for x in rs),
-                         "steady_rows_s": statistics.median(a.rows / x["embed_s"] for x in rs),
-                         "load_s": statistics.median(x["load_s"] for x in rs) if configs[name] else plain_load}
+        summary[name] = {
+            "end_to_end_rows_s": statistics.median(a.rows / x["wall_s"] for x in rs),
+            "steady_rows_s": statistics.median(a.rows / x["embed_s"] for x in rs),
+            "load_s": statistics.median(x["load_s"] for x in rs) if configs[name] else plain_load,
+        }
     base = summary[names[0]]
     for s in summary.values():
         s["end_to_end_vs_plain"] = s["end_to_end_rows_s"] / base["end_to_end_rows_s"]
         s["steady_vs_plain"] = s["steady_rows_s"] / base["steady_rows_s"]
     result = {
         "what": "embed-corpus throughput on one machine (rows/s, medians over rounds)",
-        "model": str(a.model), "variant": a.variant, "task": TASK, "rows_per_run": a.rows, "rounds": a.rounds,
-        "shards": a.shards, "batch_size": a.batch_size, "texts": "STS-B dev sentences, RU+EN, deduplicated, shuffled",
-        "machine": {"cpus": cpus, "cpu": cpu_facts()["description"], "python": platform.python_version(),
-                    "loadavg_before": load0, "loadavg_after": load1},
-        "versions": _versions(), "summary": summary, "runs": runs,
+        "model": str(a.model),
+        "variant": a.variant,
+        "task": TASK,
+        "rows_per_run": a.rows,
+        "rounds": a.rounds,
+        "shards": a.shards,
+        "batch_size": a.batch_size,
+        "texts": "STS-B dev sentences, RU+EN, deduplicated, shuffled",
+        "machine": {
+            "cpus": cpus,
+            "cpu": cpu_facts()["description"],
+            "python": platform.python_version(),
+            "loadavg_before": load0,
+            "loadavg_after": load1,
+        },
+        "versions": _versions(),
+        "summary": summary,
+        "runs": runs,
         "plain_load_s": plain_load,
     }
     out = Path(a.out)
@@ -161,17 +204,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"# embed-corpus throughput: {r['variant']} on {r['machine']['cpus']} CPUs ({r['machine']['cpu']})", "",
-             f"{r['rows_per_run']} sentences per run ({r['texts']}) in {r['shards']} Parquet shards, batch size {r['batch_size']}, "
-             f"task {r['task']}; {r['rounds']} rounds, configurations alternating; medians. Model: `{r['model']}`. "
-             f"Load average before/after: {r['machine']['loadavg_before'][0]:.2f} / {r['machine']['loadavg_after'][0]:.2f}.", "",
-             "| configuration | end-to-end rows/s | vs plain | steady rows/s | vs plain | model load s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# embed-corpus throughput: {r['variant']} on {r['machine']['cpus']} CPUs ({r['machine']['cpu']})",
+        "",
+        f"{r['rows_per_run']} sentences per run ({r['texts']}) in {r['shards']} Parquet shards, batch size {r['batch_size']}, "
+        f"task {r['task']}; {r['rounds']} rounds, configurations alternating; medians. Model: `{r['model']}`. "
+        f"Load average before/after: {r['machine']['loadavg_before'][0]:.2f} / {r['machine']['loadavg_after'][0]:.2f}.",
+        "",
+        "| configuration | end-to-end rows/s | vs plain | steady rows/s | vs plain | model load s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, s in r["summary"].items():
-        lines.append(f"| {name} | {s['end_to_end_rows_s']:.2f} | {s['end_to_end_vs_plain']:.2f}x | {s['steady_rows_s']:.2f} | "
-                     f"{s['steady_vs_plain']:.2f}x | {s['load_s']:.1f} |")
-    lines += ["", "end-to-end: rows / wall time of the whole call (Ray: actor start and one model load per actor included; "
-              "plain: the model was loaded once before). steady: rows / embedding time (Ray: the busiest actor's shard time).", ""]
+        lines.append(
+            f"| {name} | {s['end_to_end_rows_s']:.2f} | {s['end_to_end_vs_plain']:.2f}x | {s['steady_rows_s']:.2f} | "
+            f"{s['steady_vs_plain']:.2f}x | {s['load_s']:.1f} |"
+        )
+    lines += [
+        "",
+        "end-to-end: rows / wall time of the whole call (Ray: actor start and one model load per actor included; "
+        "plain: the model was loaded once before). steady: rows / embedding time (Ray: the busiest actor's shard time).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -42,13 +42,17 @@ def main(argv=None) -> int:
             busy[s].append((time.process_time() - c0) / (time.perf_counter() - w0))
     from ..harness.machine import cpu_facts
 
-    print(f"{a.dir} variant {a.variant}, {a.rounds} alternating rounds, {a.gap_ms:g} ms idle gap after each call, "
-          f"on {cpu_facts()['description']}")
+    print(
+        f"{a.dir} variant {a.variant}, {a.rounds} alternating rounds, {a.gap_ms:g} ms idle gap after each call, "
+        f"on {cpu_facts()['description']}"
+    )
     print("| spinning | median latency ms | p90 ms | cores busy (CPU time / wall, call + gap) |")
     print("|---|---:|---:|---:|")
     for s in (False, True):
-        print(f"| {'on' if s else 'off (default)'} | {1e3 * np.median(lat[s]):.1f} | {1e3 * np.percentile(lat[s], 90):.1f} | "
-              f"{np.median(busy[s]):.2f} |")
+        print(
+            f"| {'on' if s else 'off (default)'} | {1e3 * np.median(lat[s]):.1f} | {1e3 * np.percentile(lat[s], 90):.1f} | "
+            f"{np.median(busy[s]):.2f} |"
+        )
     return 0
 
 

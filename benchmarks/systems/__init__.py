@@ -9,8 +9,20 @@ from . import js_runtime, ours, peers
 __all__ = ["SYSTEM_NAMES", "ON_REQUEST", "make_system"]
 
 # Run order inside every round; the first is the baseline every ratio is against.
-SYSTEM_NAMES = ("torch-fp32", "torch-bf16", "st-torch", "st-onnx", "openvino-fp32", "openvino-bf16", "openvino-int8",
-                "ort-plain", "rosberta-fp32", "rosberta-int8", "rosberta-int8-openvino", "rosberta-fp16")
+SYSTEM_NAMES = (
+    "torch-fp32",
+    "torch-bf16",
+    "st-torch",
+    "st-onnx",
+    "openvino-fp32",
+    "openvino-bf16",
+    "openvino-int8",
+    "ort-plain",
+    "rosberta-fp32",
+    "rosberta-int8",
+    "rosberta-int8-openvino",
+    "rosberta-fp16",
+)
 # Run only when named in --systems: ablations of one of ours, and the JS runtime (Node processes; js/ needs npm ci).
 ON_REQUEST = ("rosberta-int8-openvino-1stream", "node-fp32", "node-int8", "wasm-fp32", "wasm-int8")
 

@@ -53,29 +53,51 @@ class NodeRuntime(System):
         return reply
 
     def load(self) -> None:
-        self._proc = subprocess.Popen([self._node, str(JS_DIR / "bench" / "worker.mjs")], cwd=JS_DIR, text=True,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env={**os.environ, "NODE_NO_WARNINGS": "1"})
+        self._proc = subprocess.Popen(
+            [self._node, str(JS_DIR / "bench" / "worker.mjs")],
+            cwd=JS_DIR,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "NODE_NO_WARNINGS": "1"},
+        )
         self.worker_pid = self._proc.pid
         t0 = time.perf_counter()
         try:
-            got = self._call({"op": "load", "artifact": str(self.ctx.artifact.resolve()), "variant": self.variant,
-                              "backend": self.backend, "threads": self.ctx.threads})
+            got = self._call(
+                {
+                    "op": "load",
+                    "artifact": str(self.ctx.artifact.resolve()),
+                    "variant": self.variant,
+                    "backend": self.backend,
+                    "threads": self.ctx.threads,
+                }
+            )
         except RuntimeError as exc:
             self.close()
             if "VariantError" in str(exc):  # refused on this backend (e.g. fp32 over the WASM heap): say why
                 raise Skip(str(exc).removeprefix("VariantError: ")) from None
             raise
         self.load_s = time.perf_counter() - t0
-        self.config = {"variant": got["variant"], "backend": got["backend"], "threads": got["threads"],
-                       "node": subprocess.run([self._node, "--version"], capture_output=True, text=True).stdout.strip()}
-        self.notes.append("times measured inside the Node process per call (the pipe to the benchmark is not counted); "
-                          "load time includes the sha256 check of the model files")
+        self.config = {
+            "variant": got["variant"],
+            "backend": got["backend"],
+            "threads": got["threads"],
+            "node": subprocess.run([self._node, "--version"], capture_output=True, text=True).stdout.strip(),
+        }
+        self.notes.append(
+            "times measured inside the Node process per call (the pipe to the benchmark is not counted); "
+            "load time includes the sha256 check of the model files"
+        )
 
     def encode(self, texts, *, own_batching):
         texts = list(texts)
-        limits = ({"batchSize": 32, "maxBatchTokens": 16384} if own_batching else
-                  {"batchSize": len(texts), "maxBatchTokens": max(16384, len(texts) * self.ctx.facts.max_length)})
+        limits = (
+            {"batchSize": 32, "maxBatchTokens": 16384}
+            if own_batching
+            else {"batchSize": len(texts), "maxBatchTokens": max(16384, len(texts) * self.ctx.facts.max_length)}
+        )
         got = self._call({"op": "encode", "texts": texts, **limits})
         self.own_time_s = got["seconds"]
         return np.frombuffer(base64.b64decode(got["vectors"]), dtype="<f4").reshape(len(texts), self.ctx.facts.dim)

@@ -13,8 +13,10 @@ import time
 __all__ = ["SENTENCES", "RECIPE", "nncf_quantize"]
 
 SENTENCES = 200
-RECIPE = (f"NNCF post-training int8 (static activation scales, SmoothQuant, fast bias correction), "
-          f"{SENTENCES} RU/EN STS train sentences")
+RECIPE = (
+    f"NNCF post-training int8 (static activation scales, SmoothQuant, fast bias correction), "
+    f"{SENTENCES} RU/EN STS train sentences"
+)
 
 
 def nncf_quantize(model, tokenize):

@@ -23,12 +23,20 @@ class Rosberta(System):
         from rosberta_onnx import Encoder
 
         t0 = time.perf_counter()
-        self._enc = Encoder.load(self.ctx.artifact, variant=self.variant, threads=self.ctx.threads, **self._load_kwargs())
+        self._enc = Encoder.load(
+            self.ctx.artifact, variant=self.variant, threads=self.ctx.threads, **self._load_kwargs()
+        )
         self.load_s = time.perf_counter() - t0
         rec = self.ctx.manifest.variant(self.variant)
-        self.config = {"variant": self.variant, "file": rec.file, "providers": self._enc.providers,
-                       "threads": self.ctx.threads, "streams": self._enc.streams, "spinning": False,
-                       "verify_checksums": True}
+        self.config = {
+            "variant": self.variant,
+            "file": rec.file,
+            "providers": self._enc.providers,
+            "threads": self.ctx.threads,
+            "streams": self._enc.streams,
+            "spinning": False,
+            "verify_checksums": True,
+        }
         self.notes.append("load time includes the sha256 check of the model files (Encoder.load's default)")
         if self.variant.startswith("int8") and not rec.gate_passed:
             self.notes.append(f"this {self.variant} file FAILED its quality gate at export; `auto` would not pick it")
@@ -40,7 +48,9 @@ class Rosberta(System):
         texts = list(texts)
         if own_batching:
             return self._enc.encode(texts)
-        return self._enc.encode(texts, batch_size=len(texts), max_batch_tokens=max(16384, len(texts) * self._enc.max_length))
+        return self._enc.encode(
+            texts, batch_size=len(texts), max_batch_tokens=max(16384, len(texts) * self._enc.max_length)
+        )
 
 
 class RosbertaFp32(Rosberta):
@@ -65,13 +75,16 @@ class RosbertaInt8OpenVino(Rosberta):
 
     def _load_kwargs(self) -> dict:
         opts = self.ctx.manifest.variant(self.variant).engine_options
-        self.notes.append(f"the int8 variant's weights run by OpenVINO's CPU plugin with {dict(opts)}, as gated; "
-                          f"batches of 2+ split across its streams (one query is not)")
+        self.notes.append(
+            f"the int8 variant's weights run by OpenVINO's CPU plugin with {dict(opts)}, as gated; "
+            f"batches of 2+ split across its streams (one query is not)"
+        )
         return {"streams": self.streams}
 
 
 class RosbertaInt8OpenVinoOneStream(RosbertaInt8OpenVino):
     """The same engine without batch streams: what the split is worth, measured in the same rounds."""
+
     name, label, streams = "rosberta-int8-openvino-1stream", "rosberta-onnx int8 on OpenVINO, one stream", 1
 
 
@@ -83,8 +96,10 @@ class RosbertaFp16(Rosberta):
         from rosberta_onnx.session import cuda_available
 
         if not cuda_available():
-            raise Skip("no CUDA device (fp16 is the GPU variant; on the CPU execution provider onnxruntime runs it "
-                       "slower than fp32)")
+            raise Skip(
+                "no CUDA device (fp16 is the GPU variant; on the CPU execution provider onnxruntime runs it "
+                "slower than fp32)"
+            )
 
     def _load_kwargs(self) -> dict:
         self.notes.append("runs on the GPU (CUDA execution provider) while the other systems run on the CPU")

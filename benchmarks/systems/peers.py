@@ -26,8 +26,9 @@ def _reference(ctx: Context):
 
         t0 = time.perf_counter()
         f = ctx.facts
-        ref = Reference(ctx.need_reference(), pooling=f.pooling, normalize=True, max_length=f.max_length,
-                        threads=ctx.threads)
+        ref = Reference(
+            ctx.need_reference(), pooling=f.pooling, normalize=True, max_length=f.max_length, threads=ctx.threads
+        )
         ctx.shared["reference"] = (ref, time.perf_counter() - t0)
     return ctx.shared["reference"]
 
@@ -50,12 +51,17 @@ class TorchFp32(System):
         shared = "reference" in self.ctx.shared
         self._ref, self.load_s = _reference(self.ctx)
         self._dtype = getattr(torch, self.dtype_name) if self.dtype_name else None
-        self.config = {"torch_threads": torch.get_num_threads(), "eager": True,
-                       "attn_implementation": getattr(self._ref.model.config, "_attn_implementation", "?"),
-                       "autocast": self.dtype_name}
+        self.config = {
+            "torch_threads": torch.get_num_threads(),
+            "eager": True,
+            "attn_implementation": getattr(self._ref.model.config, "_attn_implementation", "?"),
+            "autocast": self.dtype_name,
+        }
         if shared:
-            self.notes.append("shares the fp32 model object with torch-fp32 (autocast needs no second copy); "
-                              "its load time is that shared load")
+            self.notes.append(
+                "shares the fp32 model object with torch-fp32 (autocast needs no second copy); "
+                "its load time is that shared load"
+            )
 
     def encode(self, texts, *, own_batching):
         return self._ref.embed(list(texts), batch_size=32 if own_batching else len(texts), dtype=self._dtype)
@@ -90,8 +96,13 @@ class StTorch(System):
         self.config = {"backend": self.backend, "max_seq_length": self._m.max_seq_length, "device": "cpu"}
 
     def encode(self, texts, *, own_batching):
-        return self._m.encode(list(texts), batch_size=ST_BATCH if own_batching else len(texts),
-                              normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return self._m.encode(
+            list(texts),
+            batch_size=ST_BATCH if own_batching else len(texts),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
 
 
 class StOnnx(StTorch):
@@ -107,13 +118,17 @@ class StOnnx(StTorch):
             try:
                 SentenceTransformer(str(self.ctx.reference), device="cpu", backend="onnx")
             except Exception as exc:  # sentence-transformers raises a bare Exception here
-                raise Skip(f'SentenceTransformer(..., backend="onnx") failed: {exc} (it exports through optimum, '
-                           f"which is not part of the bench extra)") from None
+                raise Skip(
+                    f'SentenceTransformer(..., backend="onnx") failed: {exc} (it exports through optimum, '
+                    f"which is not part of the bench extra)"
+                ) from None
 
     def load(self) -> None:
         super().load()
-        self.notes.append("exported to ONNX by optimum at load time, as sentence-transformers does for a folder "
-                          "without onnx/model.onnx (included in its load time)")
+        self.notes.append(
+            "exported to ONNX by optimum at load time, as sentence-transformers does for a folder "
+            "without onnx/model.onnx (included in its load time)"
+        )
 
 
 class OpenVino(System):
@@ -133,8 +148,10 @@ class OpenVino(System):
             return core.read_model(str(fused)), fused.name
         except Exception as exc:  # OpenVINO raises its own GeneralFailure/OpConversionFailure
             plain = self.ctx.plain_onnx()
-            self.notes.append(f"runs the un-optimised export: OpenVINO could not read {fused.name} "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+            self.notes.append(
+                f"runs the un-optimised export: OpenVINO could not read {fused.name} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            )
             return core.read_model(str(plain)), "plain torch.onnx export"
 
     def _model(self, core):
@@ -160,12 +177,18 @@ class OpenVino(System):
         self.load_s = time.perf_counter() - t0
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         actual = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # an ov.Type: "f32", "bf16"
-        self.config = {"model": source, "INFERENCE_PRECISION_HINT": actual, "INFERENCE_NUM_THREADS": self.ctx.threads,
-                       "PERFORMANCE_HINT": str(self._compiled.get_property("PERFORMANCE_HINT"))}
+        self.config = {
+            "model": source,
+            "INFERENCE_PRECISION_HINT": actual,
+            "INFERENCE_NUM_THREADS": self.ctx.threads,
+            "PERFORMANCE_HINT": str(self._compiled.get_property("PERFORMANCE_HINT")),
+        }
         if self.precision == "bf16" and actual != "bf16":
             self.notes.append(f"asked for bf16, OpenVINO runs {actual}: this CPU has no bf16 support")
-        self.notes.append("tokenised with `tokenizers` from the artifact's tokenizer.json (OpenVINO has no tokenizer "
-                          "of its own here); CLS pooling and L2 in numpy")
+        self.notes.append(
+            "tokenised with `tokenizers` from the artifact's tokenizer.json (OpenVINO has no tokenizer "
+            "of its own here); CLS pooling and L2 in numpy"
+        )
 
     def _run(self, texts: list[str]) -> np.ndarray:
         ids, mask = self._tok(texts)
@@ -216,10 +239,12 @@ class OpenVinoInt8(OpenVino):
         ov.save_model(quantised, str(self._ir), compress_to_fp16=False)  # int8 weights stored int8, the rest fp32
         del quantised, fp32
         self._source = f"{source} quantised by NNCF, saved as OpenVINO IR"
-        self.notes.append(f"{RECIPE}; quantised in {seconds:.0f} s before the run and saved as IR (not in its load "
-                          f"time); its peak-RSS process ran NNCF first and keeps what that pass left allocated, so "
-                          f"compare its peak over imports (memory.peak_over_imports_mb in results.json); "
-                          f"INFERENCE_PRECISION_HINT f32 keeps what NNCF left un-quantised in fp32")
+        self.notes.append(
+            f"{RECIPE}; quantised in {seconds:.0f} s before the run and saved as IR (not in its load "
+            f"time); its peak-RSS process ran NNCF first and keeps what that pass left allocated, so "
+            f"compare its peak over imports (memory.peak_over_imports_mb in results.json); "
+            f"INFERENCE_PRECISION_HINT f32 keeps what NNCF left un-quantised in fp32"
+        )
 
     def _model(self, core):
         return core.read_model(str(self._ir)), self._source  # saved from a model with dynamic inputs (super()._model)
@@ -244,15 +269,23 @@ class OrtPlain(System):
         # system in the alternating rounds. rosberta-onnx sessions run with spinning off too.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
-        self._sess = ort.InferenceSession(str(self.ctx.plain_onnx()), sess_options=so, providers=["CPUExecutionProvider"])
+        self._sess = ort.InferenceSession(
+            str(self.ctx.plain_onnx()), sess_options=so, providers=["CPUExecutionProvider"]
+        )
         self._tok = RawTokenizer(self.ctx)
         self.load_s = time.perf_counter() - t0
-        self.config = {"intra_op_num_threads": self.ctx.threads, "graph_optimization_level": "ORT_ENABLE_ALL",
-                       "allow_spinning": 0, "model": "torch.onnx export, no offline fusions"}
+        self.config = {
+            "intra_op_num_threads": self.ctx.threads,
+            "graph_optimization_level": "ORT_ENABLE_ALL",
+            "allow_spinning": 0,
+            "model": "torch.onnx export, no offline fusions",
+        }
         if self.ctx.plain_export_s is not None:
             self.config["export_s"] = round(self.ctx.plain_export_s, 1)
-        self.notes.append("thread spinning off (onnxruntime's default is on): an idle spinning pool would steal CPU "
-                          "from the next system in the alternating rounds")
+        self.notes.append(
+            "thread spinning off (onnxruntime's default is on): an idle spinning pool would steal CPU "
+            "from the next system in the alternating rounds"
+        )
 
     def _run(self, texts: list[str]) -> np.ndarray:
         ids, mask = self._tok(texts)
@@ -262,7 +295,7 @@ class OrtPlain(System):
     def encode(self, texts, *, own_batching):
         texts = list(texts)
         size = FASTEMBED_BATCH if own_batching else len(texts)
-        return np.concatenate([self._run(texts[i:i + size]) for i in range(0, len(texts), size)])
+        return np.concatenate([self._run(texts[i : i + size]) for i in range(0, len(texts), size)])
 
 
 SYSTEMS = (TorchFp32, TorchBf16, StTorch, StOnnx, OpenVinoFp32, OpenVinoBf16, OpenVinoInt8, OrtPlain)

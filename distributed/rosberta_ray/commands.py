@@ -16,12 +16,27 @@ def _embed_corpus(a) -> int:
     from .job import embed_corpus
 
     def progress(p) -> None:
-        print(f"[embed-corpus] {p.shards_done}/{p.shards_todo} shards, {p.rows} rows, {p.tokens} tokens, "
-              f"{p.rows / max(p.seconds, 1e-9):.1f} rows/s", file=sys.stderr, flush=True)
+        print(
+            f"[embed-corpus] {p.shards_done}/{p.shards_todo} shards, {p.rows} rows, {p.tokens} tokens, "
+            f"{p.rows / max(p.seconds, 1e-9):.1f} rows/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    summary = embed_corpus(a.dir, a.input, a.output, text_column=a.text_column, id_column=a.id_column, task=a.task,
-                           variant=a.variant, actors=a.actors, threads_per_actor=a.threads_per_actor,
-                           batch_size=a.batch_size, ray_address=a.ray_address, progress=progress)
+    summary = embed_corpus(
+        a.dir,
+        a.input,
+        a.output,
+        text_column=a.text_column,
+        id_column=a.id_column,
+        task=a.task,
+        variant=a.variant,
+        actors=a.actors,
+        threads_per_actor=a.threads_per_actor,
+        batch_size=a.batch_size,
+        ray_address=a.ray_address,
+        progress=progress,
+    )
     print(f"[embed-corpus] {summary.format()}", file=sys.stderr)
     return 1 if summary.failed else 0
 
@@ -35,8 +50,11 @@ def embed_corpus_command(sub) -> None:
     c.add_argument("--id-column", default="id")
     c.add_argument("--task", default="search_document", help="task prefix (default search_document)")
     c.add_argument("--variant", default="auto", choices=("auto",) + VARIANTS)
-    c.add_argument("--ray-address", default=None,
-                   help="auto: join a running cluster; local: start a local instance; default: join one if found, else local")
+    c.add_argument(
+        "--ray-address",
+        default=None,
+        help="auto: join a running cluster; local: start a local instance; default: join one if found, else local",
+    )
     c.add_argument("--actors", type=int, default=None, help="actors (one model each); default: cluster CPUs / threads")
     c.add_argument("--threads-per-actor", type=int, default=1)
     c.add_argument("--batch-size", type=int, default=32)

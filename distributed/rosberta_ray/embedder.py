@@ -103,8 +103,9 @@ class RayEmbedder:
         bad = find_bad_rows(ids, texts)
         good = np.array([i for i in range(len(texts)) if i not in bad], dtype=np.int64)
         res = self.encoder.encode_detailed([texts[i] for i in good], task=self.task, batch_size=self.batch_size)
-        return EmbeddedRows(good=good, embeddings=res.embeddings, token_counts=res.token_counts,
-                            truncated=res.truncated, bad=bad)
+        return EmbeddedRows(
+            good=good, embeddings=res.embeddings, token_counts=res.token_counts, truncated=res.truncated, bad=bad
+        )
 
     def __call__(self, batch):
         texts = _column(batch, self.text_column)
@@ -123,8 +124,12 @@ class RayEmbedder:
             import pyarrow as pa
 
             cols = {} if id_col is None else {id_col: batch.column(id_col)}
-            cols.update(embedding=fixed_size_vectors(vecs), token_count=pa.array(counts), truncated=pa.array(truncated),
-                        **{ERROR_COLUMN: pa.array(list(errors), type=pa.string())})
+            cols.update(
+                embedding=fixed_size_vectors(vecs),
+                token_count=pa.array(counts),
+                truncated=pa.array(truncated),
+                **{ERROR_COLUMN: pa.array(list(errors), type=pa.string())},
+            )
             return pa.table(cols)
         out: dict[str, np.ndarray] = {} if id_col is None else {id_col: np.asarray(_raw_column(batch, id_col))}
         out.update(embedding=vecs, token_count=counts, truncated=truncated, **{ERROR_COLUMN: errors})
@@ -148,8 +153,10 @@ def _raw_column(batch, name: str):
         return batch.column(name) if _is_arrow(batch) else batch[name]
     except KeyError:
         have = list(batch.column_names if _is_arrow(batch) else batch.keys())
-        raise ColumnError(f"the batch has no column {name!r}; its columns are {have}. "
-                            f"Pass text_column=/id_column= naming yours (id_column=None for none).") from None
+        raise ColumnError(
+            f"the batch has no column {name!r}; its columns are {have}. "
+            f"Pass text_column=/id_column= naming yours (id_column=None for none)."
+        ) from None
 
 
 def _column(batch, name: str) -> list:

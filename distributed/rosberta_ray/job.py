@@ -94,21 +94,32 @@ class JobSummary:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"output": self.output, "shards_total": self.shards_total, "shards_skipped": self.shards_skipped,
-                "shards_done": len(self.results) - len(self.failed), "shards_failed": len(self.failed),
-                "rows": self.rows, "embedded": self.embedded, "error_rows": self.error_rows, "tokens": self.tokens,
-                "seconds": round(self.seconds, 3), "rows_per_s": round(self.rows_per_s, 2),
-                "variants": sorted({r.variant for r in self.results if not r.failure}),
-                "results": [asdict(r) for r in self.results]}
+        return {
+            "output": self.output,
+            "shards_total": self.shards_total,
+            "shards_skipped": self.shards_skipped,
+            "shards_done": len(self.results) - len(self.failed),
+            "shards_failed": len(self.failed),
+            "rows": self.rows,
+            "embedded": self.embedded,
+            "error_rows": self.error_rows,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(self.rows_per_s, 2),
+            "variants": sorted({r.variant for r in self.results if not r.failure}),
+            "results": [asdict(r) for r in self.results],
+        }
 
     def format(self) -> str:
         """A few lines for people: what was done, how fast, what went wrong."""
         if not self.results:
             return f"nothing to do: all {self.shards_total} shard(s) in {self.output} are already complete"
-        lines = [f"{len(self.results) - len(self.failed)} shard(s) embedded, {self.shards_skipped} already complete, "
-                 f"{len(self.failed)} failed (of {self.shards_total})",
-                 f"{self.rows} rows ({self.embedded} embedded, {self.error_rows} bad -> {ERRORS_FILE}), "
-                 f"{self.tokens} tokens in {self.seconds:.1f} s: {self.rows_per_s:.1f} rows/s"]
+        lines = [
+            f"{len(self.results) - len(self.failed)} shard(s) embedded, {self.shards_skipped} already complete, "
+            f"{len(self.failed)} failed (of {self.shards_total})",
+            f"{self.rows} rows ({self.embedded} embedded, {self.error_rows} bad -> {ERRORS_FILE}), "
+            f"{self.tokens} tokens in {self.seconds:.1f} s: {self.rows_per_s:.1f} rows/s",
+        ]
         lines += [f"FAILED {r.shard}: {r.failure}" for r in self.failed]
         if self.failed:
             lines.append("re-run the same command to retry the failed shards; complete ones are skipped")
@@ -152,10 +163,24 @@ def embed_corpus(
     pending = [s for s in shards if not is_complete(out, s, settings)]  # raises if the output holds other settings
     summary = JobSummary(str(out), len(shards), len(shards) - len(pending), 0.0)
     if pending:
-        summary.results = _run_ray(pending, model_dir, out, settings, variant=variant, task=task, actors=actors,
-                                   threads=threads_per_actor, batch_size=batch_size, chunk_rows=chunk_rows,
-                                   text_column=text_column, id_column=id_column, ray_address=ray_address,
-                                   progress=progress, progress_every=progress_every, t0=t0)
+        summary.results = _run_ray(
+            pending,
+            model_dir,
+            out,
+            settings,
+            variant=variant,
+            task=task,
+            actors=actors,
+            threads=threads_per_actor,
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            text_column=text_column,
+            id_column=id_column,
+            ray_address=ray_address,
+            progress=progress,
+            progress_every=progress_every,
+            t0=t0,
+        )
     summary.seconds = time.perf_counter() - t0
     _write_errors_file(out, shards)
     write_json_atomic(out / SUMMARY_FILE, summary.to_dict())
@@ -188,9 +213,25 @@ class _Board:
         return self.rows, self.tokens
 
 
-def _run_ray(pending: list[InputShard], model_dir: Path, out: Path, settings: dict[str, Any], *, variant, task, actors,
-             threads, batch_size, chunk_rows, text_column, id_column, ray_address, progress, progress_every,
-             t0) -> list[ShardResult]:
+def _run_ray(
+    pending: list[InputShard],
+    model_dir: Path,
+    out: Path,
+    settings: dict[str, Any],
+    *,
+    variant,
+    task,
+    actors,
+    threads,
+    batch_size,
+    chunk_rows,
+    text_column,
+    id_column,
+    ray_address,
+    progress,
+    progress_every,
+    t0,
+) -> list[ShardResult]:
     ray = require("ray", extra="distributed", purpose="embed-corpus (batch embedding on Ray)")
     require("ray.data", extra="distributed", purpose="embed-corpus (batch embedding on Ray)")
     owned = not ray.is_initialized()
@@ -199,9 +240,11 @@ def _run_ray(pending: list[InputShard], model_dir: Path, out: Path, settings: di
         try:
             ray.init(address=ray_address, include_dashboard=False)
         except ConnectionError as exc:
-            raise RayClusterError(f"no Ray cluster reachable at address {ray_address!r} ({exc}). Start one with "
-                                  "`ray start --head` (and `ray start --address=HEAD:6379` on the other nodes), "
-                                  "or pass --ray-address local to run on this machine only.") from exc
+            raise RayClusterError(
+                f"no Ray cluster reachable at address {ray_address!r} ({exc}). Start one with "
+                "`ray start --head` (and `ray start --address=HEAD:6379` on the other nodes), "
+                "or pass --ray-address local to run on this machine only."
+            ) from exc
     results: list[ShardResult] = []
     stop = threading.Event()
     poller = board = None
@@ -213,17 +256,31 @@ def _run_ray(pending: list[InputShard], model_dir: Path, out: Path, settings: di
         # One shard per call and per actor queue: a free actor picks the next shard instead of one actor
         # holding a backlog while another idles.
         ds = ds.map_batches(
-            ShardEmbedder, batch_size=1, num_cpus=threads,
+            ShardEmbedder,
+            batch_size=1,
+            num_cpus=threads,
             compute=ray.data.ActorPoolStrategy(size=min(actors, len(pending)), max_tasks_in_flight_per_actor=1),
-            fn_constructor_kwargs=dict(model_dir=str(model_dir), output=str(out), settings=settings, variant=variant,
-                                       task=task, threads=threads, batch_size=batch_size, text_column=text_column,
-                                       id_column=id_column, chunk_rows=chunk_rows, board=board))
+            fn_constructor_kwargs=dict(
+                model_dir=str(model_dir),
+                output=str(out),
+                settings=settings,
+                variant=variant,
+                task=task,
+                threads=threads,
+                batch_size=batch_size,
+                text_column=text_column,
+                id_column=id_column,
+                chunk_rows=chunk_rows,
+                board=board,
+            ),
+        )
 
         def report() -> None:
             rows, tokens = ray.get(board.snapshot.remote(), timeout=30)
             progress(Progress(len(results), len(pending), rows, tokens, time.perf_counter() - t0))
 
         if progress is not None:
+
             def poll() -> None:
                 while not stop.wait(progress_every):
                     try:
@@ -237,8 +294,15 @@ def _run_ray(pending: list[InputShard], model_dir: Path, out: Path, settings: di
             results.append(ShardResult(**{k: _plain(row[k]) for k in RESULT_FIELDS}))
         stop.set()
         if progress is not None:  # the last line from the results themselves: the counter may lag behind
-            progress(Progress(len(results), len(pending), sum(r.rows for r in results), sum(r.tokens for r in results),
-                              time.perf_counter() - t0))
+            progress(
+                Progress(
+                    len(results),
+                    len(pending),
+                    sum(r.rows for r in results),
+                    sum(r.tokens for r in results),
+                    time.perf_counter() - t0,
+                )
+            )
     finally:
         stop.set()
         if poller is not None:

@@ -19,8 +19,19 @@ from typing import Any
 
 from rosberta_onnx import RosbertaError, atomic_path, write_json_atomic
 
-__all__ = ["InputShard", "RawChunk", "ShardError", "OutputMismatchError", "discover", "read_chunks",
-           "output_path", "record_path", "is_complete", "read_record", "AtomicParquetWriter"]
+__all__ = [
+    "InputShard",
+    "RawChunk",
+    "ShardError",
+    "OutputMismatchError",
+    "discover",
+    "read_chunks",
+    "output_path",
+    "record_path",
+    "is_complete",
+    "read_record",
+    "AtomicParquetWriter",
+]
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 STATE_DIR = "_state"
@@ -64,9 +75,14 @@ def discover(source: str | os.PathLike, *, exclude: str | os.PathLike | None = N
     elif root.is_dir():
         skip = Path(exclude).resolve() if exclude is not None else None
         base = root
-        paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in FORMATS
-                       and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)
-                       and not (skip is not None and p.resolve().is_relative_to(skip)))
+        paths = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix in FORMATS
+            and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)
+            and not (skip is not None and p.resolve().is_relative_to(skip))
+        )
     else:
         raise FileNotFoundError(f"input {str(root)!r} does not exist; pass a .parquet/.jsonl file or a folder of them")
     shards = []
@@ -79,8 +95,10 @@ def discover(source: str | os.PathLike, *, exclude: str | os.PathLike | None = N
     seen: dict[str, str] = {}
     for s in shards:
         if s.stem in seen:
-            raise ShardError(f"input shards {seen[s.stem]!r} and {s.name!r} would both write part-{s.stem}.parquet; "
-                             "rename one of them")
+            raise ShardError(
+                f"input shards {seen[s.stem]!r} and {s.name!r} would both write part-{s.stem}.parquet; "
+                "rename one of them"
+            )
         seen[s.stem] = s.name
     return shards
 
@@ -111,8 +129,10 @@ def _parquet_chunks(shard: InputShard, text_column: str, id_column: str, chunk_r
     names = f.schema_arrow.names
     for col in (id_column, text_column):
         if col not in names:
-            raise ShardError(f"{shard.name}: no column {col!r}; its columns are {names}. "
-                             "Name yours with --text-column / --id-column.")
+            raise ShardError(
+                f"{shard.name}: no column {col!r}; its columns are {names}. "
+                "Name yours with --text-column / --id-column."
+            )
     start = 0
     for batch in f.iter_batches(batch_size=chunk_rows, columns=[id_column, text_column]):
         yield RawChunk(start, batch.column(0).to_pylist(), batch.column(1).to_pylist())
@@ -226,10 +246,13 @@ def is_complete(output: Path, shard: InputShard, settings: dict[str, Any]) -> bo
     if rec is None:
         return False
     if rec.get("settings") != settings:
-        diff = {k: (rec.get("settings", {}).get(k), v) for k, v in settings.items() if rec.get("settings", {}).get(k) != v}
+        diff = {
+            k: (rec.get("settings", {}).get(k), v) for k, v in settings.items() if rec.get("settings", {}).get(k) != v
+        }
         raise OutputMismatchError(
             f"{out} was written with other settings ({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in diff.items())}). "
-            "Use another --output folder, or delete this one to start over.")
+            "Use another --output folder, or delete this one to start over."
+        )
     if rec.get("input", {}).get("size") != shard.size:
         return False  # the input shard changed since: redo it
     try:

@@ -22,7 +22,18 @@ from .shards import AtomicParquetWriter, InputShard, output_path, read_chunks, r
 __all__ = ["ShardEmbedder", "RESULT_FIELDS"]
 
 # One row per shard comes back to the driver with these fields.
-RESULT_FIELDS = ("shard", "rows", "embedded", "errors", "tokens", "seconds", "load_seconds", "variant", "worker", "failure")
+RESULT_FIELDS = (
+    "shard",
+    "rows",
+    "embedded",
+    "errors",
+    "tokens",
+    "seconds",
+    "load_seconds",
+    "variant",
+    "worker",
+    "failure",
+)
 
 
 class ShardEmbedder:
@@ -45,8 +56,15 @@ class ShardEmbedder:
         board=None,
     ) -> None:
         t0 = time.perf_counter()
-        self.embedder = RayEmbedder(model_dir, variant=variant, task=task, threads=threads, batch_size=batch_size,
-                                    text_column=text_column, id_column=id_column)
+        self.embedder = RayEmbedder(
+            model_dir,
+            variant=variant,
+            task=task,
+            threads=threads,
+            batch_size=batch_size,
+            text_column=text_column,
+            id_column=id_column,
+        )
         self.load_seconds = time.perf_counter() - t0
         self.id_column = id_column  # every shard row needs an id: its vector is attributed by it
         self.output = _path(output)
@@ -62,8 +80,18 @@ class ShardEmbedder:
     def run_shard(self, shard: InputShard) -> dict[str, Any]:
         """Embed one shard and commit its output; a shard that can't be done is reported, not raised."""
         t0 = time.perf_counter()
-        stats = dict(shard=shard.name, rows=0, embedded=0, errors=0, tokens=0, seconds=0.0,
-                     load_seconds=self.load_seconds, variant=self.embedder.encoder.variant, worker=self.worker, failure="")
+        stats = dict(
+            shard=shard.name,
+            rows=0,
+            embedded=0,
+            errors=0,
+            tokens=0,
+            seconds=0.0,
+            load_seconds=self.load_seconds,
+            variant=self.embedder.encoder.variant,
+            worker=self.worker,
+            failure="",
+        )
         self.load_seconds = 0.0  # count the model load once, with the actor's first shard
         try:
             self._embed_shard(shard, stats)
@@ -86,21 +114,33 @@ class ShardEmbedder:
         id_type = pq.read_schema(shard.path).field(id_col).type if shard.format == "parquet" else None
         bad_rows: list[dict[str, Any]] = []
         n_truncated = 0
-        meta = {"rosberta.settings": json.dumps(self.settings), "rosberta.input": shard.name,
-                "rosberta.variant": emb.encoder.variant}
+        meta = {
+            "rosberta.settings": json.dumps(self.settings),
+            "rosberta.input": shard.name,
+            "rosberta.variant": emb.encoder.variant,
+        }
         with AtomicParquetWriter(out, metadata=meta) as writer:
             for chunk in read_chunks(shard, text_column=emb.text_column, id_column=id_col, chunk_rows=self.chunk_rows):
                 res = emb.embed(chunk.ids, chunk.texts)
                 reasons = {**res.bad, **chunk.problems}  # a parse problem says more than "text is null"
-                bad_rows += [{"id": _jsonable(chunk.ids[i]), "shard": shard.name, "row": chunk.start + i, "reason": r}
-                             for i, r in sorted(reasons.items())]
+                bad_rows += [
+                    {"id": _jsonable(chunk.ids[i]), "shard": shard.name, "row": chunk.start + i, "reason": r}
+                    for i, r in sorted(reasons.items())
+                ]
                 if len(res.good):
                     # JSONL ids take the type of the first good ones; a later id of another type fails the shard.
                     ids = pa.array([chunk.ids[i] for i in res.good], type=id_type)
                     id_type = ids.type
-                    writer.write(pa.table({id_col: ids, "embedding": fixed_size_vectors(res.embeddings),
-                                           "token_count": pa.array(res.token_counts, pa.int64()),
-                                           "truncated": pa.array(res.truncated, pa.bool_())}))
+                    writer.write(
+                        pa.table(
+                            {
+                                id_col: ids,
+                                "embedding": fixed_size_vectors(res.embeddings),
+                                "token_count": pa.array(res.token_counts, pa.int64()),
+                                "truncated": pa.array(res.truncated, pa.bool_()),
+                            }
+                        )
+                    )
                 tokens = int(res.token_counts.sum())
                 stats["rows"] += len(chunk.texts)
                 stats["embedded"] += len(res.good)
@@ -109,16 +149,34 @@ class ShardEmbedder:
                 if self.board is not None:
                     self.board.add.remote(len(chunk.texts), tokens)  # fire and forget
             if writer.rows == 0:
-                writer.write_empty(pa.schema([(id_col, id_type or pa.string()), ("embedding", pa.list_(pa.float32(), emb.dim)),
-                                              ("token_count", pa.int64()), ("truncated", pa.bool_())]))
+                writer.write_empty(
+                    pa.schema(
+                        [
+                            (id_col, id_type or pa.string()),
+                            ("embedding", pa.list_(pa.float32(), emb.dim)),
+                            ("token_count", pa.int64()),
+                            ("truncated", pa.bool_()),
+                        ]
+                    )
+                )
             stats["errors"] = len(bad_rows)
             # The record goes first; moving the Parquet file into place (on leaving this block) commits the shard.
-            write_record(self.output, shard, {
-                "input": {"name": shard.name, "format": shard.format, "size": shard.size},
-                "output": out.name, "settings": self.settings, "variant": emb.encoder.variant,
-                "rows": stats["rows"], "embedded": stats["embedded"], "tokens": stats["tokens"],
-                "truncated": n_truncated, "errors": bad_rows, "worker": self.worker,
-            })
+            write_record(
+                self.output,
+                shard,
+                {
+                    "input": {"name": shard.name, "format": shard.format, "size": shard.size},
+                    "output": out.name,
+                    "settings": self.settings,
+                    "variant": emb.encoder.variant,
+                    "rows": stats["rows"],
+                    "embedded": stats["embedded"],
+                    "tokens": stats["tokens"],
+                    "truncated": n_truncated,
+                    "errors": bad_rows,
+                    "worker": self.worker,
+                },
+            )
 
 
 def shard_to_json(shard: InputShard) -> str:

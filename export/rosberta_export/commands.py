@@ -27,7 +27,8 @@ def _need_export_side() -> None:
     missing = [m for m in ("torch", "transformers", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
         raise MissingDependencyError(
-            f"this command needs the export extra ({', '.join(missing)} not installed): pip install 'rosberta-onnx[export]'")
+            f"this command needs the export extra ({', '.join(missing)} not installed): pip install 'rosberta-onnx[export]'"
+        )
 
 
 def _variants(value: str) -> tuple[str, ...]:
@@ -56,9 +57,16 @@ def _export(a) -> int:
     from .pipeline import export
 
     end_like_ctrl_c_on_sigterm()  # a killed export removes its partial folder, as Ctrl-C does
-    result = export(a.model, a.output, variants=_variants(a.variants) if a.variants else None, overwrite=a.overwrite,
-                    parity_texts=a.parity_texts, int8_recipe=a.int8_recipe, gate_pairs=a.gate_pairs,
-                    calibration_sentences=a.calibration_sentences)
+    result = export(
+        a.model,
+        a.output,
+        variants=_variants(a.variants) if a.variants else None,
+        overwrite=a.overwrite,
+        parity_texts=a.parity_texts,
+        int8_recipe=a.int8_recipe,
+        gate_pairs=a.gate_pairs,
+        calibration_sentences=a.calibration_sentences,
+    )
     _print_quality(result.manifest)
     for v, fails in result.parity_failures.items():
         for f in fails:
@@ -83,11 +91,16 @@ def _demo(a) -> int:
     # The stand-in's retrieval figures are recorded, not judged (random weights): a small sample suffices.
     result = export(str(ckpt), art, overwrite=True, parity_texts=a.parity_texts, gate_pairs=200)
     enc = Encoder.load(art)
-    texts = ["Сколько программистов нужно, чтобы вкрутить лампочку?", "How many programmers does it take to change a light bulb?"]
+    texts = [
+        "Сколько программистов нужно, чтобы вкрутить лампочку?",
+        "How many programmers does it take to change a light bulb?",
+    ]
     q = enc.encode(texts, task="search_query")
     print("\nSTAND-IN model (random weights: the vectors below are meaningless, the pipeline is real)")
-    print(f"encoded {len(texts)} RU/EN queries with variant {enc.variant!r} [{enc.selection}]: shape {q.shape}, "
-          f"norms {[round(float(x), 4) for x in (q ** 2).sum(1) ** 0.5]}")
+    print(
+        f"encoded {len(texts)} RU/EN queries with variant {enc.variant!r} [{enc.selection}]: shape {q.shape}, "
+        f"norms {[round(float(x), 4) for x in (q**2).sum(1) ** 0.5]}"
+    )
     print(f"\nparity against PyTorch ({art}):")
     _print_quality(result.manifest)
     return 0 if result.ok else 1
@@ -106,17 +119,33 @@ def export_command(sub) -> None:
     e = sub.add_parser("export", help="export a checkpoint to an ONNX artifact folder, with parity figures")
     e.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"hub id or local folder (default {DEFAULT_MODEL})")
     e.add_argument("-o", "--output", required=True)
-    e.add_argument("--variants", default=None,
-                   help=f"comma list of {','.join(VARIANTS)} (default: all; int8-openvino only where openvino is installed)")
+    e.add_argument(
+        "--variants",
+        default=None,
+        help=f"comma list of {','.join(VARIANTS)} (default: all; int8-openvino only where openvino is installed)",
+    )
     e.add_argument("--overwrite", action="store_true")
-    e.add_argument("--parity-texts", type=int, default=64, help="real RU/EN sentences in the parity set (plus edge cases)")
-    e.add_argument("--int8-recipe", default="rowwise-sq",
-                   help="rowwise-sq (default), rowwise-sq-rtn, ort-per-channel or ort-per-tensor")
-    e.add_argument("--gate-pairs", type=int, default=1500,
-                   help="STS dev pairs per language for the int8 gate's retrieval/Spearman figures (1500 = all)")
-    e.add_argument("--calibration-sentences", type=int, default=None,
-                   help="RU/EN STS train sentences to calibrate the row-wise int8 weights on (default: the recipe's, "
-                        "1024); fewer is faster to build, and the gate measures what it costs")
+    e.add_argument(
+        "--parity-texts", type=int, default=64, help="real RU/EN sentences in the parity set (plus edge cases)"
+    )
+    e.add_argument(
+        "--int8-recipe",
+        default="rowwise-sq",
+        help="rowwise-sq (default), rowwise-sq-rtn, ort-per-channel or ort-per-tensor",
+    )
+    e.add_argument(
+        "--gate-pairs",
+        type=int,
+        default=1500,
+        help="STS dev pairs per language for the int8 gate's retrieval/Spearman figures (1500 = all)",
+    )
+    e.add_argument(
+        "--calibration-sentences",
+        type=int,
+        default=None,
+        help="RU/EN STS train sentences to calibrate the row-wise int8 weights on (default: the recipe's, "
+        "1024); fewer is faster to build, and the gate measures what it costs",
+    )
     e.set_defaults(func=_export)
 
 

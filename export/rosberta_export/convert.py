@@ -34,8 +34,14 @@ def save_onnx(model, path: Path, *, external_data: bool) -> list[Path]:
         data = data_file(path)
         if data.exists():
             data.unlink()
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data.name, size_threshold=1024)
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
         written = [path, data]
     else:
         onnx.save_model(model, str(path))
@@ -70,8 +76,15 @@ def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Pat
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
         torch.onnx.export(
-            graph, (ids, mask), str(out), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"], dynamic_axes=dyn,
+            graph,
+            (ids, mask),
+            str(out),
+            dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["last_hidden_state"],
+            dynamic_axes=dyn,
             external_data=True,
         )
     if weights_apart and not data_file(out).exists():

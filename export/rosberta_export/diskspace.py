@@ -56,4 +56,5 @@ def check_space(folder: Path, need: int, what: str) -> None:
         raise NotEnoughSpace(
             f"not enough disk space in {str(folder)!r} for {what}: it needs about {gb(need)} more at its peak and "
             f"{gb(free)} are free. Free space there, export to a folder on a disk with room (-o), or build fewer "
-            f"variants (--variants); nothing was left behind")
+            f"variants (--variants); nothing was left behind"
+        )

@@ -26,21 +26,39 @@ def in_child(module: str, job: dict) -> dict:
     """``python -m <module>`` with ``job`` as JSON on stdin; its JSON answer (last stdout line)."""
     r = subprocess.run([sys.executable, "-m", module], input=json.dumps(job), capture_output=True, text=True)
     if r.returncode != 0:
-        why = (f"killed by signal {-r.returncode} (most often: out of memory -- fusing the full-size model needs about "
-               f"9 GB free)") if r.returncode < 0 else f"exit status {r.returncode}"
+        why = (
+            (
+                f"killed by signal {-r.returncode} (most often: out of memory -- fusing the full-size model needs about "
+                f"9 GB free)"
+            )
+            if r.returncode < 0
+            else f"exit status {r.returncode}"
+        )
         tail = " ".join(r.stderr.strip().splitlines()[-3:])
-        raise ExportError(f"the export step {sys.executable} -m {module} failed: {why}. {tail} "
-                          f"Free memory or fix what it reports, then export again")
+        raise ExportError(
+            f"the export step {sys.executable} -m {module} failed: {why}. {tail} "
+            f"Free memory or fix what it reports, then export again"
+        )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def build_fp_variants(raw: Path, work: Path, out: Path, variants: tuple[str, ...], facts: ModelFacts,
-                      props: dict[str, str]) -> tuple[dict[str, list[Path]], dict[str, int], dict[str, int]]:
+def build_fp_variants(
+    raw: Path, work: Path, out: Path, variants: tuple[str, ...], facts: ModelFacts, props: dict[str, str]
+) -> tuple[dict[str, list[Path]], dict[str, int], dict[str, int]]:
     """The fused fp32 variant and its fp16 conversion (the files of each), the fused op counts and the graph
     rewrites applied to both (fp16 is converted from the rewritten fp32 graph)."""
     fused = out / FILES["fp32"] if "fp32" in variants else work / "fused.onnx"
-    got = in_child("rosberta_export.fuse", {"raw": str(raw), "out": str(fused), "num_heads": facts.num_heads,
-                                           "hidden_size": facts.hidden_size, "pooling": facts.pooling, "props": props})
+    got = in_child(
+        "rosberta_export.fuse",
+        {
+            "raw": str(raw),
+            "out": str(fused),
+            "num_heads": facts.num_heads,
+            "hidden_size": facts.hidden_size,
+            "pooling": facts.pooling,
+            "props": props,
+        },
+    )
     written = {"fp32": [Path(p) for p in got["files"]]} if "fp32" in variants else {}
     if "fp16" in variants:
         half = in_child("rosberta_export.fp16", {"fused": str(fused), "out": str(out / FILES["fp16"]), "props": props})

@@ -6,7 +6,15 @@ from pathlib import Path
 
 __all__ = ["fuse", "write_fused", "FUSED_OPS"]
 
-FUSED_OPS = ("Attention", "SkipLayerNormalization", "BiasGelu", "Gelu", "FastGelu", "LayerNormalization", "EmbedLayerNormalization")
+FUSED_OPS = (
+    "Attention",
+    "SkipLayerNormalization",
+    "BiasGelu",
+    "Gelu",
+    "FastGelu",
+    "LayerNormalization",
+    "EmbedLayerNormalization",
+)
 
 
 def fuse(raw: Path, *, num_heads: int, hidden_size: int):
@@ -23,8 +31,9 @@ def fuse(raw: Path, *, num_heads: int, hidden_size: int):
     return model, counts
 
 
-def write_fused(raw: Path, out: Path, *, num_heads: int, hidden_size: int, pooling: str,
-                props: dict[str, str]) -> tuple[list[Path], dict[str, int], dict[str, int]]:
+def write_fused(
+    raw: Path, out: Path, *, num_heads: int, hidden_size: int, pooling: str, props: dict[str, str]
+) -> tuple[list[Path], dict[str, int], dict[str, int]]:
     """Fuse ``raw``, apply the graph rewrites for onnxruntime (:mod:`.rewrites`: with CLS pooling, the last layer
     after attention on the first token only) and write it to ``out`` with its weights in ``out.data``; returns
     (files, fused op counts, rewrites applied).
@@ -46,7 +55,12 @@ if __name__ == "__main__":  # the child: a JSON job on stdin, a JSON result as t
     import sys
 
     job = json.load(sys.stdin)
-    files, fused_counts, rewrites = write_fused(Path(job["raw"]), Path(job["out"]), num_heads=job["num_heads"],
-                                                hidden_size=job["hidden_size"], pooling=job["pooling"],
-                                                props=job["props"])
+    files, fused_counts, rewrites = write_fused(
+        Path(job["raw"]),
+        Path(job["out"]),
+        num_heads=job["num_heads"],
+        hidden_size=job["hidden_size"],
+        pooling=job["pooling"],
+        props=job["props"],
+    )
     print(json.dumps({"files": [str(f) for f in files], "counts": fused_counts, "rewrites": rewrites}))

@@ -21,8 +21,18 @@ import numpy as np
 
 from .corpus import LANGS, sts_pairs
 
-__all__ = ["INT8_GATE", "COSINE_CRITERIA", "TRAINED_ONLY", "RANDOM_WEIGHTS", "spearman", "retrieval_texts",
-           "top10_overlap", "gate_figures", "misses", "gate_record"]
+__all__ = [
+    "INT8_GATE",
+    "COSINE_CRITERIA",
+    "TRAINED_ONLY",
+    "RANDOM_WEIGHTS",
+    "spearman",
+    "retrieval_texts",
+    "top10_overlap",
+    "gate_figures",
+    "misses",
+    "gate_record",
+]
 
 INT8_GATE = {"cos_min": 0.995, "cos_mean": 0.998, "top10_overlap_min": 0.95, "spearman_delta_max": 0.005}
 COSINE_CRITERIA = ("cos_min", "cos_mean")  # against the PyTorch reference: judged on every model
@@ -46,7 +56,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
     ra -= ra.mean()
     rb -= rb.mean()
-    return float((ra * rb).sum() / np.sqrt((ra ** 2).sum() * (rb ** 2).sum()))
+    return float((ra * rb).sum() / np.sqrt((ra**2).sum() * (rb**2).sum()))
 
 
 def _task(prompts, name: str) -> str | None:
@@ -79,8 +89,9 @@ def gate_figures(fp32: Embed, int8: Embed, *, prompts, pairs_per_lang: int) -> d
             out[f"spearman_{name}"][lang] = spearman((a * b).sum(1), gold)
         queries, docs = retrieval_texts(pairs)
         q_task, d_task = _task(prompts, "search_query"), _task(prompts, "search_document")
-        out["top10_overlap"][lang] = top10_overlap((fp32(queries, q_task), fp32(docs, d_task)),
-                                                   (int8(queries, q_task), int8(docs, d_task)))
+        out["top10_overlap"][lang] = top10_overlap(
+            (fp32(queries, q_task), fp32(docs, d_task)), (int8(queries, q_task), int8(docs, d_task))
+        )
     return out
 
 
@@ -88,19 +99,23 @@ def misses(parity: dict, figures: dict, thresholds: dict = INT8_GATE) -> dict[st
     """Per criterion (the keys of ``thresholds``), each figure that misses it, in words."""
     out: dict[str, list[str]] = {name: [] for name in thresholds}
     if parity["cos_min"] < thresholds["cos_min"]:
-        out["cos_min"].append(f"cosine min {parity['cos_min']:.5f} < {thresholds['cos_min']} "
-                              f"(worst: {parity['worst_case']})")
+        out["cos_min"].append(
+            f"cosine min {parity['cos_min']:.5f} < {thresholds['cos_min']} (worst: {parity['worst_case']})"
+        )
     if parity["cos_mean"] < thresholds["cos_mean"]:
         out["cos_mean"].append(f"cosine mean {parity['cos_mean']:.5f} < {thresholds['cos_mean']}")
     for lang, v in figures["top10_overlap"].items():
         if v < thresholds["top10_overlap_min"]:
-            out["top10_overlap_min"].append(f"{lang} top-10 retrieval overlap with fp32 {v:.3f} < "
-                                            f"{thresholds['top10_overlap_min']}")
+            out["top10_overlap_min"].append(
+                f"{lang} top-10 retrieval overlap with fp32 {v:.3f} < {thresholds['top10_overlap_min']}"
+            )
     for lang, s8 in figures["spearman_int8"].items():
         d = abs(s8 - figures["spearman_fp32"][lang])
         if d > thresholds["spearman_delta_max"]:
-            out["spearman_delta_max"].append(f"{lang} STS Spearman {s8:.4f} vs fp32 {figures['spearman_fp32'][lang]:.4f}: "
-                                             f"differs by {d:.4f} > {thresholds['spearman_delta_max']}")
+            out["spearman_delta_max"].append(
+                f"{lang} STS Spearman {s8:.4f} vs fp32 {figures['spearman_fp32'][lang]:.4f}: "
+                f"differs by {d:.4f} > {thresholds['spearman_delta_max']}"
+            )
     return out
 
 
@@ -114,7 +129,14 @@ def gate_record(parity: dict, figures: dict, *, random_weights: bool, thresholds
     recorded = [c for c in thresholds if c not in judged]
     missed = misses(parity, figures, thresholds)
     failures = [m for c in judged for m in missed[c]]
-    return {"passed": not failures, "thresholds": dict(thresholds), "judged": judged, "recorded": recorded,
-            "recorded_reason": RANDOM_WEIGHTS if recorded else "", "failures": failures,
-            "recorded_misses": [m for c in recorded for m in missed[c]], "figures": figures,
-            "weights": "random (stand-in: hides quantisation error)" if random_weights else "trained"}
+    return {
+        "passed": not failures,
+        "thresholds": dict(thresholds),
+        "judged": judged,
+        "recorded": recorded,
+        "recorded_reason": RANDOM_WEIGHTS if recorded else "",
+        "failures": failures,
+        "recorded_misses": [m for c in recorded for m in missed[c]],
+        "figures": figures,
+        "weights": "random (stand-in: hides quantisation error)" if random_weights else "trained",
+    }

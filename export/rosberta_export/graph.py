@@ -33,12 +33,16 @@ class EncoderGraph(nn.Module):
     def __init__(self, hf_model: Any, *, model_type: str) -> None:  # a transformers model: attributes by config
         super().__init__()
         if model_type not in SUPPORTED_ARCHITECTURES:
-            raise ValueError(f"architecture {model_type!r} is not supported; supported: {sorted(SUPPORTED_ARCHITECTURES)}")
+            raise ValueError(
+                f"architecture {model_type!r} is not supported; supported: {sorted(SUPPORTED_ARCHITECTURES)}"
+            )
         cfg = hf_model.config
         if cfg.hidden_act not in _GELU:
             raise ValueError(f"activation {cfg.hidden_act!r} is not supported; supported: {sorted(_GELU)}")
         if getattr(cfg, "position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'")
+            raise ValueError(
+                f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'"
+            )
         self.roberta_positions = SUPPORTED_ARCHITECTURES[model_type]
         self.pad_id = int(cfg.pad_token_id if cfg.pad_token_id is not None else 0)
         self.heads = int(cfg.num_attention_heads)

@@ -24,8 +24,15 @@ __all__ = ["build_int8_variants", "REWRITES"]
 REWRITES = {"int8": rewrite_for_onnxruntime, "int8-openvino": rewrite_for_openvino}
 
 
-def build_int8_variants(raw: Path, work: Path, out: Path, opts: ExportOptions, facts: ModelFacts, props: dict[str, str],
-                        step: Callable[[str], None]) -> tuple[dict[str, list[Path]], dict[str, dict[str, int]]]:
+def build_int8_variants(
+    raw: Path,
+    work: Path,
+    out: Path,
+    opts: ExportOptions,
+    facts: ModelFacts,
+    props: dict[str, str],
+    step: Callable[[str], None],
+) -> tuple[dict[str, list[Path]], dict[str, dict[str, int]]]:
     """The files of each int8 variant asked for, and the graph rewrites applied to each."""
     import onnx
 
@@ -38,9 +45,18 @@ def build_int8_variants(raw: Path, work: Path, out: Path, opts: ExportOptions, f
         cal = calibrate(raw, tok, s)
         step("planning int8 weights: SmoothQuant, " + ("GPTQ rounding" if s.gptq else "rounding to nearest"))
         plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
-    builds = {"int8": lambda dest: quantize_int8(raw, dest, recipe=recipe, tokenizer=tok, settings=s if rowwise else None,
-                                                 cal=cal if rowwise else None, plans=plans if rowwise else None),
-              "int8-openvino": lambda dest: write_openvino_int8(raw, dest, plans or {})}
+    builds = {
+        "int8": lambda dest: quantize_int8(
+            raw,
+            dest,
+            recipe=recipe,
+            tokenizer=tok,
+            settings=s if rowwise else None,
+            cal=cal if rowwise else None,
+            plans=plans if rowwise else None,
+        ),
+        "int8-openvino": lambda dest: write_openvino_int8(raw, dest, plans or {}),
+    }
     written, rewrites = {}, {}
     for v in (v for v in INT8_VARIANTS if v in variants):
         step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")

@@ -57,8 +57,14 @@ def _cases(folder: Path, variant: str, n_real: int, max_length: int) -> tuple[li
     return [c.name for c in cases], texts, counter.tokenize(texts)
 
 
-def _parity(folder: Path, ref, records: dict[str, VariantRecord], facts: ModelFacts, n_real: int, step: Step,
-            ) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict[str, Encoder]]:
+def _parity(
+    folder: Path,
+    ref,
+    records: dict[str, VariantRecord],
+    facts: ModelFacts,
+    n_real: int,
+    step: Step,
+) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict[str, Encoder]]:
     """Each variant against the reference on the parity cases; also the encoders the gate will use again (one load,
     one OpenVINO compile, per variant)."""
     names, texts, ours = _cases(folder, next(iter(records)), n_real, facts.max_length)
@@ -73,16 +79,29 @@ def _parity(folder: Path, ref, records: dict[str, VariantRecord], facts: ModelFa
             kept[v] = enc
         fig = compare(ref_vecs, enc.encode(texts, batch_size=16), names)
         fig["tokenizer_mismatches"] = tok_mismatch
-        f = failures(fig, THRESHOLDS[v]) + [f"tokenizer ids differ from transformers for: {tok_mismatch}"] * bool(tok_mismatch)
+        f = failures(fig, THRESHOLDS[v]) + [f"tokenizer ids differ from transformers for: {tok_mismatch}"] * bool(
+            tok_mismatch
+        )
         fig.update(thresholds=THRESHOLDS[v], passed=not f, failures=f)
         out[v], fails[v] = VariantRecord(**{**rec.__dict__, "parity": fig}), f
-        step(f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
-             + ("" if not f else f" — {len(f)} failing case(s)"))
+        step(
+            f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
+            + ("" if not f else f" — {len(f)} failing case(s)")
+        )
     return out, fails, kept
 
 
-def _gates(src: Source, ref, records: dict[str, VariantRecord], kept: dict[str, Encoder], facts: ModelFacts,
-           step: Step, *, int8_recipe: str, gate_pairs: int) -> dict[str, VariantRecord]:
+def _gates(
+    src: Source,
+    ref,
+    records: dict[str, VariantRecord],
+    kept: dict[str, Encoder],
+    facts: ModelFacts,
+    step: Step,
+    *,
+    int8_recipe: str,
+    gate_pairs: int,
+) -> dict[str, VariantRecord]:
     """Each int8 variant's gate record, judged against fp32 (the exported fp32 when there is one: equal to torch by
     parity; else the reference itself)."""
     if "fp32" in kept:
@@ -95,12 +114,15 @@ def _gates(src: Source, ref, records: dict[str, VariantRecord], kept: dict[str, 
     for v in (v for v in INT8_VARIANTS if v in records):
         step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
         int8 = kept.pop(v)
+
         def embed(t: list[str], task: str | None, enc: Encoder = int8) -> np.ndarray:
             return enc.encode(t, task=task, batch_size=32)
 
         figures = gate_figures(fp32, embed, prompts=facts.prompts, pairs_per_lang=gate_pairs)
-        gate = {**gate_record(dict(out[v].parity), figures, random_weights=bool(src.stand_in)),
-                "recipe": int8_recipe if v == "int8" else "openvino-" + openvino_weights(int8_recipe)}
+        gate = {
+            **gate_record(dict(out[v].parity), figures, random_weights=bool(src.stand_in)),
+            "recipe": int8_recipe if v == "int8" else "openvino-" + openvino_weights(int8_recipe),
+        }
         if v == "int8-openvino":
             gate["engine"] = {"openvino": openvino_version(), **out[v].engine_options}
         out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
@@ -108,8 +130,16 @@ def _gates(src: Source, ref, records: dict[str, VariantRecord], kept: dict[str, 
     return out
 
 
-def measure(src: Source, folder: Path, records: dict[str, VariantRecord], n_real: int, step: Step, *, int8_recipe: str,
-            gate_pairs: int) -> tuple[dict[str, VariantRecord], dict[str, list[str]]]:
+def measure(
+    src: Source,
+    folder: Path,
+    records: dict[str, VariantRecord],
+    n_real: int,
+    step: Step,
+    *,
+    int8_recipe: str,
+    gate_pairs: int,
+) -> tuple[dict[str, VariantRecord], dict[str, list[str]]]:
     """The records with their parity figures (and a gate record for each int8 variant), and each variant's parity
     failures. ``folder`` holds the written variants and a manifest listing them."""
     from .reference import Reference

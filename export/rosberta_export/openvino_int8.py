@@ -42,10 +42,12 @@ def openvino_options() -> dict[str, object]:
 
 
 def openvino_recipe(options: dict[str, object], *, calibrated_on: int) -> str:
-    return ("OpenVINO CPU plugin: MatMul weights S8 per output column (the row-wise recipe's SmoothQuant and GPTQ "
-            f"weights calibrated on {calibrated_on} RU/EN STS train sentences, a DequantizeLinear each), activations "
-            f"quantised at run time per group of {options['DYNAMIC_QUANTIZATION_GROUP_SIZE']} values along the "
-            f"reduction axis; {options['INFERENCE_PRECISION_HINT']} elsewhere")
+    return (
+        "OpenVINO CPU plugin: MatMul weights S8 per output column (the row-wise recipe's SmoothQuant and GPTQ "
+        f"weights calibrated on {calibrated_on} RU/EN STS train sentences, a DequantizeLinear each), activations "
+        f"quantised at run time per group of {options['DYNAMIC_QUANTIZATION_GROUP_SIZE']} values along the "
+        f"reduction axis; {options['INFERENCE_PRECISION_HINT']} elsewhere"
+    )
 
 
 def write_openvino_int8(raw: Path, out: Path, plans: dict[str, Plan]) -> Path:
@@ -60,13 +62,18 @@ def write_openvino_int8(raw: Path, out: Path, plans: dict[str, Plan]) -> Path:
     for n in weight_matmuls(g):
         plan, w, p = plans[n.name], n.input[1], f"ov_{n.name.replace('/', '_')}"
         g.initializer.remove(inits[w])
-        g.initializer.extend([numpy_helper.from_array(plan.wq, p + "_wq"), numpy_helper.from_array(plan.col, p + "_scol")])
-        before[n.name] = [helper.make_node("DequantizeLinear", [p + "_wq", p + "_scol"], [p + "_w"], name=p + "_Dequant",
-                                           axis=1)]
+        g.initializer.extend(
+            [numpy_helper.from_array(plan.wq, p + "_wq"), numpy_helper.from_array(plan.col, p + "_scol")]
+        )
+        before[n.name] = [
+            helper.make_node("DequantizeLinear", [p + "_wq", p + "_scol"], [p + "_w"], name=p + "_Dequant", axis=1)
+        ]
         n.input[1] = p + "_w"
         if plan.inv_smooth is not None:
             g.initializer.append(numpy_helper.from_array(plan.inv_smooth, p + "_inv_smooth"))
-            before[n.name].append(helper.make_node("Mul", [n.input[0], p + "_inv_smooth"], [p + "_xsm"], name=p + "_Smooth"))
+            before[n.name].append(
+                helper.make_node("Mul", [n.input[0], p + "_inv_smooth"], [p + "_xsm"], name=p + "_Smooth")
+            )
             n.input[0] = p + "_xsm"
     nodes = [d for n in g.node for d in (*before.get(n.name, ()), n)]
     del g.node[:]

@@ -31,37 +31,46 @@ def openvino_weights(recipe: str) -> str:
     return recipe if recipe in ROWWISE_SETTINGS else DEFAULT_INT8_RECIPE
 
 
-def resolve_options(variants: tuple[str, ...] | None, int8_recipe: str, calibration_sentences: int | None,
-                    log: Callable[[str], None]) -> ExportOptions:
+def resolve_options(
+    variants: tuple[str, ...] | None, int8_recipe: str, calibration_sentences: int | None, log: Callable[[str], None]
+) -> ExportOptions:
     """``variants`` None: every variant this environment can build (``int8-openvino`` needs openvino to gate it)."""
     if variants is None:
         variants = tuple(v for v in VARIANTS if v != "int8-openvino" or openvino_available())
         if "int8-openvino" not in variants:
-            log("NOTE: openvino is not installed, so the int8-openvino variant is left out "
-                "(pip install 'rosberta-onnx[openvino]' to build and gate it)")
+            log(
+                "NOTE: openvino is not installed, so the int8-openvino variant is left out "
+                "(pip install 'rosberta-onnx[openvino]' to build and gate it)"
+            )
     variants = tuple(dict.fromkeys(variants))
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise ExportError(f"unknown variant(s) {bad or variants}; choose from {', '.join(VARIANTS)}")
     if "int8-openvino" in variants and not openvino_available():
-        raise ExportError("variant int8-openvino is built and gated with OpenVINO, which is not installed: "
-                          "pip install 'rosberta-onnx[openvino]', or leave int8-openvino out of --variants")
+        raise ExportError(
+            "variant int8-openvino is built and gated with OpenVINO, which is not installed: "
+            "pip install 'rosberta-onnx[openvino]', or leave int8-openvino out of --variants"
+        )
     if int8_recipe not in INT8_RECIPES:
         raise ExportError(f"unknown int8 recipe {int8_recipe!r}; choose one of {', '.join(INT8_RECIPES)}")
     settings = ROWWISE_SETTINGS[openvino_weights(int8_recipe)]
     # only the row-wise int8 recipes and int8-openvino (which takes their weights) calibrate
     calibrates = "int8-openvino" in variants or ("int8" in variants and int8_recipe in ROWWISE_SETTINGS)
     if calibration_sentences is not None:
-        available = len(calibration_texts(10 ** 9))
+        available = len(calibration_texts(10**9))
         if not 1 <= calibration_sentences <= available:
-            raise ExportError(f"calibration_sentences={calibration_sentences} is out of range: the shipped RU/EN STS "
-                              f"train split has {available} sentences; choose 1..{available} (default "
-                              f"{settings.sentences})")
+            raise ExportError(
+                f"calibration_sentences={calibration_sentences} is out of range: the shipped RU/EN STS "
+                f"train split has {available} sentences; choose 1..{available} (default "
+                f"{settings.sentences})"
+            )
         settings = dataclasses.replace(settings, sentences=calibration_sentences)
         if not calibrates:
-            log(f"NOTE: calibration_sentences={calibration_sentences} is not used: none of the variants "
+            log(
+                f"NOTE: calibration_sentences={calibration_sentences} is not used: none of the variants "
                 f"{', '.join(variants)} with int8 recipe {int8_recipe} calibrates (int8 with a row-wise recipe, or "
-                f"int8-openvino, would)")
+                f"int8-openvino, would)"
+            )
     return ExportOptions(variants, int8_recipe, settings, calibrates)
 
 
@@ -69,8 +78,10 @@ def check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"output {str(out)!r} exists and is a file; choose a folder path")
     if out.exists() and not overwrite:
-        raise ExportError(f"output folder {str(out)!r} already exists; pass --overwrite to replace it (the old one "
-                          f"stays until the new export has fully succeeded)")
+        raise ExportError(
+            f"output folder {str(out)!r} already exists; pass --overwrite to replace it (the old one "
+            f"stays until the new export has fully succeeded)"
+        )
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

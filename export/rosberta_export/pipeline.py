@@ -85,8 +85,10 @@ def export(
     src = resolve_source(model)
     facts = model_facts(src)
     if src.stand_in:
-        log(f"NOTE: {src.folder} is a STAND-IN with random weights ({src.stand_in.get('size')}): same compute as the "
-            f"real model, meaningless embeddings")
+        log(
+            f"NOTE: {src.folder} is a STAND-IN with random weights ({src.stand_in.get('size')}): same compute as the "
+            f"real model, meaningless embeddings"
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -100,10 +102,15 @@ def export(
         step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
         raw = export_fp32(src, work / "raw.onnx")
         raw_bytes = sum(f.stat().st_size for f in (raw, data_file(raw)) if f.exists())
-        q = int8_fraction(raw_bytes, vocab_size=facts.vocab_size, max_positions=facts.max_position_embeddings,
-                          hidden_size=facts.hidden_size)
-        check_space(out.parent, peak_bytes(raw_bytes, opts.variants, int8_fraction=q),
-                    f"exporting {', '.join(opts.variants)}")
+        q = int8_fraction(
+            raw_bytes,
+            vocab_size=facts.vocab_size,
+            max_positions=facts.max_position_embeddings,
+            hidden_size=facts.hidden_size,
+        )
+        check_space(
+            out.parent, peak_bytes(raw_bytes, opts.variants, int8_fraction=q), f"exporting {', '.join(opts.variants)}"
+        )
 
         provisional = provisional_manifest(src, facts, tmp / "tokenizer.json")
         props = provisional.metadata_props()
@@ -111,8 +118,11 @@ def export(
         fused_counts: dict[str, int] = {}
         rewrites: dict[str, dict[str, int]] = {}
         if "fp32" in opts.variants or "fp16" in opts.variants:
-            step("fusing transformer ops with onnxruntime's optimizer, writing "
-                 + " and ".join(v for v in ("fp32", "fp16") if v in opts.variants) + " (child processes)")
+            step(
+                "fusing transformer ops with onnxruntime's optimizer, writing "
+                + " and ".join(v for v in ("fp32", "fp16") if v in opts.variants)
+                + " (child processes)"
+            )
             fp, fused_counts, fused_rewrites = build_fp_variants(raw, work, tmp, opts.variants, facts, props)
             written.update(fp)
             rewrites.update({v: fused_rewrites for v in fp})  # fp16 is converted from the rewritten fp32 graph
@@ -121,14 +131,20 @@ def export(
             quantised, int8_rewrites = build_int8_variants(raw, work, tmp, opts, facts, props, step)
             written.update(quantised)
             rewrites.update(int8_rewrites)
-        records = variant_records(written, opts, fused_counts=fused_counts, rewrites=rewrites,
-                                  ov_options=openvino_options() if "int8-openvino" in written else {})
+        records = variant_records(
+            written,
+            opts,
+            fused_counts=fused_counts,
+            rewrites=rewrites,
+            ov_options=openvino_options() if "int8-openvino" in written else {},
+        )
         shutil.rmtree(work)
         Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
 
         step("measuring parity against the PyTorch reference")
-        records, fails = measure(src, tmp, records, parity_texts, step, int8_recipe=opts.int8_recipe,
-                                 gate_pairs=gate_pairs)
+        records, fails = measure(
+            src, tmp, records, parity_texts, step, int8_recipe=opts.int8_recipe, gate_pairs=gate_pairs
+        )
         manifest = Manifest(**{**provisional.__dict__, "variants": records})
         manifest.write(tmp)
         _move_into_place(tmp, out)
@@ -139,9 +155,11 @@ def export(
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise ExportError(f"the disk holding {str(out.parent)!r} filled up during the export ({exc}); the partial "
-                          f"export was removed and {str(out)!r} is as it was. Free space there or export to a disk "
-                          f"with room (-o)") from exc
+        raise ExportError(
+            f"the disk holding {str(out.parent)!r} filled up during the export ({exc}); the partial "
+            f"export was removed and {str(out)!r} is as it was. Free space there or export to a disk "
+            f"with room (-o)"
+        ) from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

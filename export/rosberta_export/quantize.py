@@ -23,8 +23,16 @@ from .corpus import sts_pairs
 from .rowwise import ROWWISE_RECIPE, Calibration, Plan, channel_stats, plan_weights, sensitivity, weight_matmuls
 from .rowwise_graph import quantize_rowwise
 
-__all__ = ["INT8_RECIPES", "DEFAULT_INT8_RECIPE", "ROWWISE_SETTINGS", "RowwiseSettings", "calibrate", "quantize_int8",
-           "calibration_texts", "describe_rowwise"]
+__all__ = [
+    "INT8_RECIPES",
+    "DEFAULT_INT8_RECIPE",
+    "ROWWISE_SETTINGS",
+    "RowwiseSettings",
+    "calibrate",
+    "quantize_int8",
+    "calibration_texts",
+    "describe_rowwise",
+]
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,10 @@ ROWWISE_SETTINGS = {
 
 
 def describe_rowwise(s: RowwiseSettings) -> str:
-    return (f"{ROWWISE_RECIPE}; SmoothQuant alpha {s.alpha} and GELU-output shift calibrated on {s.sentences} RU/EN "
-            f"STS train sentences, weights " + ("rounded with GPTQ error feedback" if s.gptq else "rounded to nearest"))
+    return (
+        f"{ROWWISE_RECIPE}; SmoothQuant alpha {s.alpha} and GELU-output shift calibrated on {s.sentences} RU/EN "
+        f"STS train sentences, weights " + ("rounded with GPTQ error feedback" if s.gptq else "rounded to nearest")
+    )
 
 
 INT8_RECIPES = {
@@ -66,20 +76,32 @@ def calibration_texts(n: int) -> list[str]:
     return [t for pair in zip(en[::step], ru[::step]) for t in pair][:n]
 
 
-def calibrate(raw: Path, tokenizer, settings: RowwiseSettings, *, batch_size: int = 16, keep_rows: int = 0) -> Calibration:
+def calibrate(
+    raw: Path, tokenizer, settings: RowwiseSettings, *, batch_size: int = 16, keep_rows: int = 0
+) -> Calibration:
     """Run the row-wise recipe's calibration sentences through ``raw`` and record every MatMul input."""
     import onnx
 
     texts = calibration_texts(settings.sentences)
-    batches = [tokenizer.pad(tokenizer.tokenize(texts[i:i + batch_size]).ids) for i in range(0, len(texts), batch_size)]
+    batches = [
+        tokenizer.pad(tokenizer.tokenize(texts[i : i + batch_size]).ids) for i in range(0, len(texts), batch_size)
+    ]
     graph = onnx.load(str(raw), load_external_data=False).graph
     inputs = sorted({n.input[0] for n in weight_matmuls(graph)})
     return channel_stats(raw, inputs, batches, keep_rows=keep_rows, grams=settings.gptq)
 
 
-def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, tokenizer=None, keep_fp32: int = 0,
-                  settings: RowwiseSettings | None = None, cal: Calibration | None = None,
-                  plans: dict[str, Plan] | None = None) -> Path:
+def quantize_int8(
+    raw: Path,
+    out: Path,
+    *,
+    recipe: str = DEFAULT_INT8_RECIPE,
+    tokenizer=None,
+    keep_fp32: int = 0,
+    settings: RowwiseSettings | None = None,
+    cal: Calibration | None = None,
+    plans: dict[str, Plan] | None = None,
+) -> Path:
     """Quantise the *unfused* fp32 graph ``raw``; onnxruntime fuses the int8 graph itself at load.
 
     ``tokenizer`` (a :class:`rosberta_onnx.tokenize.TextTokenizer`) is needed by calibrated recipes,
@@ -97,24 +119,38 @@ def quantize_int8(raw: Path, out: Path, *, recipe: str = DEFAULT_INT8_RECIPE, to
                 raise ValueError(f"the {recipe} recipe calibrates on text and needs a tokenizer")
             cal = calibrate(raw, tokenizer, s, keep_rows=SENSITIVITY_ROWS if keep_fp32 else 0)
         if keep_fp32 and not cal.samples:
-            raise ValueError(f"keep_fp32={keep_fp32} ranks MatMuls on calibration rows, and the calibration given has "
-                             f"none: build it with calibrate(..., keep_rows={SENSITIVITY_ROWS})")
+            raise ValueError(
+                f"keep_fp32={keep_fp32} ranks MatMuls on calibration rows, and the calibration given has "
+                f"none: build it with calibrate(..., keep_rows={SENSITIVITY_ROWS})"
+            )
         if plans is None:
             plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
         skip: set[str] = set()
         if keep_fp32:
             sens = sensitivity(raw, cal, plans)
             skip = set(sorted(sens, key=lambda name: sens[name], reverse=True)[:keep_fp32])
-        quantize_rowwise(raw, out, cal=cal, alpha=s.alpha, shift_floor=s.shift_floor, skip=skip,
-                         merge_shared=s.merge_shared, plans=plans)
+        quantize_rowwise(
+            raw,
+            out,
+            cal=cal,
+            alpha=s.alpha,
+            shift_floor=s.shift_floor,
+            skip=skip,
+            merge_shared=s.merge_shared,
+            plans=plans,
+        )
         return out
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
-        model_input=str(raw), model_output=str(out), per_channel=recipe == "ort-per-channel", reduce_range=False,
-        weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+        model_input=str(raw),
+        model_output=str(out),
+        per_channel=recipe == "ort-per-channel",
+        reduce_range=False,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     )
     return out

@@ -15,7 +15,9 @@ __all__ = ["Reference"]
 
 
 class Reference:
-    def __init__(self, folder: str | Path, *, pooling: str, normalize: bool, max_length: int, threads: int | None = None) -> None:
+    def __init__(
+        self, folder: str | Path, *, pooling: str, normalize: bool, max_length: int, threads: int | None = None
+    ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -34,8 +36,13 @@ class Reference:
 
         out = []
         for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt")
+            enc = self.tokenizer(
+                texts[i : i + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
             enc.pop("token_type_ids", None)
             with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
                 hidden = self.model(**enc).last_hidden_state.float()

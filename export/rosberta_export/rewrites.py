@@ -80,8 +80,13 @@ def _find_tail(graph):
             continue
         seen.add(id(n))
         up = prod.get(n.input[0]) if n.input else None
-        if n.op_type == "Reshape" and up is not None and up.op_type == "Transpose" and \
-                prod.get(up.input[0]) is not None and prod[up.input[0]].op_type == "MatMul":
+        if (
+            n.op_type == "Reshape"
+            and up is not None
+            and up.op_type == "Transpose"
+            and prod.get(up.input[0]) is not None
+            and prod[up.input[0]].op_type == "MatMul"
+        ):
             contexts.append(n)
             continue
         todo.extend(n.input)
@@ -140,8 +145,12 @@ def first_token_tail(graph) -> bool:
     context, add, residual = found
     ctx = context.output[0]
     start, stop = "first_token_start", "first_token_stop"
-    graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), start),
-                              numpy_helper.from_array(np.array([1], np.int64), stop)])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([0], np.int64), start),
+            numpy_helper.from_array(np.array([1], np.int64), stop),
+        ]
+    )
     # Slice(x, starts=[0], ends=[1], axes=[1]): the first position of a (b, seq, hidden) tensor
     cut_ctx, cut_res = ctx + "_first", residual + "_first"
     for n in graph.node:  # every reader of the context reads its first position instead
@@ -149,10 +158,17 @@ def first_token_tail(graph) -> bool:
             if name == ctx:
                 n.input[k] = cut_ctx
     add.input[list(add.input).index(residual)] = cut_res
-    after = {id(context): helper.make_node("Slice", [ctx, start, stop, stop], [cut_ctx], name=context.name + "_FirstToken")}
-    before = {id(add): helper.make_node("Slice", [residual, start, stop, stop], [cut_res], name=add.name + "_FirstToken")}
-    nodes = [m for n in graph.node for m in ((before[id(n)], n) if id(n) in before else
-                                             (n, after[id(n)]) if id(n) in after else (n,))]
+    after = {
+        id(context): helper.make_node("Slice", [ctx, start, stop, stop], [cut_ctx], name=context.name + "_FirstToken")
+    }
+    before = {
+        id(add): helper.make_node("Slice", [residual, start, stop, stop], [cut_res], name=add.name + "_FirstToken")
+    }
+    nodes = [
+        m
+        for n in graph.node
+        for m in ((before[id(n)], n) if id(n) in before else (n, after[id(n)]) if id(n) in after else (n,))
+    ]
     del graph.node[:]
     graph.node.extend(nodes)
     seq = graph.output[0].type.tensor_type.shape.dim[1]
@@ -174,8 +190,10 @@ def rewrite_for_openvino(graph, *, pooling: str) -> dict[str, int]:
     return done
 
 
-_IN_WORDS = {"first_token_tail": "the last layer after attention on the first token only (CLS pooling)",
-             "key_transposes_split": "key transposes split for OpenVINO's attention fusion"}
+_IN_WORDS = {
+    "first_token_tail": "the last layer after attention on the first token only (CLS pooling)",
+    "key_transposes_split": "key transposes split for OpenVINO's attention fusion",
+}
 
 
 def describe(applied: dict[str, int]) -> str:

@@ -34,18 +34,29 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ROWWISE_RECIPE", "Plan", "plan_matmul", "plan_weights", "gptq_round", "fake_quant", "Calibration",
-           "channel_stats", "sensitivity", "weight_matmuls"]
+__all__ = [
+    "ROWWISE_RECIPE",
+    "Plan",
+    "plan_matmul",
+    "plan_weights",
+    "gptq_round",
+    "fake_quant",
+    "Calibration",
+    "channel_stats",
+    "sensitivity",
+    "weight_matmuls",
+]
 
-ROWWISE_RECIPE = ("dynamic int8, per-row activation scales: MatMul weights S8 per output column, activations U8 "
-                  "with one scale per token (U8S8, MatMulIntegerToFloat), fp32 attention scores and elsewhere")
+ROWWISE_RECIPE = (
+    "dynamic int8, per-row activation scales: MatMul weights S8 per output column, activations U8 "
+    "with one scale per token (U8S8, MatMulIntegerToFloat), fp32 attention scores and elsewhere"
+)
 
 
 def weight_matmuls(graph) -> list:
     """The MatMul nodes of ``graph`` whose weight (second input) is a 2-D initializer: what int8 rewrites."""
     inits = {i.name: i for i in graph.initializer}
-    return [n for n in graph.node
-            if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2]
+    return [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2]
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,14 @@ class Plan:
     corr: np.ndarray | None  # (N,) shift @ dequantised W, subtracted after the product
 
 
-def plan_matmul(w: np.ndarray, rng: tuple[np.ndarray, np.ndarray] | None, *, alpha: float, shift_floor: float,
-                gram: np.ndarray | None = None) -> Plan:
+def plan_matmul(
+    w: np.ndarray,
+    rng: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    alpha: float,
+    shift_floor: float,
+    gram: np.ndarray | None = None,
+) -> Plan:
     """Smoothing, shift and int8 weights for one MatMul; with ``gram`` (X^T X of its calibration inputs)
     the weights are rounded with error feedback (:func:`gptq_round`) instead of to nearest."""
     inv_smooth = shift = corr = None
@@ -69,7 +86,7 @@ def plan_matmul(w: np.ndarray, rng: tuple[np.ndarray, np.ndarray] | None, *, alp
         lo, hi = (r.astype(np.float32) for r in rng)
         xmax = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1e-5)
         wmax = np.maximum(np.abs(w).max(axis=1), 1e-5)
-        sc = np.clip(xmax ** alpha / wmax ** (1.0 - alpha), 1e-2, 1e2).astype(np.float32)
+        sc = np.clip(xmax**alpha / wmax ** (1.0 - alpha), 1e-2, 1e2).astype(np.float32)
         w = w * sc[:, None]
         inv_smooth = (1.0 / sc).astype(np.float32)
         if lo.min() >= shift_floor:
@@ -96,9 +113,16 @@ def plan_weights(raw: Path, cal: Calibration | None, *, alpha: float, shift_floo
 
     graph = onnx.load(str(raw)).graph
     inits = {i.name: i for i in graph.initializer}
-    return {n.name: plan_matmul(numpy_helper.to_array(inits[n.input[1]]), cal.ranges.get(n.input[0]) if cal else None,
-                                alpha=alpha, shift_floor=shift_floor, gram=cal.grams.get(n.input[0]) if cal else None)
-            for n in weight_matmuls(graph)}
+    return {
+        n.name: plan_matmul(
+            numpy_helper.to_array(inits[n.input[1]]),
+            cal.ranges.get(n.input[0]) if cal else None,
+            alpha=alpha,
+            shift_floor=shift_floor,
+            gram=cal.grams.get(n.input[0]) if cal else None,
+        )
+        for n in weight_matmuls(graph)
+    }
 
 
 def gptq_round(w: np.ndarray, gram: np.ndarray, col: np.ndarray, *, block: int = 128, damp: float = 0.01) -> np.ndarray:
@@ -122,7 +146,7 @@ def gptq_round(w: np.ndarray, gram: np.ndarray, col: np.ndarray, *, block: int =
             qi = np.clip(np.rint(wb[i] / c), -127, 127)
             q[a + i] = qi
             err[i] = (wb[i] - qi * c) / ub[i, i]
-            wb[i + 1:] -= np.outer(ub[i, i + 1:], err[i])
+            wb[i + 1 :] -= np.outer(ub[i, i + 1 :], err[i])
         wk[b:] -= u[a:b, b:].T @ err
     return q
 

@@ -21,10 +21,18 @@ def _consumers(graph) -> dict[str, list]:
     return out
 
 
-def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = frozenset(),
-                     cal: Calibration | None = None, alpha: float = 0.5, shift_floor: float = -0.2,
-                     blocked_quantize: bool = True, merge_shared: bool = False,
-                     plans: dict[str, Plan] | None = None) -> Path:
+def quantize_rowwise(
+    raw: Path,
+    out: Path,
+    *,
+    skip: frozenset[str] | set[str] = frozenset(),
+    cal: Calibration | None = None,
+    alpha: float = 0.5,
+    shift_floor: float = -0.2,
+    blocked_quantize: bool = True,
+    merge_shared: bool = False,
+    plans: dict[str, Plan] | None = None,
+) -> Path:
     """Rewrite every constant-weight MatMul of ``raw`` (fp32 ONNX) except those named in ``skip``.
 
     ``MatMulIntegerToFloat`` (an onnxruntime contrib op, as the fused fp32 graph's Attention is) applies
@@ -81,8 +89,13 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
         if plans is not None and len(members) == 1:
             plan = plans[node.name]
         else:
-            plan = plan_matmul(w, cal.ranges.get(x) if cal else None, alpha=alpha, shift_floor=shift_floor,
-                               gram=cal.grams.get(x) if cal else None)
+            plan = plan_matmul(
+                w,
+                cal.ranges.get(x) if cal else None,
+                alpha=alpha,
+                shift_floor=shift_floor,
+                gram=cal.grams.get(x) if cal else None,
+            )
         add_inits += [numpy_helper.from_array(plan.wq, p + "_wq"), numpy_helper.from_array(plan.col, p + "_scol")]
         if plan.inv_smooth is not None:
             add_inits.append(numpy_helper.from_array(plan.inv_smooth, p + "_inv_smooth"))
@@ -99,8 +112,8 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
         new_nodes += [
             # ReduceMax takes its axes as an attribute up to opset 17, as an input from opset 18
             helper.make_node("ReduceMax", [rmax, "rw_last_axis"], [p + "_max"], name=p + "_ReduceMax", keepdims=1)
-            if blocked_quantize else
-            helper.make_node("ReduceMax", [rmax], [p + "_max"], name=p + "_ReduceMax", axes=[-1], keepdims=1),
+            if blocked_quantize
+            else helper.make_node("ReduceMax", [rmax], [p + "_max"], name=p + "_ReduceMax", axes=[-1], keepdims=1),
             helper.make_node("Mul", [p + "_max", inv], [p + "_s0"], name=p + "_Scale"),
             helper.make_node("Max", [p + "_s0", "rw_eps"], [p + "_srow"], name=p + "_ScaleFloor"),
         ]
@@ -108,8 +121,14 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
             new_nodes += [
                 helper.make_node("Shape", [p + "_srow"], [p + "_sshape"], name=p + "_ScaleShape"),
                 helper.make_node("Expand", [zp, p + "_sshape"], [p + "_zprow"], name=p + "_ZeroPoint"),
-                helper.make_node("QuantizeLinear", [x, p + "_srow", p + "_zprow"], [p + "_xq"], name=p + "_Quant",
-                                 axis=-1, block_size=k),
+                helper.make_node(
+                    "QuantizeLinear",
+                    [x, p + "_srow", p + "_zprow"],
+                    [p + "_xq"],
+                    name=p + "_Quant",
+                    axis=-1,
+                    block_size=k,
+                ),
             ]
         else:
             new_nodes += [
@@ -131,12 +150,21 @@ def quantize_rowwise(raw: Path, out: Path, *, skip: frozenset[str] | set[str] = 
                 add_inits.append(numpy_helper.from_array(plan.corr[lo:hi], f"{p}_{i}_shift_corr"))
                 unshift.append(helper.make_node("Sub", [outs[-1], f"{p}_{i}_shift_corr"], [y], name=f"{p}_{i}_Unshift"))
             lo = hi
-        new_nodes.append(helper.make_node("MatMulIntegerToFloat", [p + "_xq", p + "_wq", "rw_one", p + "_scol", zp],
-                                          [p + "_ycol"], name=p + "_MatMulIntegerToFloat", domain="com.microsoft"))
+        new_nodes.append(
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [p + "_xq", p + "_wq", "rw_one", p + "_scol", zp],
+                [p + "_ycol"],
+                name=p + "_MatMulIntegerToFloat",
+                domain="com.microsoft",
+            )
+        )
         if len(members) == 1:
             new_nodes.append(helper.make_node("Mul", [p + "_ycol", p + "_srow"], outs, name=p + "_RowScale"))
         else:
-            add_inits.append(numpy_helper.from_array(np.array([wi.shape[1] for wi in ws], dtype=np.int64), p + "_parts"))
+            add_inits.append(
+                numpy_helper.from_array(np.array([wi.shape[1] for wi in ws], dtype=np.int64), p + "_parts")
+            )
             new_nodes += [
                 helper.make_node("Mul", [p + "_ycol", p + "_srow"], [p + "_yrow"], name=p + "_RowScale"),
                 helper.make_node("Split", [p + "_yrow", p + "_parts"], outs, name=p + "_Split", axis=-1),

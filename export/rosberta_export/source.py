@@ -63,10 +63,15 @@ def _download(model: str) -> tuple[Path, str]:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover
-        raise SourceError("downloading from the hub needs huggingface_hub: pip install 'rosberta-onnx[export]'") from exc
+        raise SourceError(
+            "downloading from the hub needs huggingface_hub: pip install 'rosberta-onnx[export]'"
+        ) from exc
     try:
-        path = Path(snapshot_download(model, etag_timeout=15,
-                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"]))
+        path = Path(
+            snapshot_download(
+                model, etag_timeout=15, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"]
+            )
+        )
     except Exception as exc:  # offline, unknown repo, auth: huggingface_hub raises many types
         raise SourceError(
             f"could not fetch {model!r} from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
@@ -158,7 +163,15 @@ def resolve_source(model: str) -> Source:
             max_length, origin = seq, "sentence_bert_config.json max_seq_length"
 
     return Source(
-        folder=folder, model_id=model if kind == "hub" else str(folder.resolve()), kind=kind,
-        revision=revision or _local_revision(folder), config=config, pooling=pooling, normalize=normalize,
-        prompts=prompts, max_length=max_length, max_length_origin=origin, stand_in=config.get("rosberta_onnx_stand_in"),
+        folder=folder,
+        model_id=model if kind == "hub" else str(folder.resolve()),
+        kind=kind,
+        revision=revision or _local_revision(folder),
+        config=config,
+        pooling=pooling,
+        normalize=normalize,
+        prompts=prompts,
+        max_length=max_length,
+        max_length_origin=origin,
+        stand_in=config.get("rosberta_onnx_stand_in"),
     )

@@ -58,14 +58,31 @@ are **meaningless**: use it to test and benchmark the pipeline, never to embed t
 def _train_tokenizer(vocab_size: int):
     from tokenizers import ByteLevelBPETokenizer, processors
 
-    texts = [s for lang in LANGS for split in ("train", "dev") for p in sts_pairs(lang, split) for s in (p.sentence1, p.sentence2)]
+    texts = [
+        s
+        for lang in LANGS
+        for split in ("train", "dev")
+        for p in sts_pairs(lang, split)
+        for s in (p.sentence1, p.sentence2)
+    ]
     tok = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
-    tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False)
+    tok.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False
+    )
     return tok
 
 
-def synth(out: str | os.PathLike, *, size: str = "full", seed: int = 0, sentence_transformers_files: bool = True, overwrite: bool = False) -> Path:
+def synth(
+    out: str | os.PathLike,
+    *,
+    size: str = "full",
+    seed: int = 0,
+    sentence_transformers_files: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """Write a stand-in checkpoint folder (Hugging Face format) to ``out``; returns the folder.
 
     Written into a temporary sibling folder and renamed into place, so a failed run leaves nothing
@@ -85,17 +102,37 @@ def synth(out: str | os.PathLike, *, size: str = "full", seed: int = 0, sentence
     try:
         print("[synth] training the byte-level BPE tokenizer on the STS sentences", file=sys.stderr)
         bpe = _train_tokenizer(VOCAB_SIZE)
-        tokenizer = RobertaTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                         cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-                                         model_max_length=MAX_POSITIONS - 2)
+        tokenizer = RobertaTokenizerFast(
+            tokenizer_object=bpe,
+            bos_token="<s>",
+            eos_token="</s>",
+            sep_token="</s>",
+            cls_token="<s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            mask_token="<mask>",
+            model_max_length=MAX_POSITIONS - 2,
+        )
         tokenizer.save_pretrained(tmp)
 
         config = RobertaConfig(
-            vocab_size=VOCAB_SIZE, hidden_size=s.hidden, num_hidden_layers=s.layers, num_attention_heads=s.heads,
-            intermediate_size=s.ffn, max_position_embeddings=MAX_POSITIONS, type_vocab_size=1, pad_token_id=1,
-            bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5, hidden_act="gelu",
+            vocab_size=VOCAB_SIZE,
+            hidden_size=s.hidden,
+            num_hidden_layers=s.layers,
+            num_attention_heads=s.heads,
+            intermediate_size=s.ffn,
+            max_position_embeddings=MAX_POSITIONS,
+            type_vocab_size=1,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            layer_norm_eps=1e-5,
+            hidden_act="gelu",
         )
-        print(f"[synth] initialising a random RobertaModel ({size}: {s.layers} layers, hidden {s.hidden}), seed {seed}", file=sys.stderr)
+        print(
+            f"[synth] initialising a random RobertaModel ({size}: {s.layers} layers, hidden {s.hidden}), seed {seed}",
+            file=sys.stderr,
+        )
         torch.manual_seed(seed)
         model = RobertaModel(config, add_pooling_layer=False).eval()
         params = sum(p.numel() for p in model.parameters())
@@ -108,22 +145,51 @@ def synth(out: str | os.PathLike, *, size: str = "full", seed: int = 0, sentence
 
         if sentence_transformers_files:
             (tmp / "1_Pooling").mkdir()
-            (tmp / "1_Pooling" / "config.json").write_text(json.dumps({
-                "word_embedding_dimension": s.hidden, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False,
-                "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
-            (tmp / "config_sentence_transformers.json").write_text(json.dumps({
-                "prompts": ROSBERTA_PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2))
-            (tmp / "modules.json").write_text(json.dumps([
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}], indent=2))
+            (tmp / "1_Pooling" / "config.json").write_text(
+                json.dumps(
+                    {
+                        "word_embedding_dimension": s.hidden,
+                        "pooling_mode_cls_token": True,
+                        "pooling_mode_mean_tokens": False,
+                        "pooling_mode_max_tokens": False,
+                        "pooling_mode_mean_sqrt_len_tokens": False,
+                    },
+                    indent=2,
+                )
+            )
+            (tmp / "config_sentence_transformers.json").write_text(
+                json.dumps(
+                    {"prompts": ROSBERTA_PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2
+                )
+            )
+            (tmp / "modules.json").write_text(
+                json.dumps(
+                    [
+                        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                        {
+                            "idx": 2,
+                            "name": "2",
+                            "path": "2_Normalize",
+                            "type": "sentence_transformers.models.Normalize",
+                        },
+                    ],
+                    indent=2,
+                )
+            )
             (tmp / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512, "do_lower_case": False}))
 
-        what = ("the exact ru-en-RoSBERTa architecture (24 layers, hidden 1024, 16 heads, FFN 4096, vocab 50265, "
-                "514 positions, pad id 1)" if size == "full" else
-                f"a tiny RoBERTa of the same family ({s.layers} layers, hidden {s.hidden}, {s.heads} heads, FFN {s.ffn})")
-        (tmp / "STAND_IN.md").write_text(NOTE.format(what=what, size=size, seed=seed, params=params,
-                                                     vocab=bpe.get_vocab_size(), model_vocab=VOCAB_SIZE))
+        what = (
+            "the exact ru-en-RoSBERTa architecture (24 layers, hidden 1024, 16 heads, FFN 4096, vocab 50265, "
+            "514 positions, pad id 1)"
+            if size == "full"
+            else f"a tiny RoBERTa of the same family ({s.layers} layers, hidden {s.hidden}, {s.heads} heads, FFN {s.ffn})"
+        )
+        (tmp / "STAND_IN.md").write_text(
+            NOTE.format(
+                what=what, size=size, seed=seed, params=params, vocab=bpe.get_vocab_size(), model_vocab=VOCAB_SIZE
+            )
+        )
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)

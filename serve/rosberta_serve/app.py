@@ -36,8 +36,15 @@ log = logging.getLogger("rosberta_serve")
 # A client that sends more than the limit gets its 413 only if it finishes sending first (otherwise
 # it sees a reset connection), so an oversized body is read and dropped, up to this much more.
 _DRAIN_BYTES = 64 * 1024 * 1024
-_TEI_TYPES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "Validation", 422: "Validation",
-              503: "Unhealthy", 500: "Backend"}
+_TEI_TYPES = {
+    401: "Unauthorized",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "Validation",
+    422: "Validation",
+    503: "Unhealthy",
+    500: "Backend",
+}
 
 # JSON work above these sizes (body bytes in, floats out: ~1 ms each) moves to a thread, so one big
 # request can't stall every other connection on the event loop.
@@ -74,8 +81,9 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                     response.headers["connection"] = "close"
             except Exception as exc:
                 log.exception("unexpected error on %s", route)
-                response = _error(family, ApiError(500, f"internal error: {type(exc).__name__}: {exc}",
-                                                   kind="server_error"))
+                response = _error(
+                    family, ApiError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error")
+                )
             finally:
                 state.in_flight -= 1
             state.m_requests.inc(route=route, status=str(response.status_code))
@@ -106,9 +114,13 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                     drained += len(chunk)
                     if drained > _DRAIN_BYTES:
                         break
-            raise ApiError(413, f"the request body is larger than this server's limit of {limit} bytes; "
-                                f"send fewer or shorter inputs per request", field="body",
-                           headers={"connection": "close"} if drained > _DRAIN_BYTES else None)
+            raise ApiError(
+                413,
+                f"the request body is larger than this server's limit of {limit} bytes; "
+                f"send fewer or shorter inputs per request",
+                field="body",
+                headers={"connection": "close"} if drained > _DRAIN_BYTES else None,
+            )
         body = b"".join(chunks)
         if len(body) > _INLINE_BYTES:
             return await asyncio.to_thread(parse_json, body)
@@ -117,8 +129,15 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
     async def openai_embeddings(request: Request) -> Response:
         with state.arrival() as arrival:
             req = parse_openai(await body_of(request), max_inputs=config.max_inputs, dim=state.facts.dim)
-            res = await state.embed(req.texts, task=req.task, task_field="task", text_field="input",
-                                    normalize=req.normalize, truncate=req.truncate, arrival=arrival)
+            res = await state.embed(
+                req.texts,
+                task=req.task,
+                task_field="task",
+                text_field="input",
+                normalize=req.normalize,
+                truncate=req.truncate,
+                arrival=arrival,
+            )
         used = int(np.minimum(res.token_counts, state.facts.max_length).sum())
 
         def render() -> Response:
@@ -126,58 +145,74 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                 vectors = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in res.embeddings]
             else:
                 vectors = res.embeddings.tolist()
-            return JSONResponse({
-                "object": "list",
-                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-                "model": state.model_name,
-                "usage": {"prompt_tokens": used, "total_tokens": used},
-            })
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                    "model": state.model_name,
+                    "usage": {"prompt_tokens": used, "total_tokens": used},
+                }
+            )
 
         return await _off_loop_if_big(render, res.embeddings.size)
 
     async def tei_embed(request: Request) -> Response:
         with state.arrival() as arrival:
             req = parse_tei_embed(await body_of(request), max_inputs=config.max_inputs, dim=state.facts.dim)
-            res = await state.embed(req.texts, task=req.task, task_field="prompt_name", text_field="inputs",
-                                    normalize=req.normalize, truncate=req.truncate, arrival=arrival)
+            res = await state.embed(
+                req.texts,
+                task=req.task,
+                task_field="prompt_name",
+                text_field="inputs",
+                normalize=req.normalize,
+                truncate=req.truncate,
+                arrival=arrival,
+            )
         return await _off_loop_if_big(lambda: JSONResponse(res.embeddings.tolist()), res.embeddings.size)
 
     async def tei_tokenize(request: Request) -> Response:
         req = parse_tei_tokenize(await body_of(request), max_inputs=config.max_inputs)
         prepared = state.prepare(req.texts, req.task, task_field="prompt_name")
-        rows = await asyncio.to_thread(state.tokens.details, prepared, add_special_tokens=req.add_special_tokens,
-                                       truncate=req.truncate)
+        rows = await asyncio.to_thread(
+            state.tokens.details, prepared, add_special_tokens=req.add_special_tokens, truncate=req.truncate
+        )
         return JSONResponse(rows)
 
     async def info(request: Request) -> Response:
         f, enc = state.facts, state.encoder
-        return JSONResponse({
-            "model_id": state.model_name,
-            "model_sha": state.manifest.source.get("revision"),
-            "model_dtype": state.variant,
-            "model_type": {"embedding": {"pooling": f.pooling}},
-            "max_input_length": f.max_length,
-            "max_batch_tokens": config.max_batch_tokens,
-            "run_batch_tokens": config.run_batch_tokens,
-            "max_batch_requests": config.max_batch_size,
-            "max_client_batch_size": config.max_inputs,
-            "max_concurrent_requests": config.max_queue,
-            "version": __version__,
-            "dim": f.dim,
-            "normalize": f.normalize,
-            "prompts": dict(f.prompts),
-            "stand_in": bool(state.manifest.source.get("stand_in")),
-            "providers": enc.providers if enc else None,
-            "streams": enc.streams if enc else None,
-            "dynamic_batching": config.batching,
-            "spinning": config.spinning,
-            "max_wait_ms": config.max_wait_ms,
-            "status": state.status,
-        })
+        return JSONResponse(
+            {
+                "model_id": state.model_name,
+                "model_sha": state.manifest.source.get("revision"),
+                "model_dtype": state.variant,
+                "model_type": {"embedding": {"pooling": f.pooling}},
+                "max_input_length": f.max_length,
+                "max_batch_tokens": config.max_batch_tokens,
+                "run_batch_tokens": config.run_batch_tokens,
+                "max_batch_requests": config.max_batch_size,
+                "max_client_batch_size": config.max_inputs,
+                "max_concurrent_requests": config.max_queue,
+                "version": __version__,
+                "dim": f.dim,
+                "normalize": f.normalize,
+                "prompts": dict(f.prompts),
+                "stand_in": bool(state.manifest.source.get("stand_in")),
+                "providers": enc.providers if enc else None,
+                "streams": enc.streams if enc else None,
+                "dynamic_batching": config.batching,
+                "spinning": config.spinning,
+                "max_wait_ms": config.max_wait_ms,
+                "status": state.status,
+            }
+        )
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            {"id": state.model_name, "object": "model", "created": 0, "owned_by": "rosberta-onnx"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "rosberta-onnx"}],
+            }
+        )
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -193,8 +228,12 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
         assert isinstance(exc, HTTPException)  # the handler is registered for HTTPException only
         family = "openai" if request.url.path.startswith("/v1/") else "tei"
         state.m_requests.inc(route="other", status=str(exc.status_code))
-        return _error(family, ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
-                                       headers=dict(exc.headers or {})))
+        return _error(
+            family,
+            ApiError(
+                exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", headers=dict(exc.headers or {})
+            ),
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

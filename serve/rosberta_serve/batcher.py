@@ -65,17 +65,21 @@ class BatchMetrics:
 
     def __init__(self, registry: Registry) -> None:
         self.texts = registry.histogram("rosberta_batch_texts", "Texts per encoder call (merged batch).", SIZE_BUCKETS)
-        self.requests = registry.histogram("rosberta_batch_requests", "Requests merged into one encoder call.",
-                                           SIZE_BUCKETS)
-        self.padded_tokens = registry.histogram("rosberta_batch_padded_tokens",
-                                                "Padded tokens (rows x longest row) per merged batch.", TOKEN_BUCKETS)
-        self.inference = registry.histogram("rosberta_inference_seconds", "Wall time of one encoder call.",
-                                            LATENCY_BUCKETS)
-        self.queue_wait = registry.histogram("rosberta_queue_wait_seconds",
-                                             "Time a request waited in the queue before its batch ran.",
-                                             LATENCY_BUCKETS)
-        self.tokens = registry.counter("rosberta_tokens_total", "Tokens embedded (after truncation, prefix and "
-                                                                "special tokens included).")
+        self.requests = registry.histogram(
+            "rosberta_batch_requests", "Requests merged into one encoder call.", SIZE_BUCKETS
+        )
+        self.padded_tokens = registry.histogram(
+            "rosberta_batch_padded_tokens", "Padded tokens (rows x longest row) per merged batch.", TOKEN_BUCKETS
+        )
+        self.inference = registry.histogram(
+            "rosberta_inference_seconds", "Wall time of one encoder call.", LATENCY_BUCKETS
+        )
+        self.queue_wait = registry.histogram(
+            "rosberta_queue_wait_seconds", "Time a request waited in the queue before its batch ran.", LATENCY_BUCKETS
+        )
+        self.tokens = registry.counter(
+            "rosberta_tokens_total", "Tokens embedded (after truncation, prefix and special tokens included)."
+        )
         self.texts_total = registry.counter("rosberta_texts_total", "Texts embedded.")
 
 
@@ -110,9 +114,13 @@ class MicroBatcher:
         arriving: Callable[[], int] | None = None,
         metrics: BatchMetrics | None = None,
     ) -> None:
-        for name, value in [("max_batch_tokens", max_batch_tokens), ("max_batch_size", max_batch_size),
-                            ("run_batch_tokens", run_batch_tokens),
-                            ("max_queue", max_queue), ("workers", workers)]:
+        for name, value in [
+            ("max_batch_tokens", max_batch_tokens),
+            ("max_batch_size", max_batch_size),
+            ("run_batch_tokens", run_batch_tokens),
+            ("max_queue", max_queue),
+            ("workers", workers),
+        ]:
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if max_wait_ms < 0:
@@ -263,8 +271,14 @@ class MicroBatcher:
         rows, longest = len(texts), max(max(job.lengths) for job in batch)
         start = time.perf_counter()
         try:
-            res = self.encoder.encode_detailed(texts, task=None, normalize=False, truncate=True,
-                                               batch_size=self.max_batch_size, max_batch_tokens=self.run_batch_tokens)
+            res = self.encoder.encode_detailed(
+                texts,
+                task=None,
+                normalize=False,
+                truncate=True,
+                batch_size=self.max_batch_size,
+                max_batch_tokens=self.run_batch_tokens,
+            )
         except Exception as exc:
             if len(batch) == 1:
                 return [exc]
@@ -283,7 +297,12 @@ class MicroBatcher:
             vecs = res.embeddings[offset:end]
             if job.normalize:
                 vecs = l2_normalize(vecs)
-            outcomes.append(BatchResult(np.ascontiguousarray(vecs, dtype=np.float32),
-                                        res.token_counts[offset:end].copy(), res.truncated[offset:end].copy()))
+            outcomes.append(
+                BatchResult(
+                    np.ascontiguousarray(vecs, dtype=np.float32),
+                    res.token_counts[offset:end].copy(),
+                    res.truncated[offset:end].copy(),
+                )
+            )
             offset = end
         return outcomes

@@ -50,20 +50,35 @@ def serve_command(sub) -> None:
     _flag(v, "api_key", "require 'Authorization: Bearer KEY' (else env ROSBERTA_API_KEY; none: no auth)")
     _flag(v, "max_batch_tokens", "padded tokens per merged batch", type=int)
     _flag(v, "max_batch_size", "texts per merged batch", type=int)
-    _flag(v, "max_wait_ms", "longest a request waits for others to merge with, only while more are arriving", type=float)
+    _flag(
+        v, "max_wait_ms", "longest a request waits for others to merge with, only while more are arriving", type=float
+    )
     _flag(v, "run_batch_tokens", "padded tokens per ONNX Runtime call within a batch (best on small CPUs)", type=int)
     v.add_argument("--no-batching", action="store_true", help="run every request as its own encoder call")
     _flag(v, "workers", "encoder calls run at once in this process", type=int)
     _flag(v, "threads", "ONNX Runtime threads per call (default: physical cores)", type=int)
-    v.add_argument("--spinning", action="store_true", default=None,
-                   help="keep ONNX Runtime's idle threads spinning: lower latency under steady traffic, CPU busy while idle")
-    _flag(v, "streams", "OpenVINO variants: split each run of 2+ texts across this many streams (default: 2 on 2+ "
-                        "threads; 1: off)", type=int)
+    v.add_argument(
+        "--spinning",
+        action="store_true",
+        default=None,
+        help="keep ONNX Runtime's idle threads spinning: lower latency under steady traffic, CPU busy while idle",
+    )
+    _flag(
+        v,
+        "streams",
+        "OpenVINO variants: split each run of 2+ texts across this many streams (default: 2 on 2+ threads; 1: off)",
+        type=int,
+    )
     _flag(v, "max_inputs", "texts per request", type=int)
     _flag(v, "max_body_bytes", "request body limit", type=int)
     _flag(v, "max_queue", "texts queued before 503", type=int)
-    v.add_argument("--shutdown-timeout", dest="shutdown_timeout_s", type=float, default=None,
-                   help=f"seconds in-flight requests get to finish on SIGTERM (default {_DEFAULTS['shutdown_timeout_s']})")
+    v.add_argument(
+        "--shutdown-timeout",
+        dest="shutdown_timeout_s",
+        type=float,
+        default=None,
+        help=f"seconds in-flight requests get to finish on SIGTERM (default {_DEFAULTS['shutdown_timeout_s']})",
+    )
     v.add_argument("--access-log", action="store_true", default=None)
     _flag(v, "log_level", "server log level", choices=["debug", "info", "warning", "error"])
     v.set_defaults(func=_serve)

@@ -50,8 +50,15 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
-        for name in ("max_batch_tokens", "max_batch_size", "run_batch_tokens", "workers", "max_inputs",
-                     "max_body_bytes", "max_queue"):
+        for name in (
+            "max_batch_tokens",
+            "max_batch_size",
+            "run_batch_tokens",
+            "workers",
+            "max_inputs",
+            "max_body_bytes",
+            "max_queue",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

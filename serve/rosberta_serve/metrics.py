@@ -100,8 +100,9 @@ class Histogram(_Metric):
 
     kind = "histogram"
 
-    def __init__(self, name: str, help_text: str, lock: threading.Lock, buckets: Sequence[float], *,
-                 labelled: bool = False) -> None:
+    def __init__(
+        self, name: str, help_text: str, lock: threading.Lock, buckets: Sequence[float], *, labelled: bool = False
+    ) -> None:
         super().__init__(name, help_text, lock)
         self.buckets = tuple(sorted(buckets)) + (math.inf,)
         # Per label set: per-bucket counts (not cumulative), then the sum.

@@ -30,8 +30,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
-                      f"(or 0 for any free one)") from exc
+        raise OSError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (or 0 for any free one)"
+        ) from exc
     sock.set_inheritable(True)
     return sock
 
@@ -76,11 +77,15 @@ def serve(config: ServeConfig) -> None:
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    log.info("rosberta-serve listening on http://%s:%d (model %s, auth %s)", shown, port, config.model_dir,
-             "on" if config.api_key else "off")
+    log.info(
+        "rosberta-serve listening on http://%s:%d (model %s, auth %s)",
+        shown,
+        port,
+        config.model_dir,
+        "on" if config.api_key else "off",
+    )
     # A line on stdout too, flushed, for scripts that start the server and need the port.
     print(f"rosberta-serve: listening on http://{shown}:{port}", flush=True)
     server.run(sockets=[sock])
     if failure:
         raise failure[0]
-

@@ -56,18 +56,26 @@ class ServerState:
         self.in_flight = 0
         self.arriving = 0  # embedding requests accepted but not yet queued (see Arrival)
         reg = self.registry = Registry()
-        self.m_requests = reg.counter("rosberta_requests_total", "HTTP requests by route and status code.",
-                                      labelled=True)
-        self.m_latency = reg.histogram("rosberta_request_duration_seconds", "HTTP request latency by route.",
-                                       LATENCY_BUCKETS, labelled=True)
+        self.m_requests = reg.counter(
+            "rosberta_requests_total", "HTTP requests by route and status code.", labelled=True
+        )
+        self.m_latency = reg.histogram(
+            "rosberta_request_duration_seconds", "HTTP request latency by route.", LATENCY_BUCKETS, labelled=True
+        )
         self.m_request_texts = reg.histogram("rosberta_request_texts", "Texts per embedding request.", SIZE_BUCKETS)
         reg.gauge("rosberta_requests_in_flight", "HTTP requests being handled now.", lambda: self.in_flight)
         reg.gauge("rosberta_model_ready", "1 once the model is loaded and warmed up.", lambda: self.status == "ready")
         self.batch_metrics = BatchMetrics(reg)
-        reg.gauge("rosberta_queue_depth", "Requests waiting to be batched.",
-                  lambda: self.batcher.queue_depth if self.batcher else 0)
-        reg.gauge("rosberta_queue_texts", "Texts waiting to be batched.",
-                  lambda: self.batcher.queued_texts if self.batcher else 0)
+        reg.gauge(
+            "rosberta_queue_depth",
+            "Requests waiting to be batched.",
+            lambda: self.batcher.queue_depth if self.batcher else 0,
+        )
+        reg.gauge(
+            "rosberta_queue_texts",
+            "Texts waiting to be batched.",
+            lambda: self.batcher.queued_texts if self.batcher else 0,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def load(self) -> None:
@@ -75,16 +83,30 @@ class ServerState:
         cfg = self.config
         started = time.perf_counter()
         try:
-            enc = await asyncio.to_thread(Encoder.load, cfg.model_dir, variant=cfg.variant, threads=cfg.threads,
-                                          spinning=cfg.spinning, streams=cfg.streams)
+            enc = await asyncio.to_thread(
+                Encoder.load,
+                cfg.model_dir,
+                variant=cfg.variant,
+                threads=cfg.threads,
+                spinning=cfg.spinning,
+                streams=cfg.streams,
+            )
             self.variant = enc.variant
-            await asyncio.to_thread(enc.encode, _WARMUP * 4, batch_size=cfg.max_batch_size,
-                                    max_batch_tokens=cfg.run_batch_tokens)
-            batcher = MicroBatcher(enc, max_batch_tokens=cfg.max_batch_tokens, max_batch_size=cfg.max_batch_size,
-                                   run_batch_tokens=cfg.run_batch_tokens,
-                                   max_wait_ms=cfg.max_wait_ms if cfg.batching else 0.0, max_queue=cfg.max_queue,
-                                   workers=cfg.workers, merge=cfg.batching, arriving=lambda: self.arriving,
-                                   metrics=self.batch_metrics)
+            await asyncio.to_thread(
+                enc.encode, _WARMUP * 4, batch_size=cfg.max_batch_size, max_batch_tokens=cfg.run_batch_tokens
+            )
+            batcher = MicroBatcher(
+                enc,
+                max_batch_tokens=cfg.max_batch_tokens,
+                max_batch_size=cfg.max_batch_size,
+                run_batch_tokens=cfg.run_batch_tokens,
+                max_wait_ms=cfg.max_wait_ms if cfg.batching else 0.0,
+                max_queue=cfg.max_queue,
+                workers=cfg.workers,
+                merge=cfg.batching,
+                arriving=lambda: self.arriving,
+                metrics=self.batch_metrics,
+            )
             batcher.start()
         except Exception as exc:
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -93,8 +115,16 @@ class ServerState:
                 self._on_fatal(exc)
             return
         self.encoder, self.batcher, self.status = enc, batcher, "ready"
-        log.info("model ready: %s variant=%s [%s] dim=%d providers=%s batching=%s (%.1f s)", self.model_name, enc.variant,
-                 enc.selection, enc.dim, enc.providers, "on" if cfg.batching else "off", time.perf_counter() - started)
+        log.info(
+            "model ready: %s variant=%s [%s] dim=%d providers=%s batching=%s (%.1f s)",
+            self.model_name,
+            enc.variant,
+            enc.selection,
+            enc.dim,
+            enc.providers,
+            "on" if cfg.batching else "off",
+            time.perf_counter() - started,
+        )
 
     async def close(self) -> None:
         """Finish queued and running batches (uvicorn has already drained in-flight HTTP requests)."""
@@ -108,8 +138,13 @@ class ServerState:
             return
         headers = {"WWW-Authenticate": "Bearer"}
         if not authorization:
-            raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>'", field="authorization",
-                           kind="authentication_error", headers=headers)
+            raise ApiError(
+                401,
+                "missing API key: send the header 'Authorization: Bearer <key>'",
+                field="authorization",
+                kind="authentication_error",
+                headers=headers,
+            )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
             raise ApiError(401, "invalid API key", field="authorization", kind="authentication_error", headers=headers)
@@ -119,8 +154,12 @@ class ServerState:
             return self.encoder
         if self.status == "failed":
             raise ApiError(503, f"the model failed to load: {self.error}", kind="server_error")
-        raise ApiError(503, "the model is still loading; retry shortly (GET /ready turns 200 when it is ready)",
-                       kind="server_error", headers={"Retry-After": "1"})
+        raise ApiError(
+            503,
+            "the model is still loading; retry shortly (GET /ready turns 200 when it is ready)",
+            kind="server_error",
+            headers={"Retry-After": "1"},
+        )
 
     def prepare(self, texts: list[str], task: str | None, *, task_field: str) -> list[str]:
         """Clean the texts and add the task prefix (per request, so requests with any task can merge)."""
@@ -137,8 +176,17 @@ class ServerState:
         """Count an embedding request as on its way to the queue, from its first byte to ``submit``."""
         return Arrival(self)
 
-    async def embed(self, texts: list[str], *, task: str | None, task_field: str, text_field: str,
-                    normalize: bool | None, truncate: bool, arrival: Arrival | None = None) -> BatchResult:
+    async def embed(
+        self,
+        texts: list[str],
+        *,
+        task: str | None,
+        task_field: str,
+        text_field: str,
+        normalize: bool | None,
+        truncate: bool,
+        arrival: Arrival | None = None,
+    ) -> BatchResult:
         enc = self.require_ready()
         prepared = self.prepare(texts, task, task_field=task_field)
         if sum(map(len, prepared)) <= _INLINE_CHARS:
@@ -150,10 +198,13 @@ class ServerState:
             over = np.flatnonzero(counts > limit)
             if over.size:
                 i = int(over[0])
-                raise ApiError(413, f"{text_field}[{i}] has {int(counts[i])} tokens (task prefix and special tokens "
-                                    f"included), more than this model's max length of {limit}; {over.size} input(s) "
-                                    f"are over. Send truncate=true to cut them, or split the text.",
-                               field=f"{text_field}[{i}]")
+                raise ApiError(
+                    413,
+                    f"{text_field}[{i}] has {int(counts[i])} tokens (task prefix and special tokens "
+                    f"included), more than this model's max length of {limit}; {over.size} input(s) "
+                    f"are over. Send truncate=true to cut them, or split the text.",
+                    field=f"{text_field}[{i}]",
+                )
         lengths = np.minimum(counts, limit).tolist()
         norm = self.facts.normalize if normalize is None else normalize
         self.m_request_texts.observe(len(prepared))
@@ -163,8 +214,9 @@ class ServerState:
             assert self.batcher is not None  # set with the encoder, which require_ready() returned
             return await self.batcher.submit(prepared, lengths, normalize=norm)
         except Overloaded as exc:
-            raise ApiError(503, str(exc), kind="server_error", tei_type="Overloaded",
-                           headers={"Retry-After": "1"}) from None
+            raise ApiError(
+                503, str(exc), kind="server_error", tei_type="Overloaded", headers={"Retry-After": "1"}
+            ) from None
         except ShuttingDown as exc:
             raise ApiError(503, str(exc), kind="server_error") from None
         except RosbertaError as exc:

@@ -39,8 +39,9 @@ class TokenDetails:
             row = []
             for tid, (start, stop) in zip(enc.ids, enc.offsets):
                 if tid in self._special:
-                    row.append({"id": tid, "text": self._full.id_to_token(tid), "special": True,
-                                "start": None, "stop": None})
+                    row.append(
+                        {"id": tid, "text": self._full.id_to_token(tid), "special": True, "start": None, "stop": None}
+                    )
                 else:
                     row.append({"id": tid, "text": text[start:stop], "special": False, "start": start, "stop": stop})
             out.append(row)

@@ -13,15 +13,30 @@ from typing import Any
 
 from rosberta_onnx import RosbertaError
 
-__all__ = ["ApiError", "EmbedRequest", "TokenizeRequest", "parse_json", "parse_openai", "parse_tei_embed",
-           "parse_tei_tokenize"]
+__all__ = [
+    "ApiError",
+    "EmbedRequest",
+    "TokenizeRequest",
+    "parse_json",
+    "parse_openai",
+    "parse_tei_embed",
+    "parse_tei_tokenize",
+]
 
 
 class ApiError(RosbertaError):
     """An error answered to the client: HTTP status, a message, and the request field at fault."""
 
-    def __init__(self, status: int, message: str, *, field: str | None = None, kind: str = "invalid_request_error",
-                 tei_type: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        kind: str = "invalid_request_error",
+        tei_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
         self.kind = kind  # OpenAI's error "type"
@@ -55,16 +70,24 @@ def parse_json(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ApiError(422, f"the request body is not UTF-8 ({exc.reason} at byte {exc.start})", field="body") from None
     except json.JSONDecodeError as exc:
-        raise ApiError(422, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                       field="body") from None
+        raise ApiError(
+            422, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body"
+        ) from None
     if not isinstance(obj, dict):
         raise ApiError(422, f"the request body must be a JSON object, got {_kind(obj)}", field="body")
     return obj
 
 
 def _kind(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _texts(obj: dict[str, Any], name: str, *, max_inputs: int) -> tuple[list[str], bool]:
@@ -78,12 +101,20 @@ def _texts(obj: dict[str, Any], name: str, *, max_inputs: int) -> tuple[list[str
     if not value:
         raise ApiError(422, f"{name!r} is an empty list; send at least one string", field=name)
     if len(value) > max_inputs:
-        raise ApiError(413, f"{name!r} has {len(value)} items, more than this server's limit of {max_inputs} per "
-                            f"request; split it into several requests", field=name)
+        raise ApiError(
+            413,
+            f"{name!r} has {len(value)} items, more than this server's limit of {max_inputs} per "
+            f"request; split it into several requests",
+            field=name,
+        )
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            hint = (" (token-id arrays are not supported: send text; e.g. LangChain's OpenAIEmbeddings needs "
-                    "check_embedding_ctx_length=False)" if isinstance(item, (int, list)) else "")
+            hint = (
+                " (token-id arrays are not supported: send text; e.g. LangChain's OpenAIEmbeddings needs "
+                "check_embedding_ctx_length=False)"
+                if isinstance(item, (int, list))
+                else ""
+            )
             raise ApiError(422, f"{name}[{i}] must be a string, got {_kind(item)}{hint}", field=f"{name}[{i}]")
     return list(value), False
 
@@ -101,8 +132,12 @@ def _opt(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], default:
 def _dimensions(obj: dict[str, Any], dim: int) -> int | None:
     value = _opt(obj, "dimensions", int, None, "an integer")
     if value is not None and value != dim:
-        raise ApiError(422, f"'dimensions' is {value}, but this model only returns {dim}-dimensional vectors "
-                            f"(it was not trained to be truncated); omit the field or send {dim}", field="dimensions")
+        raise ApiError(
+            422,
+            f"'dimensions' is {value}, but this model only returns {dim}-dimensional vectors "
+            f"(it was not trained to be truncated); omit the field or send {dim}",
+            field="dimensions",
+        )
     return value
 
 
@@ -129,8 +164,12 @@ def parse_tei_embed(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedR
     texts, was_str = _texts(obj, "inputs", max_inputs=max_inputs)
     direction = _opt(obj, "truncation_direction", str, "right", "'right'")
     if direction.lower() != "right":
-        raise ApiError(422, f"'truncation_direction' {direction!r} is not supported; only 'right' (keep the start of "
-                            f"the text, which holds the task prefix)", field="truncation_direction")
+        raise ApiError(
+            422,
+            f"'truncation_direction' {direction!r} is not supported; only 'right' (keep the start of "
+            f"the text, which holds the task prefix)",
+            field="truncation_direction",
+        )
     _dimensions(obj, dim)
     return EmbedRequest(
         texts=texts,

@@ -12,16 +12,16 @@ only the names below.
 from .atomic import atomic_file, atomic_path, write_json_atomic
 from .encoder import Encoded, Encoder, prepare_texts
 from .errors import (
-                     ArtifactError,
-                     ArtifactNotFoundError,
-                     InputFormatError,
-                     InputTooLongError,
-                     InputTypeError,
-                     MissingDependencyError,
-                     RosbertaError,
-                     TaskError,
-                     VariantError,
-                     require,
+    ArtifactError,
+    ArtifactNotFoundError,
+    InputFormatError,
+    InputTooLongError,
+    InputTypeError,
+    MissingDependencyError,
+    RosbertaError,
+    TaskError,
+    VariantError,
+    require,
 )
 from .manifest import VARIANTS, Manifest, ModelFacts
 from .pooling import l2_normalize
@@ -32,13 +32,32 @@ __version__ = "0.1.0"
 
 __all__ = [
     # embedding
-    "Encoder", "Encoded", "Selection", "select_variant", "prepare_texts", "l2_normalize",
+    "Encoder",
+    "Encoded",
+    "Selection",
+    "select_variant",
+    "prepare_texts",
+    "l2_normalize",
     # the artifact's contract
-    "Manifest", "ModelFacts", "VARIANTS",
+    "Manifest",
+    "ModelFacts",
+    "VARIANTS",
     # errors and warnings
-    "RosbertaError", "ArtifactError", "ArtifactNotFoundError", "VariantError", "TaskError", "InputTypeError",
-    "InputTooLongError", "InputFormatError", "MissingDependencyError", "PromptWarning", "HardwareWarning", "require",
+    "RosbertaError",
+    "ArtifactError",
+    "ArtifactNotFoundError",
+    "VariantError",
+    "TaskError",
+    "InputTypeError",
+    "InputTooLongError",
+    "InputFormatError",
+    "MissingDependencyError",
+    "PromptWarning",
+    "HardwareWarning",
+    "require",
     # files written so that no reader sees half of one
-    "atomic_file", "atomic_path", "write_json_atomic",
+    "atomic_file",
+    "atomic_path",
+    "write_json_atomic",
     "__version__",
 ]

@@ -51,17 +51,32 @@ def _cache_paths(folder: Path, key: str) -> list[Path]:
     return [folder / CACHE_NAME, home / f"autotune-{key[:16]}.json"]
 
 
-def fastest_variant(folder: Path, candidates: dict[str, str], *, threads: int, streams: int,
-                    open_session: Callable[[str], Any], engine_versions: dict[str, str],
-                    seq: int = 64, batch: int = 4, rounds: int = 5) -> Verdict:
+def fastest_variant(
+    folder: Path,
+    candidates: dict[str, str],
+    *,
+    threads: int,
+    streams: int,
+    open_session: Callable[[str], Any],
+    engine_versions: dict[str, str],
+    seq: int = 64,
+    batch: int = 4,
+    rounds: int = 5,
+) -> Verdict:
     """Time each of ``candidates`` (variant name -> sha256 of its model file; fp32 among them), keep the fastest.
 
     The sessions opened for the measurement come back in the verdict, so the caller keeps the chosen one instead
     of loading it twice. The cache key holds everything the timing depends on (files, CPU, threads, streams, engine
     versions, shape): change any of them and it is measured again.
     """
-    key_fields = {"candidates": dict(sorted(candidates.items())), "cpu": cpu_info().model_name, "threads": threads,
-                  "streams": streams, **engine_versions, "shape": [batch, seq]}
+    key_fields = {
+        "candidates": dict(sorted(candidates.items())),
+        "cpu": cpu_info().model_name,
+        "threads": threads,
+        "streams": streams,
+        **engine_versions,
+        "shape": [batch, seq],
+    }
     digest = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
     for path in _cache_paths(folder, digest):
         try:

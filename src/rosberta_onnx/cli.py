@@ -31,7 +31,10 @@ COMMANDS_GROUP = "rosberta_onnx.commands"
 # error class -> exit status, first match wins
 EXIT_STATUS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int], ...] = (
     (KeyboardInterrupt, 130),  # Ctrl-C, or SIGTERM where a command turns it into one: nothing half-written is left
-    ((ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, PermissionError), 2),  # input, usage, extra
+    (
+        (ValueError, TypeError, ImportError, FileExistsError, FileNotFoundError, PermissionError),
+        2,
+    ),  # input, usage, extra
     ((RosbertaError, RuntimeError, OSError), 1),  # a failed check: a non-finite output, a load that failed
 )
 
@@ -56,7 +59,8 @@ def read_texts(path: str, fmt: str | None) -> list[str]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputFormatError(
-                f"{path}:{n}: not valid JSON ({exc.msg}); each line must be an object with a 'text' field") from None
+                f"{path}:{n}: not valid JSON ({exc.msg}); each line must be an object with a 'text' field"
+            ) from None
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
             raise InputFormatError(f"{path}:{n}: expected an object with a string 'text' field")
         out.append(obj["text"])
@@ -90,8 +94,19 @@ def _cmd_encode(a: argparse.Namespace) -> int:
             f.write(buf.getvalue())
             return
         for i, vec in enumerate(res.embeddings):
-            f.write((json.dumps({"index": i, "tokens": int(res.token_counts[i]), "truncated": bool(res.truncated[i]),
-                                 "embedding": [round(float(x), 7) for x in vec]}) + "\n").encode())
+            f.write(
+                (
+                    json.dumps(
+                        {
+                            "index": i,
+                            "tokens": int(res.token_counts[i]),
+                            "truncated": bool(res.truncated[i]),
+                            "embedding": [round(float(x), 7) for x in vec],
+                        }
+                    )
+                    + "\n"
+                ).encode()
+            )
 
     if not a.output or a.output == "-":
         write(sys.stdout.buffer)
@@ -99,23 +114,33 @@ def _cmd_encode(a: argparse.Namespace) -> int:
         with atomic_file(a.output, "wb") as f:
             write(f)
     n_trunc = int(res.truncated.sum())
-    print(f"[encode] {len(texts)} texts -> {res.embeddings.shape} float32 with {enc.variant}"
-          + (f"; {n_trunc} truncated to {enc.max_length} tokens" if n_trunc else ""), file=sys.stderr)
+    print(
+        f"[encode] {len(texts)} texts -> {res.embeddings.shape} float32 with {enc.variant}"
+        + (f"; {n_trunc} truncated to {enc.max_length} tokens" if n_trunc else ""),
+        file=sys.stderr,
+    )
     return 0
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
     m = Manifest.read(a.dir)
     src = m.source
-    print(f"source: {src.get('model')} @ {src.get('revision')}" + ("  [STAND-IN: random weights]" if src.get("stand_in") else ""))
+    print(
+        f"source: {src.get('model')} @ {src.get('revision')}"
+        + ("  [STAND-IN: random weights]" if src.get("stand_in") else "")
+    )
     f = m.model
-    print(f"model: {f.architecture}, {f.num_layers} layers, dim {f.dim}, max length {f.max_length}, pooling {f.pooling}, "
-          f"normalize {f.normalize}, tasks {list(f.prompts)}")
+    print(
+        f"model: {f.architecture}, {f.num_layers} layers, dim {f.dim}, max length {f.max_length}, pooling {f.pooling}, "
+        f"normalize {f.normalize}, tasks {list(f.prompts)}"
+    )
     print(parity_table(m))
     print(*gate_lines(m), sep="\n")
     for name, rec in m.variants.items():
         if rec.engine != "onnxruntime":
-            print(f"{name}: runs on {rec.engine} with {dict(rec.engine_options)} (pip install 'rosberta-onnx[{rec.engine}]')")
+            print(
+                f"{name}: runs on {rec.engine} with {dict(rec.engine_options)} (pip install 'rosberta-onnx[{rec.engine}]')"
+            )
     return 0
 
 

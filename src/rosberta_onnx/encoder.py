@@ -37,6 +37,7 @@ def _count(name: str, value: object) -> int | None:
         raise ValueError(f"{name} must be a whole number >= 1 (or None for the default), got {value!r}")
     return int(value)
 
+
 # Texts tokenised at a time: bounds the memory of tokenizer objects for very long input lists while
 # keeping enough texts together for length sorting to pay off.
 _CHUNK = 4096
@@ -58,8 +59,9 @@ class Encoder:
     sessions are), so one instance can serve a whole process.
     """
 
-    def __init__(self, folder: Path, manifest: Manifest, selection: Selection, session: Session,
-                 tokenizer: TextTokenizer) -> None:
+    def __init__(
+        self, folder: Path, manifest: Manifest, selection: Selection, session: Session, tokenizer: TextTokenizer
+    ) -> None:
         self.folder = folder
         self.manifest = manifest
         self.selection = selection  # what was asked, what runs, why (and what autotune measured)
@@ -109,15 +111,27 @@ class Encoder:
             if verify and name not in verified:
                 manifest.verify_files(folder, rec.files)
                 verified.add(name)
-            return open_session(folder / rec.file, rec, providers=provs, threads=threads, spinning=spinning,
-                                streams=streams)
+            return open_session(
+                folder / rec.file, rec, providers=provs, threads=threads, spinning=spinning, streams=streams
+            )
 
-        selection, session = choose(manifest, variant, folder=folder, providers=provs, allow_cpu_fp16=allow_cpu_fp16,
-                                    autotune=autotune, threads=threads, streams=streams, open_session=open_variant)
+        selection, session = choose(
+            manifest,
+            variant,
+            folder=folder,
+            providers=provs,
+            allow_cpu_fp16=allow_cpu_fp16,
+            autotune=autotune,
+            threads=threads,
+            streams=streams,
+            open_session=open_variant,
+        )
         if verify:
             manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256})
         facts = manifest.model
-        tokenizer = TextTokenizer(folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id)
+        tokenizer = TextTokenizer(
+            folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id
+        )
         return cls(folder, manifest, selection, session or open_variant(selection.variant), tokenizer)
 
     # -- facts ----------------------------------------------------------------------------------
@@ -156,7 +170,9 @@ class Encoder:
         Prepared texts go to the other methods with ``task=None``."""
         return prepare_texts(texts, task=task, prompts=self.facts.prompts)
 
-    def tokenize(self, texts: str | Sequence[str], *, task: str | None = None, truncate: bool = True) -> list[list[int]]:
+    def tokenize(
+        self, texts: str | Sequence[str], *, task: str | None = None, truncate: bool = True
+    ) -> list[list[int]]:
         """Token ids per text as the model sees them (prefix and special tokens included)."""
         return self._tokenizer.tokenize(self.prepare(texts, task=task), truncate=truncate).ids
 
@@ -184,8 +200,15 @@ class Encoder:
         RoSBERTa). ``truncate=False`` raises on a text longer than :attr:`max_length` tokens.
         Results don't depend on ``batch_size``/``max_batch_tokens`` or on a text's batch neighbours.
         """
-        return self.encode_detailed(texts, task=task, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
-                                    normalize=normalize, truncate=truncate, progress=progress).embeddings
+        return self.encode_detailed(
+            texts,
+            task=task,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            normalize=normalize,
+            truncate=truncate,
+            progress=progress,
+        ).embeddings
 
     def encode_queries(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray:
         """``encode(texts, task="search_query")``."""
@@ -216,11 +239,11 @@ class Encoder:
         # Check lengths of all texts first, so truncate=False fails before any compute is spent.
         if not truncate:
             for start in range(0, n, _CHUNK):
-                self._tokenizer.tokenize(items[start:start + _CHUNK], truncate=False)
+                self._tokenizer.tokenize(items[start : start + _CHUNK], truncate=False)
         for start in range(0, n, _CHUNK):
-            tok = self._tokenizer.tokenize(items[start:start + _CHUNK], truncate=True)
-            counts[start:start + len(tok.ids)] = tok.token_counts
-            truncated[start:start + len(tok.ids)] = tok.truncated
+            tok = self._tokenizer.tokenize(items[start : start + _CHUNK], truncate=True)
+            counts[start : start + len(tok.ids)] = tok.token_counts
+            truncated[start : start + len(tok.ids)] = tok.truncated
             for batch in plan_batches(tok.lengths, batch_size=batch_size, max_batch_tokens=max_batch_tokens):
                 vecs = self._run([tok.ids[i] for i in batch], norm)
                 out[[start + i for i in batch]] = vecs

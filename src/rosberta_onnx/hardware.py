@@ -21,13 +21,22 @@ def _uarch(vendor: str, family: int | None, model: int | None) -> str:
         if family == 0x1A:
             return "Zen 5"
         if family == 0x19:
-            return "Zen 4" if model in range(0x10, 0x20) or model in range(0x60, 0x80) or model in range(0xA0, 0xB0) \
+            return (
+                "Zen 4"
+                if model in range(0x10, 0x20) or model in range(0x60, 0x80) or model in range(0xA0, 0xB0)
                 else "Zen 3"
+            )
         if family == 0x17:
             return "Zen 2" if model >= 0x30 else "Zen/Zen+"
     if vendor == "GenuineIntel" and family == 6:
-        return {0x55: "Skylake/Cascade Lake-SP", 0x6A: "Ice Lake-SP", 0x8F: "Sapphire Rapids", 0xCF: "Emerald Rapids",
-                0xAD: "Granite Rapids", 0xAF: "Sierra Forest"}.get(model, "")
+        return {
+            0x55: "Skylake/Cascade Lake-SP",
+            0x6A: "Ice Lake-SP",
+            0x8F: "Sapphire Rapids",
+            0xCF: "Emerald Rapids",
+            0xAD: "Granite Rapids",
+            0xAF: "Sierra Forest",
+        }.get(model, "")
     return ""
 
 
@@ -56,9 +65,17 @@ class CpuInfo:
         if self.family is not None:
             where = f"{self.vendor} family {self.family} model {self.model}"
             where += f", {self.microarchitecture}" if self.microarchitecture else ""
-        isa = [label for flag, label in (("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
-                                         ("avx512_bf16", "AVX-512 BF16"), ("amx_int8", "AMX-INT8"),
-                                         ("amx_bf16", "AMX-BF16")) if flag in self.flags]
+        isa = [
+            label
+            for flag, label in (
+                ("avx512_vnni", "AVX-512 VNNI"),
+                ("avx_vnni", "AVX-VNNI"),
+                ("avx512_bf16", "AVX-512 BF16"),
+                ("amx_int8", "AMX-INT8"),
+                ("amx_bf16", "AMX-BF16"),
+            )
+            if flag in self.flags
+        ]
         if not isa and "avx2" in self.flags:
             isa = ["AVX2 (no VNNI)"]
         if self.flags and "amx_tile" not in self.flags:
@@ -87,10 +104,13 @@ def cpu_info() -> CpuInfo:
         except (KeyError, ValueError):
             return None
 
-    return CpuInfo(vendor=fields.get("vendor_id", ""),
-                   model_name=fields.get("model name") or platform.processor() or platform.machine(),
-                   family=number("cpu family"), model=number("model"),
-                   flags=frozenset(fields.get("flags", "").split()))
+    return CpuInfo(
+        vendor=fields.get("vendor_id", ""),
+        model_name=fields.get("model name") or platform.processor() or platform.machine(),
+        family=number("cpu family"),
+        model=number("model"),
+        flags=frozenset(fields.get("flags", "").split()),
+    )
 
 
 def cpu_flags() -> set[str]:
@@ -123,8 +143,9 @@ def physical_cores() -> int:
     for c in cpus:
         base = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
         try:
-            cores.add((base.joinpath("physical_package_id").read_text().strip(),
-                       base.joinpath("core_id").read_text().strip()))
+            cores.add(
+                (base.joinpath("physical_package_id").read_text().strip(), base.joinpath("core_id").read_text().strip())
+            )
         except OSError:
             cores.add(("?", str(c)))
     return max(1, len(cores))

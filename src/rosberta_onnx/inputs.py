@@ -31,7 +31,11 @@ def as_text_list(texts: str | Sequence[str]) -> list[str]:
         kind = type(texts).__name__
         raise InputTypeError(
             f"texts must be a str or a list of str, got {kind}. "
-            + ("Decode bytes first: data.decode('utf-8')." if isinstance(texts, (bytes, bytearray)) else "Wrap a single text in a list.")
+            + (
+                "Decode bytes first: data.decode('utf-8')."
+                if isinstance(texts, (bytes, bytearray))
+                else "Wrap a single text in a list."
+            )
         )
     out: list[str] = []
     for i, t in enumerate(texts):

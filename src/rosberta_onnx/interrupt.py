@@ -12,6 +12,7 @@ def end_like_ctrl_c_on_sigterm() -> None:
     """Make SIGTERM (``kill``, a CI or ``timeout`` limit) end the process the way Ctrl-C does: ``finally`` blocks
     and exit handlers run, so work folders (GBs at full size: a partial export, quantised models) are removed
     instead of left behind. A no-op off the main thread, where Python cannot set handlers."""
+
     def stop(signum, frame):
         raise KeyboardInterrupt(f"stopped by signal {signum}")
 

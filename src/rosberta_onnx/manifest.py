@@ -106,8 +106,10 @@ class VariantRecord:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise ArtifactError(f"variant {self.name!r} names engine {self.engine!r}, which this rosberta-onnx does not "
-                                f"know (it runs {ENGINES}); upgrade rosberta-onnx or re-export the folder")
+            raise ArtifactError(
+                f"variant {self.name!r} names engine {self.engine!r}, which this rosberta-onnx does not "
+                f"know (it runs {ENGINES}); upgrade rosberta-onnx or re-export the folder"
+            )
 
     @property
     def gate_passed(self) -> bool:
@@ -171,8 +173,7 @@ class Manifest:
         folder = Path(folder)
         if not folder.is_dir():
             raise ArtifactNotFoundError(
-                f"model folder {str(folder)!r} does not exist. Export one with: "
-                f"rosberta-onnx export MODEL -o {folder}"
+                f"model folder {str(folder)!r} does not exist. Export one with: rosberta-onnx export MODEL -o {folder}"
             )
         path = folder / MANIFEST_NAME
         if not path.is_file():

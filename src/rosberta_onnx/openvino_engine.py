@@ -64,8 +64,9 @@ class OpenVinoSession:
             config = {**options, "INFERENCE_NUM_THREADS": int(threads)}
             model = core.read_model(str(path))
             self._compiled = core.compile_model(model, "CPU", config)
-            self._split = (core.compile_model(model, "CPU", {**config, "NUM_STREAMS": self.streams})
-                           if self.streams > 1 else None)
+            self._split = (
+                core.compile_model(model, "CPU", {**config, "NUM_STREAMS": self.streams}) if self.streams > 1 else None
+            )
         except (RuntimeError, ValueError) as exc:  # openvino raises RuntimeError subclasses for bad files/options
             raise ArtifactError(
                 f"OpenVINO {ov.get_version()} could not load {str(path)!r} with options {dict(options)}: "
@@ -88,11 +89,17 @@ class OpenVinoSession:
         if self._split is None or rows < 2:
             return self._infer(self._compiled, [feeds], names, lambda outs: [o.copy() for o in outs[0]])
         parts = [{k: v[part] for k, v in feeds.items()} for part in split_rows(rows, self.streams)]
-        return self._infer(self._split, parts, names,
-                           lambda outs: [np.concatenate([o[i] for o in outs]) for i in range(len(names))])
+        return self._infer(
+            self._split, parts, names, lambda outs: [np.concatenate([o[i] for o in outs]) for i in range(len(names))]
+        )
 
-    def _infer(self, compiled: Any, parts: list[dict], names: list[str],
-               collect: Callable[[list[list[np.ndarray]]], list[np.ndarray]]) -> list[np.ndarray]:
+    def _infer(
+        self,
+        compiled: Any,
+        parts: list[dict],
+        names: list[str],
+        collect: Callable[[list[list[np.ndarray]]], list[np.ndarray]],
+    ) -> list[np.ndarray]:
         """Run each of ``parts`` on its own request of ``compiled`` at once; ``collect`` turns the outputs
         (per part, per name: views of the requests' buffers) into arrays of their own before the requests
         go back to the pool, where their next inference reuses those buffers."""

@@ -19,7 +19,8 @@ def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
             raise ArtifactError(
                 f"mean pooling needs a hidden state for each of the {mask.shape[1]} positions, but the model returned "
                 f"{hidden.shape[1]}: this graph computes only the first token (made for CLS pooling). Re-export the "
-                f"model: rosberta-onnx export MODEL -o DIR --overwrite")
+                f"model: rosberta-onnx export MODEL -o DIR --overwrite"
+            )
         m = mask.astype(np.float32)[:, :, None]
         # Every row has at least its special tokens, so the count is never 0; the guard is for safety.
         return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)

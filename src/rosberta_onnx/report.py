@@ -15,8 +15,10 @@ __all__ = ["parity_table", "gate_line", "gate_lines"]
 
 def parity_table(manifest: Manifest) -> str:
     """Markdown table of each variant's parity figures, from a manifest."""
-    rows = ["| variant | size MB | cosine min | cosine mean | max abs diff | worst case | threshold | result |",
-            "|---|---:|---:|---:|---:|---|---|---|"]
+    rows = [
+        "| variant | size MB | cosine min | cosine mean | max abs diff | worst case | threshold | result |",
+        "|---|---:|---:|---:|---:|---|---|---|",
+    ]
     for name, rec in manifest.variants.items():
         p = rec.parity
         if not p:
@@ -26,8 +28,10 @@ def parity_table(manifest: Manifest) -> str:
         result = "pass" if p.get("passed") else f"FAIL ({len(p.get('failures', []))})"
         if rec.gate:
             result += "; int8 gate " + ("pass" if rec.gate_passed else "FAIL")
-        rows.append(f"| {name} | {rec.size_bytes / 1e6:.0f} | {p['cos_min']:.6f} | {p['cos_mean']:.6f} | "
-                    f"{p['max_abs']:.2e} | {p['worst_case']} | {thr} | {result} |")
+        rows.append(
+            f"| {name} | {rec.size_bytes / 1e6:.0f} | {p['cos_min']:.6f} | {p['cos_mean']:.6f} | "
+            f"{p['max_abs']:.2e} | {p['worst_case']} | {thr} | {result} |"
+        )
     return "\n".join(rows)
 
 
@@ -69,8 +73,9 @@ def gate_line(variant: str, gate: Mapping[str, Any], parity: Mapping[str, Any]) 
     line = f"{variant} gate: {verdict} — judged: {describe(judged)}"
     if recorded:
         missed = len(gate.get("recorded_misses", []))
-        line += (f"; recorded, not judged ({gate.get('recorded_reason') or 'see manifest'}): {describe(recorded)}"
-                 + (f" [{missed} figure(s) below threshold]" if missed else ""))
+        line += f"; recorded, not judged ({gate.get('recorded_reason') or 'see manifest'}): {describe(recorded)}" + (
+            f" [{missed} figure(s) below threshold]" if missed else ""
+        )
     return line
 
 

@@ -18,8 +18,17 @@ from .manifest import VariantRecord
 from .openvino_engine import OpenVinoSession, openvino_available, openvino_version
 from .ort_engine import CPU, CUDA, OrtSession
 
-__all__ = ["Session", "CPU", "CUDA", "open_session", "resolve_providers", "cuda_available", "engine_available",
-           "engine_versions", "default_streams"]
+__all__ = [
+    "Session",
+    "CPU",
+    "CUDA",
+    "open_session",
+    "resolve_providers",
+    "cuda_available",
+    "engine_available",
+    "engine_versions",
+    "default_streams",
+]
 
 
 class Session(Protocol):
@@ -71,13 +80,21 @@ def default_streams(threads: int) -> int:
     return 2 if threads >= 2 else 1
 
 
-def open_session(path: Path, record: VariantRecord, *, providers: list[str], threads: int | None = None,
-                 spinning: bool = False, streams: int = 1) -> Session:
+def open_session(
+    path: Path,
+    record: VariantRecord,
+    *,
+    providers: list[str],
+    threads: int | None = None,
+    spinning: bool = False,
+    streams: int = 1,
+) -> Session:
     """The session for ``path``, by the engine its ``record`` names. ``streams`` is the OpenVINO engine's batch
     streams, already resolved by the caller (the Encoder's default is :func:`default_streams`); onnxruntime ignores
     it. ``spinning`` is an onnxruntime thread-pool setting; OpenVINO runs its own pool and has no such switch."""
     threads = threads if threads is not None else physical_cores()
     if record.engine == "openvino":
-        return OpenVinoSession(path, threads=threads, options=record.engine_options, variant=record.name,
-                               streams=streams)
+        return OpenVinoSession(
+            path, threads=threads, options=record.engine_options, variant=record.name, streams=streams
+        )
     return OrtSession(path, providers=providers, threads=threads, spinning=spinning, variant=record.name)

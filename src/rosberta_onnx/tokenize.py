@@ -44,10 +44,10 @@ class TextTokenizer:
         # The special ids the post-processor puts around a text's own: a probe encoded with and without them.
         bare = tok.encode("a", add_special_tokens=False).ids
         full = tok.encode("a", add_special_tokens=True).ids
-        at = next((p for p in range(len(full) - len(bare) + 1) if full[p:p + len(bare)] == bare), None)
+        at = next((p for p in range(len(full) - len(bare) + 1) if full[p : p + len(bare)] == bare), None)
         if at is None:
             raise ArtifactError(f"{str(path)!r}: cannot tell its special tokens from the text (probe {full})")
-        self._prefix, self._suffix = full[:at], full[at + len(bare):]
+        self._prefix, self._suffix = full[:at], full[at + len(bare) :]
         if len(self._prefix) + len(self._suffix) >= max_length:
             raise ArtifactError(f"max length {max_length} leaves no room for text besides the special tokens {full}")
         self.max_length = max_length
@@ -69,7 +69,7 @@ class TextTokenizer:
         room = self.max_length - len(self._prefix) - len(self._suffix)
         start = len(self._prefix)
         for k in over.tolist():
-            ids[k] = self._prefix + ids[k][start:start + room] + self._suffix
+            ids[k] = self._prefix + ids[k][start : start + room] + self._suffix
         truncated = counts > self.max_length
         return Tokenized(ids=ids, token_counts=counts, truncated=truncated)
 

@@ -52,13 +52,17 @@ def auto_candidates(manifest: Manifest, providers: list[str]) -> list[str]:
         return ["fp16"]
     out = []
     if CUDA not in providers:
-        out = [v for v in INT8_VARIANTS if v in manifest.variants and manifest.variants[v].gate_passed
-               and engine_available(manifest.variants[v])]
+        out = [
+            v
+            for v in INT8_VARIANTS
+            if v in manifest.variants and manifest.variants[v].gate_passed and engine_available(manifest.variants[v])
+        ]
     return out + ["fp32"] * ("fp32" in manifest.variants)
 
 
-def select_variant(manifest: Manifest, requested: str = "auto", *, providers: list[str] | None = None,
-                   allow_cpu_fp16: bool = False) -> Selection:
+def select_variant(
+    manifest: Manifest, requested: str = "auto", *, providers: list[str] | None = None, allow_cpu_fp16: bool = False
+) -> Selection:
     """The choice by the rules alone, without timing anything; an error naming the fix if nothing may run."""
     providers = resolve_providers(providers)
     if requested == "auto":
@@ -66,11 +70,14 @@ def select_variant(manifest: Manifest, requested: str = "auto", *, providers: li
         if not candidates:
             raise VariantError(
                 f"variant='auto' found nothing it may use here: the artifact has {sorted(manifest.variants)}, "
-                f"providers are {providers}. Export fp32 too, or name a variant explicitly.")
+                f"providers are {providers}. Export fp32 too, or name a variant explicitly."
+            )
         chosen, reason = candidates[0], f"auto: {candidates[0]}"
         if chosen == "int8" and not int8_native(isa := cpu_isa()):
             out = len(candidates) > 1
-            _warn_not_native(isa, "variant='auto' leaves onnxruntime's int8 out." if out else "Consider variant='fp32'.")
+            _warn_not_native(
+                isa, "variant='auto' leaves onnxruntime's int8 out." if out else "Consider variant='fp32'."
+            )
             if out:
                 candidates = [v for v in candidates if v != "int8"]
                 chosen, reason = candidates[0], f"auto: {candidates[0]} (onnxruntime int8 not native on {isa})"
@@ -82,29 +89,48 @@ def select_variant(manifest: Manifest, requested: str = "auto", *, providers: li
         raise VariantError(
             "variant 'fp16' is a GPU variant: on the CPU execution provider onnxruntime runs it by casting around "
             "fp16 ops, slower than fp32. Use variant='fp32' or 'int8' on CPU, install the gpu extra for CUDA, "
-            "or pass allow_cpu_fp16=True to run it anyway (e.g. to check its correctness).")
+            "or pass allow_cpu_fp16=True to run it anyway (e.g. to check its correctness)."
+        )
     if requested == "int8" and not int8_native(isa := cpu_isa()):
         _warn_not_native(isa, "Consider variant='fp32'.")
     return Selection(requested, requested, "requested", (requested,))
 
 
 def _warn_not_native(isa: str, advice: str) -> None:
-    warnings.warn(f"this CPU ({isa}) has no VNNI/AMX: U8xS8 int8 products go through 16-bit intermediates that can "
-                  f"saturate, and are often no faster than fp32. {advice}", HardwareWarning, stacklevel=5)
+    warnings.warn(
+        f"this CPU ({isa}) has no VNNI/AMX: U8xS8 int8 products go through 16-bit intermediates that can "
+        f"saturate, and are often no faster than fp32. {advice}",
+        HardwareWarning,
+        stacklevel=5,
+    )
 
 
-def choose(manifest: Manifest, requested: str, *, folder: Path, providers: list[str], allow_cpu_fp16: bool,
-           autotune: bool | None, threads: int, streams: int,
-           open_session: Callable[[str], Session]) -> tuple[Selection, Session | None]:
+def choose(
+    manifest: Manifest,
+    requested: str,
+    *,
+    folder: Path,
+    providers: list[str],
+    allow_cpu_fp16: bool,
+    autotune: bool | None,
+    threads: int,
+    streams: int,
+    open_session: Callable[[str], Session],
+) -> tuple[Selection, Session | None]:
     """:func:`select_variant`, then for ``auto`` with several CPU candidates the measured choice; also the chosen
     variant's session when the measurement opened it (so it is not loaded twice)."""
     sel = select_variant(manifest, requested, providers=providers, allow_cpu_fp16=allow_cpu_fp16)
-    if requested != "auto" or sel.variant not in INT8_VARIANTS or len(sel.candidates) < 2 \
-            or not autotune_enabled(autotune):
+    if (
+        requested != "auto"
+        or sel.variant not in INT8_VARIANTS
+        or len(sel.candidates) < 2
+        or not autotune_enabled(autotune)
+    ):
         return sel, None
     shas = {v: manifest.variant(v).files[manifest.variant(v).file] for v in sel.candidates}
-    verdict = fastest_variant(folder, shas, threads=threads, streams=streams, open_session=open_session,
-                              engine_versions=engine_versions())
+    verdict = fastest_variant(
+        folder, shas, threads=threads, streams=streams, open_session=open_session, engine_versions=engine_versions()
+    )
     timings = ", ".join(f"{v} {ms:.1f} ms" for v, ms in sorted(verdict.ms.items(), key=lambda kv: kv[1]))
     reason = f"auto: {verdict.choice} ({timings}" + (", cached)" if verdict.cached else ")")
     chosen = Selection("auto", verdict.choice, reason, sel.candidates, dict(verdict.ms), verdict.cached)

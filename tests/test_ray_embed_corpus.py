@@ -179,6 +179,25 @@ def test_embed_corpus_then_restart_rewrites_only_the_missing_shard(ray_local, co
         embed_corpus(runtime_artifact, src, out, task="search_query", variant="fp32")
 
 
+def test_window_rows_restart_without_duplicates(ray_local, corpus, runtime_artifact, tmp_path):
+    """``--chunks`` through Ray: one row per window; a lost shard is redone with the same rows, none twice."""
+    src, good, _ = corpus
+    out = tmp_path / "out"
+    opts = dict(task=TASK, variant="fp32", actors=2, threads_per_actor=1, batch_size=16, chunk_rows=256, windows=True)
+    first = embed_corpus(runtime_artifact, src, out, **opts)
+    assert first.failed == [] and first.embedded == len(good)
+    table = pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("part-*.parquet"))])
+    keys = list(zip(table.column("id").to_pylist(), table.column("chunk").to_pylist()))
+    assert len(keys) == len(set(keys)) >= len(good)  # every (id, window) once
+    lost = out / "part-shard-1.parquet"
+    before = pq.read_table(lost)
+    lost.unlink()
+    again = embed_corpus(runtime_artifact, src, out, **opts)
+    assert [r.shard for r in again.results] == ["shard-1.parquet"] and pq.read_table(lost).equals(before)
+    with pytest.raises(OutputMismatchError, match="windows"):
+        embed_corpus(runtime_artifact, src, out, **{**opts, "windows": False})
+
+
 def test_cli_reports_a_failed_shard_and_still_writes_the_others(ray_local, runtime_artifact, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

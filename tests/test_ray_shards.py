@@ -223,3 +223,32 @@ def test_cli_without_ray_names_the_extra(monkeypatch, capsys, tmp_path):
     rc = main(["embed-corpus", str(tmp_path), "--input", str(tmp_path), "--output", str(tmp_path / "o")])
     assert rc == 2
     assert "pip install 'rosberta-onnx[distributed]'" in capsys.readouterr().err
+
+
+def test_worker_writes_one_row_per_window_with_spans(runtime_artifact, tmp_path):
+    """``--chunks``: each text's windows as rows (id, chunk, start, end, tokens, embedding), from the encoder's plan."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    long = " ".join(f"предложение номер {i}, sentence number {i}." for i in range(150))
+    write_jsonl(src / "s.jsonl", [json.dumps({"id": "long", "text": long}), json.dumps({"id": "short", "text": "hi"})])
+    shard = discover(src)[0]
+    settings = {**SETTINGS, "long": "truncate", "windows": True}
+    w = ShardEmbedder(
+        str(runtime_artifact), output=str(out), settings=settings, variant="fp32", threads=1, windows=True
+    )
+    stats = w.run_shard(shard)
+    assert stats["failure"] == "" and (stats["rows"], stats["embedded"]) == (2, 2)
+    t = pq.read_table(output_path(out, shard))
+    enc = Encoder.load(runtime_artifact, variant="fp32")
+    plans = enc.plan([long, "hi"])
+    assert t.column("id").to_pylist() == ["long"] * len(plans[0].rows) + ["short"]
+    assert t.column("chunk").to_pylist() == [*range(len(plans[0].rows)), 0] and len(plans[0].rows) > 1
+    assert (
+        list(zip(t.column("start").to_pylist(), t.column("end").to_pylist()))
+        == plans[0].char_spans + plans[1].char_spans
+    )
+    assert t.column("tokens").to_pylist() == [len(r) for p in plans for r in p.rows]
+    vecs = np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(vecs, enc.encode_ids([r for p in plans for r in p.rows]), atol=1e-6)
+    assert stats["tokens"] == int(t.column("tokens").to_numpy().sum())

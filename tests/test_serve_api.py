@@ -180,7 +180,7 @@ BAD = [
     ("/embed", {"inputs": [None]}, None, 422, "inputs[0]"),
     ("/embed", {"inputs": "a", "normalize": 1}, None, 422, "normalize"),
     ("/embed", {"inputs": "a", "prompt_name": "nope"}, None, 422, "prompt_name"),
-    ("/embed", {"inputs": "a", "truncation_direction": "Left"}, None, 422, "truncation_direction"),
+    ("/embed", {"inputs": "a", "truncation_direction": "Middle"}, None, 422, "truncation_direction"),
     ("/embed", {"inputs": ["fine", LONG], "truncate": False}, None, 413, "inputs[1]"),
     ("/tokenize", {"inputs": {"a": 1}}, None, 422, "inputs"),
     ("/tokenize", {"inputs": "a"}, {"Authorization": "Basic abc"}, 401, "authorization"),

@@ -27,6 +27,8 @@ def _embed_corpus(a) -> int:
         a.dir,
         a.input,
         a.output,
+        long=a.long,
+        windows=a.chunks,
         text_column=a.text_column,
         id_column=a.id_column,
         task=a.task,
@@ -58,4 +60,16 @@ def embed_corpus_command(sub) -> None:
     c.add_argument("--actors", type=int, default=None, help="actors (one model each); default: cluster CPUs / threads")
     c.add_argument("--threads-per-actor", type=int, default=1)
     c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument(
+        "--long",
+        choices=("truncate", "chunk"),
+        default="truncate",
+        help="a row over the max length: truncate it (default), or chunk it into windows and write their "
+        "token-weighted mean",
+    )
+    c.add_argument(
+        "--chunks",
+        action="store_true",
+        help="one output row per window instead: id, chunk, start, end (characters), tokens, embedding",
+    )
     c.set_defaults(func=_embed_corpus)

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from rosberta_onnx import Encoder, RosbertaError, TaskError
+from rosberta_onnx import ChunkPlan, Encoder, RosbertaError, TaskError
 
-__all__ = ["RayEmbedder", "EmbeddedRows", "ColumnError", "find_bad_rows"]
+__all__ = ["RayEmbedder", "EmbeddedRows", "EmbeddedWindows", "ColumnError", "find_bad_rows"]
 
 ERROR_COLUMN = "error"
 
@@ -48,6 +48,17 @@ def find_bad_rows(ids: Sequence[Any] | None, texts: Sequence[Any]) -> dict[int, 
 def _is_null(value: Any) -> bool:
     # pandas turns a missing value in an object column into float NaN; treat it like None.
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass(frozen=True)
+class EmbeddedWindows:
+    """The result of :meth:`RayEmbedder.embed_windows`: per good row its windows (ids and spans), their vectors in
+    order, and the bad rows."""
+
+    good: np.ndarray  # int64 (k,)
+    plans: list[ChunkPlan]  # one per good row
+    embeddings: np.ndarray  # float32 (windows, dim), the plans' rows in order
+    bad: dict[int, str]
 
 
 @dataclass(frozen=True)
@@ -85,8 +96,15 @@ class RayEmbedder:
         batch_size: int = 32,
         text_column: str = "text",
         id_column: str | None = "id",
+        long: str = "truncate",
     ) -> None:
+        if long not in ("truncate", "chunk"):
+            raise ValueError(
+                f"long={long!r}: a corpus row over the max length is either truncated or chunked "
+                "(one vector from windows over the whole text); choose 'truncate' or 'chunk'"
+            )
         self.encoder = Encoder.load(model_dir, variant=variant, threads=threads)
+        self.long = long
         if task is not None and task not in self.encoder.tasks:
             raise TaskError(f"unknown task {task!r}; valid tasks: {', '.join(self.encoder.tasks)} (or none)")
         self.task = task
@@ -102,10 +120,21 @@ class RayEmbedder:
         """Embed the good rows of ``texts``; the bad ones are listed with a reason, never raised."""
         bad = find_bad_rows(ids, texts)
         good = np.array([i for i in range(len(texts)) if i not in bad], dtype=np.int64)
-        res = self.encoder.encode_detailed([texts[i] for i in good], task=self.task, batch_size=self.batch_size)
+        res = self.encoder.encode_detailed(
+            [texts[i] for i in good], task=self.task, long=self.long, batch_size=self.batch_size
+        )
         return EmbeddedRows(
             good=good, embeddings=res.embeddings, token_counts=res.token_counts, truncated=res.truncated, bad=bad
         )
+
+    def embed_windows(self, ids: Sequence[Any] | None, texts: Sequence[Any]) -> EmbeddedWindows:
+        """Every window of the good rows of ``texts`` with its vector (one output row per window)."""
+        bad = find_bad_rows(ids, texts)
+        good = np.array([i for i in range(len(texts)) if i not in bad], dtype=np.int64)
+        plans = self.encoder.plan([texts[i] for i in good], task=self.task)
+        rows = [r for p in plans for r in p.rows]
+        vecs = self.encoder.encode_ids(rows, batch_size=self.batch_size)
+        return EmbeddedWindows(good=good, plans=plans, embeddings=vecs, bad=bad)
 
     def __call__(self, batch):
         texts = _column(batch, self.text_column)

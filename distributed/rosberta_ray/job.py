@@ -135,6 +135,8 @@ def embed_corpus(
     id_column: str = "id",
     task: str | None = "search_document",
     variant: str = "auto",
+    long: str = "truncate",
+    windows: bool = False,
     actors: int | None = None,
     threads_per_actor: int = 1,
     batch_size: int = 32,
@@ -147,7 +149,10 @@ def embed_corpus(
 
     Writes ``part-<shard>.parquet`` per input shard (columns: the id column, ``embedding``
     fixed-size list of float32, ``token_count``, ``truncated``), ``_errors.jsonl`` (bad rows: id,
-    shard, row, reason) and ``_summary.json``. Re-running with the same ``output`` skips shards
+    shard, row, reason) and ``_summary.json``. ``long``: a row over the model's max length is
+    truncated, or (``"chunk"``) embedded as the weighted mean of windows over its whole text.
+    ``windows``: one output row per window instead (columns: id, ``chunk``, ``start``/``end``
+    characters, ``tokens``, ``embedding``). Re-running with the same ``output`` skips shards
     already complete. Paths must be readable (and ``output`` writable) at the same place on every node.
 
     Uses the running Ray instance if there is one; otherwise ``ray.init(address=ray_address)``
@@ -157,7 +162,10 @@ def embed_corpus(
     """
     t0 = time.perf_counter()
     model_dir, out = Path(model_dir).resolve(), Path(output).resolve()
+    if long not in ("truncate", "chunk"):
+        raise ValueError(f"long={long!r}: choose 'truncate' or 'chunk' (one vector from windows over the whole text)")
     settings = _settings(model_dir, variant=variant, task=task, text_column=text_column, id_column=id_column)
+    settings.update(long=long, windows=windows)  # what the output's rows are, so a restart with others is refused
     shards = discover(source, exclude=out)
     out.mkdir(parents=True, exist_ok=True)
     pending = [s for s in shards if not is_complete(out, s, settings)]  # raises if the output holds other settings
@@ -271,6 +279,8 @@ def _run_ray(
                 text_column=text_column,
                 id_column=id_column,
                 chunk_rows=chunk_rows,
+                long=settings["long"],
+                windows=settings["windows"],
                 board=board,
             ),
         )

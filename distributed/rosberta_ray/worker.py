@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ class ShardEmbedder:
         text_column: str = "text",
         id_column: str = "id",
         chunk_rows: int = 1024,
+        long: str = "truncate",
+        windows: bool = False,
         board=None,
     ) -> None:
         t0 = time.perf_counter()
@@ -64,7 +67,9 @@ class ShardEmbedder:
             batch_size=batch_size,
             text_column=text_column,
             id_column=id_column,
+            long=long,
         )
+        self.windows = windows  # one output row per window of each text, instead of one per text
         self.load_seconds = time.perf_counter() - t0
         self.id_column = id_column  # every shard row needs an id: its vector is attributed by it
         self.output = _path(output)
@@ -102,7 +107,6 @@ class ShardEmbedder:
         return stats
 
     def _embed_shard(self, shard: InputShard, stats: dict[str, Any]) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         id_col, emb = self.id_column, self.embedder
@@ -119,46 +123,26 @@ class ShardEmbedder:
             "rosberta.input": shard.name,
             "rosberta.variant": emb.encoder.variant,
         }
+        build = self._window_part if self.windows else self._document_part
         with AtomicParquetWriter(out, metadata=meta) as writer:
             for chunk in read_chunks(shard, text_column=emb.text_column, id_column=id_col, chunk_rows=self.chunk_rows):
-                res = emb.embed(chunk.ids, chunk.texts)
-                reasons = {**res.bad, **chunk.problems}  # a parse problem says more than "text is null"
+                part = build(chunk, id_type)
+                reasons = {**part.bad, **chunk.problems}  # a parse problem says more than "text is null"
                 bad_rows += [
                     {"id": _jsonable(chunk.ids[i]), "shard": shard.name, "row": chunk.start + i, "reason": r}
                     for i, r in sorted(reasons.items())
                 ]
-                if len(res.good):
-                    # JSONL ids take the type of the first good ones; a later id of another type fails the shard.
-                    ids = pa.array([chunk.ids[i] for i in res.good], type=id_type)
-                    id_type = ids.type
-                    writer.write(
-                        pa.table(
-                            {
-                                id_col: ids,
-                                "embedding": fixed_size_vectors(res.embeddings),
-                                "token_count": pa.array(res.token_counts, pa.int64()),
-                                "truncated": pa.array(res.truncated, pa.bool_()),
-                            }
-                        )
-                    )
-                tokens = int(res.token_counts.sum())
+                if part.table is not None:
+                    id_type = part.table.schema.field(id_col).type  # JSONL ids take the type of the first good ones
+                    writer.write(part.table)
                 stats["rows"] += len(chunk.texts)
-                stats["embedded"] += len(res.good)
-                stats["tokens"] += tokens
-                n_truncated += int(res.truncated.sum())
+                stats["embedded"] += part.embedded
+                stats["tokens"] += part.tokens
+                n_truncated += part.truncated
                 if self.board is not None:
-                    self.board.add.remote(len(chunk.texts), tokens)  # fire and forget
+                    self.board.add.remote(len(chunk.texts), part.tokens)  # fire and forget
             if writer.rows == 0:
-                writer.write_empty(
-                    pa.schema(
-                        [
-                            (id_col, id_type or pa.string()),
-                            ("embedding", pa.list_(pa.float32(), emb.dim)),
-                            ("token_count", pa.int64()),
-                            ("truncated", pa.bool_()),
-                        ]
-                    )
-                )
+                writer.write_empty(self._schema(id_type))
             stats["errors"] = len(bad_rows)
             # The record goes first; moving the Parquet file into place (on leaving this block) commits the shard.
             write_record(
@@ -177,6 +161,72 @@ class ShardEmbedder:
                     "worker": self.worker,
                 },
             )
+
+    def _schema(self, id_type):
+        """The output's columns: per text (id, embedding, token_count, truncated), or per window (id, chunk, start,
+        end, tokens, embedding)."""
+        import pyarrow as pa
+
+        vec = ("embedding", pa.list_(pa.float32(), self.embedder.dim))
+        if self.windows:
+            cols = [("chunk", pa.int32()), ("start", pa.int64()), ("end", pa.int64()), ("tokens", pa.int64()), vec]
+        else:
+            cols = [vec, ("token_count", pa.int64()), ("truncated", pa.bool_())]
+        return pa.schema([(self.id_column, id_type or pa.string()), *cols])
+
+    def _document_part(self, chunk, id_type) -> _Part:
+        import pyarrow as pa
+
+        res = self.embedder.embed(chunk.ids, chunk.texts)
+        table = None
+        if len(res.good):
+            # JSONL ids take the type of the first good ones; a later id of another type fails the shard.
+            table = pa.table(
+                {
+                    self.id_column: pa.array([chunk.ids[i] for i in res.good], type=id_type),
+                    "embedding": fixed_size_vectors(res.embeddings),
+                    "token_count": pa.array(res.token_counts, pa.int64()),
+                    "truncated": pa.array(res.truncated, pa.bool_()),
+                }
+            )
+        return _Part(table, res.bad, int(res.token_counts.sum()), int(res.truncated.sum()), len(res.good))
+
+    def _window_part(self, chunk, id_type) -> _Part:
+        import pyarrow as pa
+
+        res = self.embedder.embed_windows(chunk.ids, chunk.texts)
+        table = None
+        if len(res.good):
+            ids, numbers, starts, ends, tokens = [], [], [], [], []
+            for i, plan in zip(res.good, res.plans):
+                for j, (row, (a, b)) in enumerate(zip(plan.rows, plan.char_spans)):
+                    ids.append(chunk.ids[i])
+                    numbers.append(j)
+                    starts.append(a)
+                    ends.append(b)
+                    tokens.append(len(row))
+            table = pa.table(
+                {
+                    self.id_column: pa.array(ids, type=id_type),
+                    "chunk": pa.array(numbers, pa.int32()),
+                    "start": pa.array(starts, pa.int64()),
+                    "end": pa.array(ends, pa.int64()),
+                    "tokens": pa.array(tokens, pa.int64()),
+                    "embedding": fixed_size_vectors(res.embeddings),
+                }
+            )
+        return _Part(table, res.bad, sum(sum(map(len, p.rows)) for p in res.plans), 0, len(res.good))
+
+
+@dataclass(frozen=True)
+class _Part:
+    """What one read chunk of a shard became: its output table (None: no good row), bad rows, counts."""
+
+    table: Any
+    bad: dict[int, str]
+    tokens: int
+    truncated: int
+    embedded: int
 
 
 def shard_to_json(shard: InputShard) -> str:

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -27,7 +26,7 @@ from rosberta_onnx import __version__
 
 from .config import ServeConfig
 from .state import ServerState
-from .validation import ApiError, parse_json, parse_openai, parse_tei_embed, parse_tei_tokenize
+from .validation import ApiError, parse_embed_chunks, parse_json, parse_openai, parse_tei_embed, parse_tei_tokenize
 
 __all__ = ["create_app"]
 
@@ -138,7 +137,7 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                 truncate=req.truncate,
                 arrival=arrival,
             )
-        used = int(np.minimum(res.token_counts, state.facts.max_length).sum())
+        used = int(res.seen.sum())
 
         def render() -> Response:
             if req.encoding_format == "base64":
@@ -166,9 +165,45 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                 text_field="inputs",
                 normalize=req.normalize,
                 truncate=req.truncate,
+                direction=req.direction,
                 arrival=arrival,
             )
         return await _off_loop_if_big(lambda: JSONResponse(res.embeddings.tolist()), res.embeddings.size)
+
+    async def embed_chunks(request: Request) -> Response:
+        with state.arrival() as arrival:
+            req = parse_embed_chunks(await body_of(request), max_inputs=config.max_inputs)
+            got = await state.embed_chunks(
+                req.texts,
+                task=req.task,
+                normalize=req.normalize,
+                window=req.window,
+                overlap=req.overlap,
+                arrival=arrival,
+            )
+
+        def render() -> Response:
+            return JSONResponse(
+                [
+                    {
+                        "tokens": plan.total,
+                        "chunks": [
+                            {
+                                "start": c0,
+                                "end": c1,
+                                "token_start": t0,
+                                "token_end": t1,
+                                "tokens": len(row),
+                                "embedding": vec.tolist(),
+                            }
+                            for row, (c0, c1), (t0, t1), vec in zip(plan.rows, plan.char_spans, plan.token_spans, vecs)
+                        ],
+                    }
+                    for plan, vecs in got
+                ]
+            )
+
+        return await _off_loop_if_big(render, sum(v.size for _, v in got))
 
     async def tei_tokenize(request: Request) -> Response:
         req = parse_tei_tokenize(await body_of(request), max_inputs=config.max_inputs)
@@ -200,6 +235,9 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                 "providers": enc.providers if enc else None,
                 "streams": enc.streams if enc else None,
                 "dynamic_batching": config.batching,
+                "long": config.long,
+                "max_chunks": config.max_chunks,
+                "max_chunk_chars": config.max_chunk_chars,
                 "spinning": config.spinning,
                 "max_wait_ms": config.max_wait_ms,
                 "status": state.status,
@@ -252,6 +290,7 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
         Route("/embeddings", endpoint("/embeddings", "openai", openai_embeddings), methods=["POST"]),
         Route("/v1/models", endpoint("/v1/models", "openai", models), methods=["GET"]),
         Route("/embed", endpoint("/embed", "tei", tei_embed), methods=["POST"]),
+        Route("/embed_chunks", endpoint("/embed_chunks", "tei", embed_chunks), methods=["POST"]),
         Route("/tokenize", endpoint("/tokenize", "tei", tei_tokenize), methods=["POST"]),
         Route("/info", endpoint("/info", "tei", info), methods=["GET"]),
         Route("/metrics", endpoint("/metrics", "tei", metrics), methods=["GET"]),

@@ -12,17 +12,18 @@ queue, and a worker takes requests from the front until one of these holds:
   batching delay, while a crowd still gets merged. Requests that queue up while a batch runs are
   merged into the next one without any wait.
 
-Then it runs ONE ``Encoder.encode_detailed`` call for all their texts in a worker thread and splits
-the results back per request. Inside that call the encoder sorts the texts by length and runs them
-in ONNX Runtime calls of at most ``run_batch_tokens`` padded tokens: on a CPU, runs of a few hundred
+Then it runs ONE ``Encoder.encode_ids`` call for all their token rows in a worker thread and splits
+the results back per request. Requests arrive already tokenised (``Encoder.plan``: truncated, or in
+windows for long documents), so nothing is tokenised twice. Inside that call the encoder sorts the rows
+by length and runs them in ONNX Runtime calls of at most ``run_batch_tokens`` padded tokens: on a CPU, runs of a few hundred
 tokens are faster per token than big ones (the activations stay in cache; measured on the 2-core
 Zen4 dev box: 29 short queries/s at 128-256 tokens per run, 20/s at 2048, 19/s one query per run),
-and sorting keeps the padding small. Texts arrive already prefixed (the task prompt is applied per request), so
-requests with different tasks merge freely; vectors come back raw and each request's own
-``normalize`` choice is applied after the split (L2 normalisation is row-wise, so this gives the same
-numbers ``Encoder.encode`` gives). Over-long texts are rejected before queuing by the caller, so
-nothing one client sends can fail a batch shared with others; if a merged call fails anyway (say, a
-non-finite output), each request is re-run alone so only the culprit gets the error.
+and sorting keeps the padding small. Rows carry their task prefix (applied per request), so requests with
+different tasks merge freely; vectors come back raw and each request's own ``normalize`` choice is
+applied after the split (L2 normalisation is row-wise, so this gives the same numbers
+``Encoder.encode`` gives). Over-long texts are cut or refused before queuing by the caller, so nothing
+one client sends can fail a batch shared with others; if a merged call fails anyway (say, a non-finite
+output), each request is re-run alone so only the culprit gets the error.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from rosberta_onnx import Encoder, RosbertaError, l2_normalize
 
 from .metrics import LATENCY_BUCKETS, SIZE_BUCKETS, TOKEN_BUCKETS, Registry
 
-__all__ = ["MicroBatcher", "BatchMetrics", "BatchResult", "ShuttingDown", "Overloaded"]
+__all__ = ["MicroBatcher", "BatchMetrics", "ShuttingDown", "Overloaded"]
 
 
 class ShuttingDown(RosbertaError, RuntimeError):
@@ -49,15 +50,6 @@ class ShuttingDown(RosbertaError, RuntimeError):
 
 class Overloaded(RosbertaError, RuntimeError):
     """The queue already holds ``max_queue`` texts."""
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """One request's share of a merged batch."""
-
-    embeddings: np.ndarray  # float32 (n, dim)
-    token_counts: np.ndarray  # int64 (n,): tokens before truncation, prefix and specials included
-    truncated: np.ndarray  # bool (n,)
 
 
 class BatchMetrics:
@@ -85,8 +77,7 @@ class BatchMetrics:
 
 @dataclass(eq=False)
 class _Job:
-    texts: list[str]
-    lengths: list[int]  # tokens after truncation: what the text costs in a batch
+    rows: list[list[int]]  # token ids as the model sees them
     normalize: bool
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
@@ -176,18 +167,18 @@ class MicroBatcher:
             self._wakeup.set()
 
     # -- submitting ----------------------------------------------------------------------------
-    async def submit(self, texts: list[str], lengths: list[int], *, normalize: bool) -> BatchResult:
-        """Embed ``texts`` (already prefixed and length-checked) as part of some batch."""
+    async def submit(self, rows: list[list[int]], *, normalize: bool) -> np.ndarray:
+        """Embed token ``rows`` (each at most the model's max length, as ``Encoder.plan`` makes them) as part of
+        some batch; float32 ``(len(rows), dim)``."""
         if self._closing or self._wakeup is None:
             raise ShuttingDown("the server is shutting down and accepts no new requests")
-        if self._queued_texts and self._queued_texts + len(texts) > self.max_queue:
+        if self._queued_texts and self._queued_texts + len(rows) > self.max_queue:
             raise Overloaded(f"the queue holds {self._queued_texts} texts (limit {self.max_queue}); retry shortly")
-        if not texts:
-            dim = self.encoder.dim
-            return BatchResult(np.empty((0, dim), np.float32), np.empty(0, np.int64), np.empty(0, bool))
-        job = _Job(texts, lengths, normalize, asyncio.get_running_loop().create_future())
+        if not rows:
+            return np.empty((0, self.encoder.dim), np.float32)
+        job = _Job(rows, normalize, asyncio.get_running_loop().create_future())
         self._pending.append(job)
-        self._queued_texts += len(texts)
+        self._queued_texts += len(rows)
         self._wakeup.set()
         return await job.future
 
@@ -196,8 +187,8 @@ class MicroBatcher:
         """Would the queued jobs already fill one batch (so waiting longer gains nothing)?"""
         rows = longest = 0
         for job in self._pending:
-            rows += len(job.texts)
-            longest = max(longest, max(job.lengths))
+            rows += len(job.rows)
+            longest = max(longest, max(map(len, job.rows)))
             if rows >= self.max_batch_size or rows * longest >= self.max_batch_tokens:
                 return True
         return False
@@ -208,11 +199,11 @@ class MicroBatcher:
         rows = longest = 0
         while self._pending:
             job = self._pending[0]
-            n, width = rows + len(job.texts), max(longest, max(job.lengths))
+            n, width = rows + len(job.rows), max(longest, max(map(len, job.rows)))
             if batch and (not self.merge or n > self.max_batch_size or n * width > self.max_batch_tokens):
                 break
             self._pending.popleft()
-            self._queued_texts -= len(job.texts)
+            self._queued_texts -= len(job.rows)
             if job.future.cancelled():  # the client went away while queued
                 continue
             batch.append(job)
@@ -266,18 +257,13 @@ class MicroBatcher:
                     job.future.set_result(outcome)
 
     # -- in the inference thread -----------------------------------------------------------------
-    def _run_batch(self, batch: list[_Job]) -> list[BatchResult | BaseException]:
-        texts = [t for job in batch for t in job.texts]
-        rows, longest = len(texts), max(max(job.lengths) for job in batch)
+    def _run_batch(self, batch: list[_Job]) -> list[np.ndarray | BaseException]:
+        rows = [r for job in batch for r in job.rows]
+        longest = max(map(len, rows))
         start = time.perf_counter()
         try:
-            res = self.encoder.encode_detailed(
-                texts,
-                task=None,
-                normalize=False,
-                truncate=True,
-                batch_size=self.max_batch_size,
-                max_batch_tokens=self.run_batch_tokens,
+            vecs = self.encoder.encode_ids(
+                rows, normalize=False, batch_size=self.max_batch_size, max_batch_tokens=self.run_batch_tokens
             )
         except Exception as exc:
             if len(batch) == 1:
@@ -285,24 +271,15 @@ class MicroBatcher:
             return [out for job in batch for out in self._run_batch([job])]
         m = self.metrics
         m.inference.observe(time.perf_counter() - start)
-        m.texts.observe(rows)
+        m.texts.observe(len(rows))
         m.requests.observe(len(batch))
-        m.padded_tokens.observe(rows * longest)
-        m.tokens.inc(float(sum(sum(job.lengths) for job in batch)))
-        m.texts_total.inc(float(rows))
-        outcomes: list[BatchResult | BaseException] = []
+        m.padded_tokens.observe(len(rows) * longest)
+        m.tokens.inc(float(sum(map(len, rows))))
+        m.texts_total.inc(float(len(rows)))
+        outcomes: list[np.ndarray | BaseException] = []
         offset = 0
         for job in batch:
-            end = offset + len(job.texts)
-            vecs = res.embeddings[offset:end]
-            if job.normalize:
-                vecs = l2_normalize(vecs)
-            outcomes.append(
-                BatchResult(
-                    np.ascontiguousarray(vecs, dtype=np.float32),
-                    res.token_counts[offset:end].copy(),
-                    res.truncated[offset:end].copy(),
-                )
-            )
+            end = offset + len(job.rows)
+            outcomes.append(l2_normalize(vecs[offset:end]) if job.normalize else vecs[offset:end])
             offset = end
         return outcomes

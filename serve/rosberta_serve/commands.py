@@ -69,6 +69,15 @@ def serve_command(sub) -> None:
         "OpenVINO variants: split each run of 2+ texts across this many streams (default: 2 on 2+ threads; 1: off)",
         type=int,
     )
+    _flag(
+        v,
+        "long",
+        "a text over the max length when its request does not say: truncate, error (413) or chunk "
+        "(one vector from windows over the whole text)",
+        choices=("truncate", "error", "chunk"),
+    )
+    _flag(v, "max_chunks", "windows per request when chunking", type=int)
+    _flag(v, "max_chunk_chars", "characters per request when chunking (413 before any work)", type=int)
     _flag(v, "max_inputs", "texts per request", type=int)
     _flag(v, "max_body_bytes", "request body limit", type=int)
     _flag(v, "max_queue", "texts queued before 503", type=int)

@@ -41,6 +41,11 @@ class ServeConfig:
     spinning: bool = False
     # OpenVINO variants: a run of 2+ texts split across this many streams (None: the Encoder's default, 2 on 2+ threads)
     streams: int | None = None
+    # a text over the max length, when its request does not say (TEI's "truncate"): truncate, error (413) or chunk
+    # (one vector from overlapping windows over the whole text, as Encoder.encode(long="chunk"))
+    long: str = "truncate"
+    max_chunks: int = 512  # windows per request when chunking (each up to the max length: 512 x 512 tokens)
+    max_chunk_chars: int = 2_000_000  # characters per request when chunking, refused before any tokenising
     max_inputs: int = 2048  # texts per request (OpenAI's own limit)
     max_body_bytes: int = 16 * 1024 * 1024
     max_queue: int = 8192  # texts waiting; beyond it requests get 503 + Retry-After
@@ -50,7 +55,11 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.long not in ("truncate", "error", "chunk"):
+            raise ValueError(f"long must be truncate, error or chunk, got {self.long!r}")
         for name in (
+            "max_chunks",
+            "max_chunk_chars",
             "max_batch_tokens",
             "max_batch_size",
             "run_batch_tokens",

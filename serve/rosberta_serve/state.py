@@ -15,12 +15,25 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from rosberta_onnx import Encoder, Manifest, PromptWarning, RosbertaError, TaskError, prepare_texts, select_variant
+from rosberta_onnx import (
+    ChunkPlan,
+    Chunks,
+    Encoder,
+    Manifest,
+    PromptWarning,
+    RosbertaError,
+    TaskError,
+    l2_normalize,
+    mean_of_chunks,
+    prepare_texts,
+    select_variant,
+)
 
-from .batcher import BatchMetrics, BatchResult, MicroBatcher, Overloaded, ShuttingDown
+from .batcher import BatchMetrics, MicroBatcher, Overloaded, ShuttingDown
 from .config import ServeConfig
 from .metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Registry
 from .tokens import TokenDetails
@@ -176,43 +189,77 @@ class ServerState:
         """Count an embedding request as on its way to the queue, from its first byte to ``submit``."""
         return Arrival(self)
 
-    async def embed(
+    async def _plan(
         self,
+        enc: Encoder,
         texts: list[str],
         *,
         task: str | None,
         task_field: str,
         text_field: str,
-        normalize: bool | None,
-        truncate: bool,
-        arrival: Arrival | None = None,
-    ) -> BatchResult:
-        enc = self.require_ready()
-        prepared = self.prepare(texts, task, task_field=task_field)
-        if sum(map(len, prepared)) <= _INLINE_CHARS:
-            counts = enc.count_tokens(prepared)
-        else:
-            counts = await asyncio.to_thread(enc.count_tokens, prepared)
-        limit = enc.max_length
-        if not truncate:
-            over = np.flatnonzero(counts > limit)
-            if over.size:
-                i = int(over[0])
-                raise ApiError(
-                    413,
-                    f"{text_field}[{i}] has {int(counts[i])} tokens (task prefix and special tokens "
-                    f"included), more than this model's max length of {limit}; {over.size} input(s) "
-                    f"are over. Send truncate=true to cut them, or split the text.",
-                    field=f"{text_field}[{i}]",
+        long: str,
+        direction: str = "right",
+        window: int | None = None,
+        overlap: int | None = None,
+    ) -> list[ChunkPlan]:
+        """The request's token rows, planned once (truncated, or in windows); errors as the client should see them."""
+        if long == "chunk" and sum(map(len, texts)) > self.config.max_chunk_chars:
+            raise ApiError(
+                413,
+                f"{text_field} holds {sum(map(len, texts))} characters, more than this server chunks "
+                f"per request ({self.config.max_chunk_chars}); send the document in parts",
+                field=text_field,
+            )
+
+        def plan() -> list[ChunkPlan]:
+            # a text that already carries a prefix is warned about; a server has no one to warn, and under
+            # `-W error` the warning would become a failed request
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always", PromptWarning)
+                return enc.plan(
+                    texts,
+                    task=task,
+                    long="chunk" if long == "chunk" else "truncate",
+                    direction=direction,
+                    window=window,
+                    overlap=overlap,
                 )
-        lengths = np.minimum(counts, limit).tolist()
-        norm = self.facts.normalize if normalize is None else normalize
-        self.m_request_texts.observe(len(prepared))
+
+        try:
+            plans = plan() if sum(map(len, texts)) <= _INLINE_CHARS else await asyncio.to_thread(plan)
+        except TaskError as exc:
+            raise ApiError(422, f"{task_field!r}: {exc}", field=task_field) from None
+        except ValueError as exc:  # a window or overlap that cannot be
+            raise ApiError(422, str(exc), field="window" if "window" in str(exc).split("=")[0] else "overlap") from None
+        limit = enc.max_length
+        over = [i for i, p in enumerate(plans) if p.total > limit]
+        if long == "error" and over:
+            i = over[0]
+            raise ApiError(
+                413,
+                f"{text_field}[{i}] has {plans[i].total} tokens (task prefix and special tokens "
+                f"included), more than this model's max length of {limit}; {len(over)} input(s) are "
+                f"over. Send truncate=true to cut them, or split the text.",
+                field=f"{text_field}[{i}]",
+            )
+        windows = sum(len(p.rows) for p in plans)
+        if long == "chunk" and windows > self.config.max_chunks:
+            raise ApiError(
+                413,
+                f"{text_field} makes {windows} windows, more than this server runs per request "
+                f"({self.config.max_chunks}); send fewer or shorter texts, or larger windows",
+                field=text_field,
+            )
+        return plans
+
+    async def _run(self, plans: list[ChunkPlan], arrival: Arrival | None) -> np.ndarray:
+        """Every row of ``plans`` through the batcher (shared with other requests); raw vectors, rows in order."""
+        self.m_request_texts.observe(len(plans))
         if arrival is not None:
             arrival.done(queued=True)
         try:
             assert self.batcher is not None  # set with the encoder, which require_ready() returned
-            return await self.batcher.submit(prepared, lengths, normalize=norm)
+            return await self.batcher.submit([r for p in plans for r in p.rows], normalize=False)
         except Overloaded as exc:
             raise ApiError(
                 503, str(exc), kind="server_error", tei_type="Overloaded", headers={"Retry-After": "1"}
@@ -221,6 +268,78 @@ class ServerState:
             raise ApiError(503, str(exc), kind="server_error") from None
         except RosbertaError as exc:
             raise ApiError(500, str(exc), kind="server_error") from None
+
+    async def embed(
+        self,
+        texts: list[str],
+        *,
+        task: str | None,
+        task_field: str,
+        text_field: str,
+        normalize: bool | None,
+        truncate: bool | None,
+        direction: str = "right",
+        arrival: Arrival | None = None,
+    ) -> Embedded:
+        """One vector per text. ``truncate`` None: the server's ``--long`` (truncate, error or chunk)."""
+        enc = self.require_ready()
+        long = self.config.long if truncate is None else ("truncate" if truncate else "error")
+        plans = await self._plan(
+            enc, texts, task=task, task_field=task_field, text_field=text_field, long=long, direction=direction
+        )
+        vecs = await self._run(plans, arrival)
+        norm = self.facts.normalize if normalize is None else normalize
+        if norm:
+            vecs = l2_normalize(vecs)
+        out, at = np.empty((len(plans), enc.dim), np.float32), 0
+        for i, p in enumerate(plans):
+            k = len(p.rows)
+            out[i] = mean_of_chunks(Chunks(vecs[at : at + k], p.token_spans, p.char_spans, p.tokens), norm)
+            at += k
+        totals = np.array([p.total for p in plans], dtype=np.int64)
+        seen = np.array([sum(map(len, p.rows)) for p in plans], dtype=np.int64)
+        return Embedded(out, totals, (totals > enc.max_length) & (long != "chunk"), seen)
+
+    async def embed_chunks(
+        self,
+        texts: list[str],
+        *,
+        task: str | None,
+        normalize: bool | None,
+        window: int | None,
+        overlap: int | None,
+        arrival: Arrival | None = None,
+    ) -> list[tuple[ChunkPlan, np.ndarray]]:
+        """Each text's windows with their vectors (``/embed_chunks``)."""
+        enc = self.require_ready()
+        plans = await self._plan(
+            enc,
+            texts,
+            task=task,
+            task_field="prompt_name",
+            text_field="inputs",
+            long="chunk",
+            window=window,
+            overlap=overlap,
+        )
+        vecs = await self._run(plans, arrival)
+        if self.facts.normalize if normalize is None else normalize:
+            vecs = l2_normalize(vecs)
+        out, at = [], 0
+        for p in plans:
+            out.append((p, vecs[at : at + len(p.rows)]))
+            at += len(p.rows)
+        return out
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A request's vectors, one per text, with what the model saw of each."""
+
+    embeddings: np.ndarray  # float32 (n, dim)
+    token_counts: np.ndarray  # int64 (n,): tokens of each text before truncation, prefix and specials included
+    truncated: np.ndarray  # bool (n,)
+    seen: np.ndarray  # int64 (n,): tokens the model ran for each text (all of its windows' when chunked)
 
 
 class Arrival:

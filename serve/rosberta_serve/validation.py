@@ -17,10 +17,12 @@ __all__ = [
     "ApiError",
     "EmbedRequest",
     "TokenizeRequest",
+    "ChunksRequest",
     "parse_json",
     "parse_openai",
     "parse_tei_embed",
     "parse_tei_tokenize",
+    "parse_embed_chunks",
 ]
 
 
@@ -49,11 +51,21 @@ class EmbedRequest:
     texts: list[str]
     task: str | None
     normalize: bool | None  # None: the model's default
-    truncate: bool
+    truncate: bool | None  # None: the server's --long default; True: cut to the max length; False: 413 if over
+    direction: str  # which end truncation keeps: "right" keeps the start, "left" the end (the prefix stays)
     encoding_format: str  # "float" | "base64" (OpenAI) or "float" (TEI)
     model: str | None
     dimensions: int | None
     input_was_str: bool
+
+
+@dataclass(frozen=True)
+class ChunksRequest:
+    texts: list[str]
+    task: str | None
+    normalize: bool | None
+    window: int | None  # tokens of the text per window (None: all that fit)
+    overlap: int | None  # tokens consecutive windows share (None: window // 8)
 
 
 @dataclass(frozen=True)
@@ -151,7 +163,8 @@ def parse_openai(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequ
         texts=texts,
         task=_opt(obj, "task", str, None, "a task name string or null"),
         normalize=None,
-        truncate=_opt(obj, "truncate", bool, True, "a boolean"),
+        truncate=_opt(obj, "truncate", bool, None, "a boolean"),
+        direction="right",
         encoding_format=fmt,
         model=_opt(obj, "model", str, None, "a string"),
         dimensions=_dimensions(obj, dim),
@@ -162,12 +175,12 @@ def parse_openai(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequ
 def parse_tei_embed(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequest:
     """``POST /embed`` (text-embeddings-inference): inputs, normalize, truncate, truncation_direction, prompt_name."""
     texts, was_str = _texts(obj, "inputs", max_inputs=max_inputs)
-    direction = _opt(obj, "truncation_direction", str, "right", "'right'")
-    if direction.lower() != "right":
+    direction = _opt(obj, "truncation_direction", str, "Right", "'Right' or 'Left'")
+    if direction.lower() not in ("right", "left"):
         raise ApiError(
             422,
-            f"'truncation_direction' {direction!r} is not supported; only 'right' (keep the start of "
-            f"the text, which holds the task prefix)",
+            f"'truncation_direction' must be 'Right' (keep the start of a text cut to the max length) or 'Left' "
+            f"(keep its end; the task prefix stays either way), got {direction!r}",
             field="truncation_direction",
         )
     _dimensions(obj, dim)
@@ -175,7 +188,8 @@ def parse_tei_embed(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedR
         texts=texts,
         task=_opt(obj, "prompt_name", str, None, "a prompt name string or null"),
         normalize=_opt(obj, "normalize", bool, True, "a boolean"),
-        truncate=_opt(obj, "truncate", bool, True, "a boolean"),
+        truncate=_opt(obj, "truncate", bool, None, "a boolean"),
+        direction=direction.lower(),
         encoding_format="float",
         model=None,
         dimensions=None,
@@ -191,4 +205,16 @@ def parse_tei_tokenize(obj: dict[str, Any], *, max_inputs: int) -> TokenizeReque
         task=_opt(obj, "prompt_name", str, None, "a prompt name string or null"),
         add_special_tokens=_opt(obj, "add_special_tokens", bool, True, "a boolean"),
         truncate=_opt(obj, "truncate", bool, False, "a boolean"),
+    )
+
+
+def parse_embed_chunks(obj: dict[str, Any], *, max_inputs: int) -> ChunksRequest:
+    """``POST /embed_chunks``: inputs, prompt_name, normalize (TEI's names), window, overlap."""
+    texts, _ = _texts(obj, "inputs", max_inputs=max_inputs)
+    return ChunksRequest(
+        texts=texts,
+        task=_opt(obj, "prompt_name", str, None, "a prompt name string or null"),
+        normalize=_opt(obj, "normalize", bool, True, "a boolean"),
+        window=_opt(obj, "window", int, None, "a whole number of tokens"),
+        overlap=_opt(obj, "overlap", int, None, "a whole number of tokens"),
     )

@@ -10,6 +10,7 @@ only the names below.
 """
 
 from .atomic import atomic_file, atomic_path, write_json_atomic
+from .chunking import ChunkPlan, Chunks, mean_of_chunks
 from .encoder import Encoded, Encoder, prepare_texts
 from .errors import (
     ArtifactError,
@@ -34,6 +35,9 @@ __all__ = [
     # embedding
     "Encoder",
     "Encoded",
+    "Chunks",
+    "ChunkPlan",
+    "mean_of_chunks",
     "Selection",
     "select_variant",
     "prepare_texts",

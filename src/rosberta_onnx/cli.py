@@ -1,6 +1,6 @@
 """``rosberta-onnx``: a thin command line over the library.
 
-    rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--task T]        embed one text per line (or JSONL)
+    rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--task T] [--long chunk] [--chunks]   one text per line (or JSONL)
     rosberta-onnx info DIR                                           the manifest's facts, parity and gate figures
 
 Other commands come from the packages built on the runtime, which register them under the entry-point group
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .atomic import atomic_file
+from .chunking import LONG_MODES
 from .errors import InputFormatError, RosbertaError
 from .manifest import VARIANTS, Manifest
 from .report import gate_lines, parity_table
@@ -72,6 +73,12 @@ def _cmd_encode(a: argparse.Namespace) -> int:
 
     from .encoder import Encoder
 
+    if a.chunks and a.format == "npy":
+        raise ValueError(
+            "--chunks writes one JSON line per chunk (a text has as many chunks as it needs); drop --format npy"
+        )
+    if (a.window is not None or a.overlap is not None) and not a.chunks:
+        raise ValueError("--window and --overlap shape the windows of --chunks; add --chunks")
     texts = read_texts(a.input, a.input_format)
     enc = Encoder.load(a.dir, variant=a.variant, threads=a.threads)
     done = [0]
@@ -82,43 +89,72 @@ def _cmd_encode(a: argparse.Namespace) -> int:
         if show:
             print(f"\r[encode] {done[0]}/{len(texts)} texts", end="", file=sys.stderr, flush=True)
 
-    res = enc.encode_detailed(texts, task=a.task, batch_size=a.batch_size, progress=progress)
-    if show:
-        print(file=sys.stderr)
-    fmt = a.format or ("jsonl" if (a.output or "").endswith(".jsonl") else "npy")
+    def vector(vec: np.ndarray) -> list[float]:
+        return [round(float(x), 7) for x in vec]
 
-    def write(f: IO[bytes]) -> None:
-        if fmt == "npy":
-            buf = io.BytesIO()
-            np.save(buf, res.embeddings)
-            f.write(buf.getvalue())
-            return
-        for i, vec in enumerate(res.embeddings):
-            f.write(
-                (
-                    json.dumps(
-                        {
-                            "index": i,
-                            "tokens": int(res.token_counts[i]),
-                            "truncated": bool(res.truncated[i]),
-                            "embedding": [round(float(x), 7) for x in vec],
-                        }
+    if a.chunks:
+        plans = enc.plan(texts, task=a.task, window=a.window, overlap=a.overlap)
+        vecs = enc.encode_ids([r for p in plans for r in p.rows], batch_size=a.batch_size)
+
+        def write(f: IO[bytes]) -> None:
+            at = 0
+            for i, p in enumerate(plans):
+                for j, (row, (start, end)) in enumerate(zip(p.rows, p.char_spans)):
+                    f.write(
+                        (
+                            json.dumps(
+                                {
+                                    "index": i,
+                                    "chunk": j,
+                                    "start": start,
+                                    "end": end,
+                                    "tokens": len(row),
+                                    "embedding": vector(vecs[at]),
+                                }
+                            )
+                            + "\n"
+                        ).encode()
                     )
-                    + "\n"
-                ).encode()
-            )
+                    at += 1
 
+        summary = f"{len(texts)} texts -> {len(vecs)} chunks of {enc.dim} float32 with {enc.variant}"
+    else:
+        res = enc.encode_detailed(texts, task=a.task, long=a.long, batch_size=a.batch_size, progress=progress)
+        if show:
+            print(file=sys.stderr)
+        fmt = a.format or ("jsonl" if (a.output or "").endswith(".jsonl") else "npy")
+
+        def write(f: IO[bytes]) -> None:
+            if fmt == "npy":
+                buf = io.BytesIO()
+                np.save(buf, res.embeddings)
+                f.write(buf.getvalue())
+                return
+            for i, vec in enumerate(res.embeddings):
+                f.write(
+                    (
+                        json.dumps(
+                            {
+                                "index": i,
+                                "tokens": int(res.token_counts[i]),
+                                "truncated": bool(res.truncated[i]),
+                                "embedding": vector(vec),
+                            }
+                        )
+                        + "\n"
+                    ).encode()
+                )
+
+        n_trunc = int(res.truncated.sum())
+        summary = f"{len(texts)} texts -> {res.embeddings.shape} float32 with {enc.variant}" + (
+            f"; {n_trunc} truncated to {enc.max_length} tokens" if n_trunc else ""
+        )
     if not a.output or a.output == "-":
         write(sys.stdout.buffer)
     else:
         with atomic_file(a.output, "wb") as f:
             write(f)
-    n_trunc = int(res.truncated.sum())
-    print(
-        f"[encode] {len(texts)} texts -> {res.embeddings.shape} float32 with {enc.variant}"
-        + (f"; {n_trunc} truncated to {enc.max_length} tokens" if n_trunc else ""),
-        file=sys.stderr,
-    )
+    print(f"[encode] {summary}", file=sys.stderr)
     return 0
 
 
@@ -155,6 +191,20 @@ def _register_runtime_commands(sub: Any) -> None:
     n.add_argument("--task", default=None, help="task prefix to add (e.g. search_query); default none")
     n.add_argument("--batch-size", type=int, default=32)
     n.add_argument("--threads", type=int, default=None)
+    n.add_argument(
+        "--long",
+        choices=LONG_MODES,
+        default="truncate",
+        help="a text over the max length: truncate it (default), error, or chunk it into windows and "
+        "write one vector per text (their token-weighted mean)",
+    )
+    n.add_argument(
+        "--chunks",
+        action="store_true",
+        help="one JSON line per window instead: index, chunk, start, end (characters), tokens, embedding",
+    )
+    n.add_argument("--window", type=int, default=None, help="with --chunks: text tokens per window (default: all fit)")
+    n.add_argument("--overlap", type=int, default=None, help="with --chunks: tokens windows share (default window/8)")
     n.set_defaults(func=_cmd_encode)
 
     i = sub.add_parser("info", help="show an artifact's manifest, parity and gate figures")

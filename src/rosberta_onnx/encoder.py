@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from .batching import plan_batches
-from .errors import RosbertaError
+from .chunking import ChunkPlan, Chunks, char_span, check_window, long_mode, mean_of_chunks, windows
+from .errors import InputTooLongError, InputTypeError, RosbertaError
 from .hardware import physical_cores
 from .inputs import as_text_list
 from .manifest import Manifest, ModelFacts
 from .pooling import l2_normalize, pool
-from .prompts import apply_prompt
+from .prompts import apply_prompt, apply_prompt_spans
 from .session import Session, default_streams, open_session, resolve_providers
 from .tokenize import TextTokenizer
 from .variants import Selection, choose
@@ -186,6 +187,7 @@ class Encoder:
         texts: str | Sequence[str],
         *,
         task: str | None = None,
+        long: str = "truncate",
         batch_size: int = 32,
         max_batch_tokens: int = 16384,
         normalize: bool | None = None,
@@ -197,12 +199,17 @@ class Encoder:
         ``texts``: a list of str, or one bare str (treated as a list of one). ``task``: a name from
         :attr:`tasks` (its prefix is added unless a text already starts with a known prefix) or
         ``None`` to embed texts exactly as given. ``normalize``: defaults to the model's (L2 for
-        RoSBERTa). ``truncate=False`` raises on a text longer than :attr:`max_length` tokens.
-        Results don't depend on ``batch_size``/``max_batch_tokens`` or on a text's batch neighbours.
+        RoSBERTa). ``long``: what a text longer than :attr:`max_length` tokens gets: ``"truncate"`` (cut to it,
+        keeping the closing special token), ``"error"`` (:class:`InputTooLongError` naming the first, before any
+        compute; ``truncate=False`` says the same) or ``"chunk"`` (one vector from overlapping windows over the
+        whole text: the L2-normalised, token-weighted mean of :meth:`encode_chunks`' vectors; a text that fits
+        gets exactly its ``"truncate"`` vector). Results don't depend on ``batch_size``/``max_batch_tokens`` or
+        on a text's batch neighbours.
         """
         return self.encode_detailed(
             texts,
             task=task,
+            long=long,
             batch_size=batch_size,
             max_batch_tokens=max_batch_tokens,
             normalize=normalize,
@@ -223,33 +230,216 @@ class Encoder:
         texts: str | Sequence[str],
         *,
         task: str | None = None,
+        long: str = "truncate",
         batch_size: int = 32,
         max_batch_tokens: int = 16384,
         normalize: bool | None = None,
         truncate: bool = True,
         progress: Callable[[int], None] | None = None,
     ) -> Encoded:
-        """Like :meth:`encode`, plus each text's token count and whether it was truncated."""
-        items = self.prepare(texts, task=task)
+        """Like :meth:`encode`, plus each text's token count and whether it was truncated (never, with
+        ``long="chunk"``)."""
+        mode = long_mode(long, truncate)
+        items, starts, added = self._prepare_spans(texts, task)
         norm = self.facts.normalize if normalize is None else bool(normalize)
         n = len(items)
         out = np.empty((n, self.dim), dtype=np.float32)
         counts = np.empty(n, dtype=np.int64)
         truncated = np.empty(n, dtype=bool)
-        # Check lengths of all texts first, so truncate=False fails before any compute is spent.
-        if not truncate:
+        # Check lengths of all texts first, so an over-long text fails before any compute is spent.
+        if mode == "error":
             for start in range(0, n, _CHUNK):
                 self._tokenizer.tokenize(items[start : start + _CHUNK], truncate=False)
         for start in range(0, n, _CHUNK):
-            tok = self._tokenizer.tokenize(items[start : start + _CHUNK], truncate=True)
-            counts[start : start + len(tok.ids)] = tok.token_counts
-            truncated[start : start + len(tok.ids)] = tok.truncated
-            for batch in plan_batches(tok.lengths, batch_size=batch_size, max_batch_tokens=max_batch_tokens):
-                vecs = self._run([tok.ids[i] for i in batch], norm)
-                out[[start + i for i in batch]] = vecs
+            part = slice(start, start + _CHUNK)
+            tok = self._tokenizer.tokenize(items[part], truncate=True)
+            counts[part], truncated[part] = tok.token_counts, tok.truncated
+            fit = [i for i in range(len(tok.ids)) if mode != "chunk" or not tok.truncated[i]]
+            lengths = [tok.lengths[i] for i in fit]
+            for batch in plan_batches(lengths, batch_size=batch_size, max_batch_tokens=max_batch_tokens):
+                rows = [fit[j] for j in batch]
+                out[[start + i for i in rows]] = self._run([tok.ids[i] for i in rows], norm)
                 if progress is not None:
-                    progress(len(batch))
+                    progress(len(rows))
+            over = [start + i for i in range(len(tok.ids)) if mode == "chunk" and tok.truncated[i]]
+            if over:
+                chunks = self._chunks(
+                    [items[i] for i in over],
+                    [starts[i] for i in over],
+                    [added[i] for i in over],
+                    window=None,
+                    overlap=None,
+                    batch_size=batch_size,
+                    max_batch_tokens=max_batch_tokens,
+                    norm=norm,
+                )
+                for i, ch in zip(over, chunks):
+                    out[i] = mean_of_chunks(ch, norm)
+                    truncated[i] = False
+                if progress is not None:
+                    progress(len(over))
         return Encoded(embeddings=out, token_counts=counts, truncated=truncated)
+
+    def encode_chunks(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | None = None,
+        window: int | None = None,
+        overlap: int | None = None,
+        batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        normalize: bool | None = None,
+    ) -> list[Chunks]:
+        """Each text as overlapping windows of its own tokens, one vector per window, with where each window is.
+
+        ``window``: tokens of the text per window, at most what :attr:`max_length` leaves beside the special tokens
+        and the task prefix (the default: that). ``overlap``: tokens consecutive windows share (default
+        ``window // 8``); the last window is moved back so it is full. The task prefix is added to every window.
+        Windows of all texts are batched together. Returns one :class:`Chunks` per text, in input order; a text
+        that fits is one window, whose vector is its :meth:`encode` vector.
+        """
+        items, starts, added = self._prepare_spans(texts, task)
+        norm = self.facts.normalize if normalize is None else bool(normalize)
+        return self._chunks(
+            items,
+            starts,
+            added,
+            window=window,
+            overlap=overlap,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            norm=norm,
+        )
+
+    def plan(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | None = None,
+        long: str = "chunk",
+        direction: str = "right",
+        window: int | None = None,
+        overlap: int | None = None,
+    ) -> list[ChunkPlan]:
+        """The token ids the model would run for each text, with their spans and counts, without running them (one
+        tokenisation; a server plans many requests' rows and merges them into batches for :meth:`encode_ids`).
+
+        ``long="chunk"``: the windows of :meth:`encode_chunks`. ``"truncate"``: one row per text, cut to
+        :attr:`max_length` keeping the task prefix and the special tokens; ``direction="left"`` keeps the end of
+        the text instead of its start. ``"error"``: :class:`InputTooLongError` for the first text that is over."""
+        mode = long_mode(long)
+        if direction not in ("right", "left"):
+            raise ValueError(f"direction={direction!r} is not 'right' (keep the start) or 'left' (keep the end)")
+        items, starts, added = self._prepare_spans(texts, task)
+        if mode == "chunk":
+            return self._plan(items, starts, added, window, overlap)
+        plans = self._plan(items, starts, added, None, 0)
+        for i, p in enumerate(plans):
+            if len(p.rows) > 1:
+                if mode == "error":
+                    raise InputTooLongError(
+                        f"texts[{i}] has {p.total} tokens, more than this model's max length of {self.max_length}. "
+                        f"Pass long='truncate' to cut it, or long='chunk' to embed it in windows."
+                    )
+                keep = -1 if direction == "left" else 0
+                plans[i] = ChunkPlan(
+                    rows=[p.rows[keep]],
+                    token_spans=[p.token_spans[keep]],
+                    char_spans=[p.char_spans[keep]],
+                    tokens=p.tokens,
+                    total=p.total,
+                )
+        return plans
+
+    def encode_ids(
+        self,
+        rows: Sequence[Sequence[int]],
+        *,
+        batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        normalize: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts already tokenised as the model sees them (specials and prefix included, e.g. from
+        :meth:`tokenize` or :meth:`chunk_ids`): float32 ``(len(rows), dim)`` in input order."""
+        limit = self.max_length
+        checked: list[list[int]] = []
+        for i, r in enumerate(rows):
+            if (
+                isinstance(r, (str, bytes))
+                or not isinstance(r, Sequence)
+                or not all(isinstance(t, numbers.Integral) for t in r)
+            ):
+                raise InputTypeError(f"rows[{i}] is not a sequence of token ids (ints); tokenize texts with tokenize()")
+            if not 1 <= len(r) <= limit:
+                raise InputTooLongError(
+                    f"rows[{i}] has {len(r)} ids; each row needs 1 to {limit} (this model's max "
+                    f"length, special tokens included)"
+                )
+            checked.append([int(t) for t in r])
+        norm = self.facts.normalize if normalize is None else bool(normalize)
+        out = np.empty((len(checked), self.dim), dtype=np.float32)
+        for batch in plan_batches([len(r) for r in checked], batch_size=batch_size, max_batch_tokens=max_batch_tokens):
+            out[batch] = self._run([checked[i] for i in batch], norm)
+        return out
+
+    def _prepare_spans(self, texts: str | Sequence[str], task: str | None) -> tuple[list[str], list[int], list[int]]:
+        """The prepared texts, where each one's own words start, and how many characters were added in front."""
+        clean = as_text_list(texts)
+        items, starts = apply_prompt_spans(clean, task, self.facts.prompts)
+        return items, starts, [len(p) - len(t) for p, t in zip(items, clean)]
+
+    def _plan(
+        self, items: list[str], starts: list[int], added: list[int], window: int | None, overlap: int | None
+    ) -> list[ChunkPlan]:
+        plans = []
+        for start in range(0, len(items), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            for split in self._tokenizer.split(items[part], starts[part], added[part]):
+                room = self.max_length - len(split.head) - len(split.tail)
+                w = room if window is None else window
+                ov = w // 8 if overlap is None else overlap
+                check_window(w, ov, room)
+                spans = windows(len(split.content), w, ov)
+                plans.append(
+                    ChunkPlan(
+                        rows=[split.head + split.content[a:b] + split.tail for a, b in spans],
+                        token_spans=spans,
+                        char_spans=[char_span(split.spans, a, b) for a, b in spans],
+                        tokens=len(split.content),
+                        total=len(split.head) + len(split.content) + len(split.tail),
+                    )
+                )
+        return plans
+
+    def _chunks(
+        self,
+        items: list[str],
+        starts: list[int],
+        added: list[int],
+        *,
+        window: int | None,
+        overlap: int | None,
+        batch_size: int,
+        max_batch_tokens: int,
+        norm: bool,
+    ) -> list[Chunks]:
+        plans = self._plan(items, starts, added, window, overlap)
+        vecs = self.encode_ids(
+            [r for p in plans for r in p.rows], batch_size=batch_size, max_batch_tokens=max_batch_tokens, normalize=norm
+        )
+        out, at = [], 0
+        for p in plans:
+            out.append(
+                Chunks(
+                    vectors=vecs[at : at + len(p.rows)],
+                    token_spans=p.token_spans,
+                    char_spans=p.char_spans,
+                    tokens=p.tokens,
+                )
+            )
+            at += len(p.rows)
+        return out
 
     def _run(self, rows: list[list[int]], norm: bool) -> np.ndarray:
         ids, mask = self._tokenizer.pad(rows)

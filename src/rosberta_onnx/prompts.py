@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from .errors import TaskError
 
-__all__ = ["apply_prompt", "PromptWarning", "known_prefix"]
+__all__ = ["apply_prompt", "apply_prompt_spans", "PromptWarning", "known_prefix"]
 
 
 class PromptWarning(UserWarning):
@@ -34,27 +34,37 @@ def known_prefix(text: str, prompts: Mapping[str, str]) -> str | None:
 
 
 def apply_prompt(texts: list[str], task: str | None, prompts: Mapping[str, str]) -> list[str]:
+    return apply_prompt_spans(texts, task, prompts)[0]
+
+
+def apply_prompt_spans(texts: list[str], task: str | None, prompts: Mapping[str, str]) -> tuple[list[str], list[int]]:
+    """:func:`apply_prompt`, plus where each prepared text's own words start: the characters of its task prefix
+    (added, or already there; 0 with ``task=None``). Chunking repeats that prefix in every window."""
     if task is None:
-        return texts
+        return texts, [0] * len(texts)
     if task not in prompts:
         valid = ", ".join(repr(t) for t in prompts) or "(none: this model has no prompt table; pass task=None)"
         raise TaskError(f"unknown task {task!r}; valid tasks for this model: {valid}, or None for no prefix")
     prefix = prompts[task]
     out: list[str] = []
+    starts: list[int] = []
     already: dict[str, list[int]] = {}
     for i, t in enumerate(texts):
         found = known_prefix(t, prompts)
         if found is None:
             out.append(prefix + t)
+            starts.append(len(prefix))
         else:
             already.setdefault(found, []).append(i)
             out.append(t)
+            stem = prompts[found].rstrip()
+            starts.append(len(t) - len(t.lstrip()) + len(stem))
     if already:
         parts = "; ".join(f"{len(ix)} with {prompts[name]!r} (first at index {ix[0]})" for name, ix in already.items())
         warnings.warn(
             f"task={task!r}: {sum(map(len, already.values()))} text(s) already start with a task prefix and were "
             f"not prefixed again: {parts}. Pass task=None to embed texts exactly as given.",
             PromptWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return out
+    return out, starts

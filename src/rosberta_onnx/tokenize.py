@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import ArtifactError, InputTooLongError
 
-__all__ = ["TextTokenizer", "Tokenized"]
+__all__ = ["TextTokenizer", "Tokenized", "Split"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,17 @@ class Tokenized:
     @property
     def lengths(self) -> list[int]:
         return [len(x) for x in self.ids]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One text's encoding split where its own words start: what every window of it repeats (the specials and the
+    task prefix's ids), and the text's own ids with their character spans in the text."""
+
+    head: list[int]  # the specials before the text and its task prefix's ids
+    content: list[int]  # the text's own ids
+    spans: list[tuple[int, int]]  # per content id, (start, end) characters in the text as given
+    tail: list[int]  # the specials after the text
 
 
 class TextTokenizer:
@@ -62,7 +73,7 @@ class TextTokenizer:
             i = int(over[0])
             raise InputTooLongError(
                 f"texts[{i}] has {int(counts[i])} tokens, more than this model's max length of {self.max_length} "
-                f"({over.size} text(s) are over). Pass truncate=True to cut them, or split the text."
+                f"({over.size} text(s) are over). Pass long='truncate' to cut them, or long='chunk' to embed them in windows."
             )
         # Truncation as transformers does it (the text's own ids cut, the specials kept): those ids are the middle
         # of the full encoding, so cut there instead of encoding the text again (a 10 MB text would cost twice).
@@ -72,6 +83,30 @@ class TextTokenizer:
             ids[k] = self._prefix + ids[k][start : start + room] + self._suffix
         truncated = counts > self.max_length
         return Tokenized(ids=ids, token_counts=counts, truncated=truncated)
+
+    def split(self, texts: list[str], starts: list[int], shifts: list[int]) -> list[Split]:
+        """Each text's ids (specials included, never truncated) split at ``starts[i]``, the character where the
+        text's own words begin: an id whose characters start before it belongs to the prefix. Character spans are
+        moved back by ``shifts[i]``, the characters a prefix added in front, so they index the text as given. One
+        tokenisation of the whole prompted text, so a chunked text's first window is exactly its truncated
+        encoding."""
+        out = []
+        for enc, start, shift in zip(self._full.encode_batch(texts, add_special_tokens=False), starts, shifts):
+            k = next((i for i, (a, _) in enumerate(enc.offsets) if a >= start), len(enc.ids))
+            out.append(
+                Split(
+                    head=self._prefix + enc.ids[:k],
+                    content=enc.ids[k:],
+                    spans=[(a - shift, b - shift) for a, b in enc.offsets[k:]],
+                    tail=list(self._suffix),
+                )
+            )
+        return out
+
+    @property
+    def specials(self) -> int:
+        """Special tokens around every text (2 for RoBERTa's and BERT's <s>/[CLS] and </s>/[SEP])."""
+        return len(self._prefix) + len(self._suffix)
 
     def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Right-pad with the model's real pad id (RoBERTa computes positions from ids != pad_id)."""

@@ -16,38 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from .harness.rss import peak_mb, reset_peak, rss_mb
+
 __all__ = ["measure_all", "main"]
 
 _ROOT = Path(__file__).resolve().parents[1]  # the folder holding the benchmarks package
-
-
-def _status_kb(field: str, pid: int | str = "self") -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _rss_mb(pid: int | str = "self") -> float:
-    kb = _status_kb("VmRSS", pid)
-    if kb is None:  # not Linux
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
-    return kb / 1024
-
-
-def _peak_mb(pid: int | str = "self") -> float:
-    kb = _status_kb("VmHWM", pid)
-    if kb is None:  # not Linux: ru_maxrss is bytes on macOS, kB elsewhere
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-    return kb / 1024
 
 
 def _child(a) -> dict:
@@ -66,29 +39,21 @@ def _child(a) -> dict:
         ctx.close()
 
 
-def _reset_peak() -> None:
-    """Start the peak (VmHWM) over from the current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # elsewhere the peak keeps counting from process start
-
-
 def _measure(system, a, t0: float) -> dict:
     system.prepare()
-    _reset_peak()  # what prepare builds once, offline (OpenVINO int8's NNCF pass), is not the serving peak
+    reset_peak()  # what prepare builds once, offline (OpenVINO int8's NNCF pass), is not the serving peak
     import_s = time.perf_counter() - t0
-    after_imports = _rss_mb()
+    after_imports = rss_mb()
     system.load()
     # a system whose model lives in a worker process (the JS runtime): that process's figures; its RSS after
     # imports is not observable from here, so the peak over imports is over this (idle) process's
     pid = system.worker_pid or "self"
-    after_load = _rss_mb(pid)
+    after_load = rss_mb(pid)
     texts = json.loads(Path(a.texts).read_text(encoding="utf-8"))
     t1 = time.perf_counter()
     for batch in texts:
         system.encode(batch, own_batching=False)
-    peak = _peak_mb(pid)
+    peak = peak_mb(pid)
     return {
         "rss_after_imports_mb": round(after_imports, 1),
         "rss_after_load_mb": round(after_load, 1),

@@ -1,13 +1,14 @@
 """A small rosberta-onnx artifact built without torch, for the fast test tier.
 
-    build_artifact(folder, pooling="cls")   -> folder with manifest.json, tokenizer.json, fp32 and int8 variants
+    build_artifact(folder, pooling="cls")   -> folder with manifest.json, tokenizer.json, fp32, int8 and int4
 
 The model is a 2-layer RoBERTa-shaped encoder written with ``onnx.helper`` from seeded numpy weights: word and
 position embeddings with RoBERTa's position ids (counted from the first non-pad token, starting at pad id + 1),
 multi-head self-attention that masks padding, a GELU feed-forward block and post-LayerNorm residuals. Its
 tokenizer is a byte-level BPE trained on the shipped STS sentences with RoBERTa's specials (<s>=0, <pad>=1,
 </s>=2). ``int8`` is the exporter's own row-wise recipe (torch-free: onnx, onnxruntime and numpy; round to
-nearest, calibrated on STS train sentences), and its gate record is measured here against fp32 on real sentences:
+nearest, calibrated on STS train sentences), ``int4`` the exporter's 4-bit writer (rounded to nearest), both with
+the exporter's int8 embedding tables; their gate records are measured here against fp32 on real sentences:
 random weights, so the cosine criteria are judged and nothing else.
 
 The weights are random, so the vectors mean nothing; what the runtime does with them (tokenisation, prefixes,
@@ -187,34 +188,51 @@ def _graph(rng: np.random.Generator, vocab: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
 
 
-def _int8_gate(folder: Path, facts: ModelFacts) -> dict:
-    """The int8 variant against fp32 through onnxruntime on real sentences: cosine figures and a gate record."""
+def _gate(folder: Path, variant: str, recipe: str) -> dict:
+    """A quantised variant against fp32 through onnxruntime on real sentences: cosine figures and a gate record."""
     from rosberta_onnx import Encoder
 
     texts = [p.sentence1 for lang in LANGS for p in sts_pairs(lang, "dev")[:40]]
     fp32 = Encoder.load(folder, variant="fp32", verify=False).encode(texts)
-    int8 = Encoder.load(folder, variant="int8", verify=False).encode(texts)
-    cos = (fp32 * int8).sum(1)
+    quantised = Encoder.load(folder, variant=variant, verify=False).encode(texts)
+    cos = (fp32 * quantised).sum(1)
     parity = {
         "n": len(texts),
         "cos_min": float(cos.min()),
         "cos_mean": float(cos.mean()),
-        "max_abs": float(np.abs(fp32 - int8).max()),
+        "max_abs": float(np.abs(fp32 - quantised).max()),
         "worst_case": f"sts[{int(cos.argmin())}]",
     }
     figures = {"pairs_per_lang": 0, "top10_overlap": {}, "spearman_fp32": {}, "spearman_int8": {}}
     gate = gate_record(parity, figures, random_weights=True, thresholds=INT8_GATE)
     return {
         "parity": {**parity, "thresholds": {}, "passed": True, "failures": []},
-        "gate": {**gate, "recipe": "rowwise-sq-rtn"},
+        "gate": {**gate, "recipe": recipe},
     }
+
+
+def _quantised(folder: Path, text_tok) -> None:
+    """``model_int8.onnx`` and ``model_int4.onnx`` from the fp32 graph, as the exporter writes them."""
+    import onnx
+
+    from rosberta_export.embedding_int8 import quantize_embedding_tables
+    from rosberta_export.int4 import Int4Settings, plan_int4, write_int4
+    from rosberta_export.quantize import quantize_int8
+
+    fp32 = folder / "model.onnx"
+    quantize_int8(fp32, folder / "model_int8.onnx", recipe="rowwise-sq-rtn", tokenizer=text_tok)
+    int8 = onnx.load(str(folder / "model_int8.onnx"))
+    int4_settings = Int4Settings(block=32, accuracy_level=4, gptq=False)
+    int4 = write_int4(fp32, plan_int4(fp32, None, int4_settings), int4_settings)
+    for model, name in ((int8, "model_int8.onnx"), (int4, "model_int4.onnx")):
+        quantize_embedding_tables(model.graph)
+        onnx.save(model, str(folder / name))
 
 
 def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int = 0) -> Path:
     """Write the artifact into ``folder`` (created; must not exist) and return it."""
     import onnx
 
-    from rosberta_export.quantize import quantize_int8
     from rosberta_onnx.tokenize import TextTokenizer
 
     folder = Path(folder)
@@ -231,7 +249,7 @@ def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int
         location="model.onnx.data",
     )  # weights apart, as the exporter writes fp32; shapes stay inline
     text_tok = TextTokenizer(folder / "tokenizer.json", max_length=MAX_LENGTH, pad_id=PAD)
-    quantize_int8(folder / "model.onnx", folder / "model_int8.onnx", recipe="rowwise-sq-rtn", tokenizer=text_tok)
+    _quantised(folder, text_tok)
     facts = ModelFacts(
         architecture="roberta",
         hidden_size=HIDDEN,
@@ -260,6 +278,9 @@ def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int
     variants = {
         "fp32": record("fp32", ["model.onnx", "model.onnx.data"], "fp32, numpy weights (test factory)"),
         "int8": record("int8", ["model_int8.onnx"], "rowwise-sq-rtn (the exporter's recipe, test factory)"),
+        "int4": record(
+            "int4", ["model_int4.onnx"], "int4 rounded to nearest, blocks of 32 (the exporter's, test factory)"
+        ),
     }
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -278,8 +299,8 @@ def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int
         variants=variants,
     )
     manifest.write(folder)
-    measured = _int8_gate(folder, facts)
-    variants["int8"] = VariantRecord(**{**variants["int8"].__dict__, **measured})
+    for variant, recipe in (("int8", "rowwise-sq-rtn"), ("int4", "int4-rtn-b32-acc4")):
+        variants[variant] = VariantRecord(**{**variants[variant].__dict__, **_gate(folder, variant, recipe)})
     Manifest(**{**manifest.__dict__, "variants": variants}).write(folder)
     (folder / "ORIGIN.json").write_text(json.dumps({"built_by": __name__, "seed": seed, "pooling": pooling}))
     return folder

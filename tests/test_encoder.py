@@ -5,7 +5,7 @@ import pytest
 
 from rosberta_onnx import Encoder, PromptWarning
 from rosberta_onnx.errors import InputTooLongError, InputTypeError, TaskError
-from rosberta_onnx.manifest import INT8_VARIANTS, Manifest
+from rosberta_onnx.manifest import GATED_VARIANTS, Manifest
 from rosberta_onnx.openvino_engine import openvino_available
 
 TEXTS = [
@@ -151,7 +151,7 @@ def _with_gate(src, dst, passed: bool):
 
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".autotune.json"))  # a new artifact: no timing verdict yet
     d = json.loads((dst / "manifest.json").read_text())
-    for v in INT8_VARIANTS:  # every int8 variant the artifact has
+    for v in GATED_VARIANTS:  # every int8 variant the artifact has
         if v in d["variants"]:
             d["variants"][v]["gate"]["passed"] = passed
     (dst / "manifest.json").write_text(json.dumps(d))
@@ -161,7 +161,7 @@ def _with_gate(src, dst, passed: bool):
 def test_auto_variant_follows_the_gate(runtime_artifact, tmp_path):
     # The tiny stand-in's own verdict (random weights: judged on the cosine criteria only), then forced either way.
     m = Manifest.read(runtime_artifact)
-    runnable = [v for v in INT8_VARIANTS if v in m.variants and (v == "int8" or openvino_available())]
+    runnable = [v for v in GATED_VARIANTS if v in m.variants and (v == "int8" or openvino_available())]
     gated = [v for v in runnable if m.variants[v].gate_passed]
     assert Encoder.load(runtime_artifact, autotune=False).variant == (gated + ["fp32"])[0]
     assert Encoder.load(_with_gate(runtime_artifact, tmp_path / "pass", True), autotune=False).variant == "int8"

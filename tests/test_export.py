@@ -286,25 +286,26 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
 
 
 def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export):
-    """The space check's arithmetic against a real export's files (MiniLM: its int8 files are 65% of fp32, the
-    embedding tables staying fp32). At its fullest the export holds the raw and fused fp32 graphs, fp16, and the
-    int8 files (the calibration probe is the raw graph without its weights)."""
-    from rosberta_export.diskspace import MARGIN_BYTES, int8_fraction, peak_bytes
+    """The space check's arithmetic against a real export's files (MiniLM: its int8 files are about a quarter of
+    fp32, int4 a fifth: the embedding tables, int8 in both, are half the model). At its fullest the export holds
+    the raw and fused fp32 graphs, fp16, and the quantised files (the calibration probe is the raw graph without
+    its weights)."""
+    from rosberta_export.diskspace import MARGIN_BYTES, peak_bytes, quantized_fractions
 
     m = minilm_export.manifest
     size = {v: r.size_bytes for v, r in m.variants.items()}
-    assert set(size) == {"fp32", "fp16", "int8", "int8-openvino"}
+    assert set(size) == {"fp32", "fp16", "int8", "int8-openvino", "int4"}
     raw = size["fp32"]  # the fused graph holds the same weights as the raw one
-    q = int8_fraction(
+    q = quantized_fractions(
         raw,
         vocab_size=m.model.vocab_size,
         max_positions=m.model.max_position_embeddings,
         hidden_size=m.model.hidden_size,
     )
-    for v in ("int8", "int8-openvino"):
-        assert size[v] == pytest.approx(q * raw, rel=0.03), (v, size[v] / raw, q)
-    held = raw + size["fp32"] + size["fp16"] + size["int8"] + size["int8-openvino"]
-    estimate = raw + peak_bytes(raw, tuple(size), int8_fraction=q)
+    for v in ("int8", "int8-openvino", "int4"):
+        assert size[v] == pytest.approx(q[v] * raw, rel=0.03), (v, size[v] / raw, q[v])
+    held = raw + sum(size.values())
+    estimate = raw + peak_bytes(raw, tuple(size), fractions=q)
     assert held <= estimate <= held * 1.03 + MARGIN_BYTES
 
 

@@ -42,8 +42,33 @@ def test_minilm_int8_gate_figures(minilm_export, variant):
         assert abs(g["figures"]["spearman_int8"][lang] - g["figures"]["spearman_fp32"][lang]) <= 0.005
     assert g["passed"] and not g["failures"], g["failures"]
     assert rec.graph_rewrites["first_token_tail"] == 0  # mean pooling reads every token: no first-token tail
+    assert rec.graph_rewrites["int8_embeddings"] == 2  # word and position tables; the 2-row token-type one stays
     enc = Encoder.load(minilm_export.folder, autotune=False)
     assert enc.variant == "int8"  # auto picks a gated int8, the default engine's first (no timing decides here)
+
+
+def test_minilm_small_variants_sizes_and_int4_verdict(minilm_export):
+    """The edge variants on real weights: int8 (embeddings int8 too) at most 0.30 of the fp32 file, int4 at most
+    0.22 and smaller than int8; int4's gate verdict is the one its own figures give, and ``auto`` follows it."""
+    from rosberta_export.gate import INT8_GATE, misses
+
+    v = minilm_export.manifest.variants
+    fp32 = v["fp32"].size_bytes
+    assert v["int8"].size_bytes <= 0.30 * fp32, v["int8"].size_bytes / fp32
+    assert v["int4"].size_bytes <= 0.22 * fp32 and v["int4"].size_bytes < v["int8"].size_bytes
+    rec = v["int4"]
+    g = rec.gate
+    assert g["recipe"].startswith("int4-gptq-b32") and "MatMulNBits" in rec.recipe
+    assert g["judged"] == list(INT8_GATE) and g["figures"]["pairs_per_lang"] == 1500
+    missed = [m for ms in misses(rec.parity, g["figures"]).values() for m in ms]
+    assert g["passed"] == (not missed) and g["failures"] == missed
+    texts = ["Кошка сидит на окне.", "A cat sits on the window."]
+    got = Encoder.load(minilm_export.folder, variant="int4").encode(texts)
+    want = Encoder.load(minilm_export.folder, variant="fp32").encode(texts)
+    assert (got * want).sum(1).min() > 0.95  # measured: mean 0.99 over STS sentences
+    assert (Encoder.load(minilm_export.folder, autotune=False).variant == "int4") == (
+        g["passed"] and not v["int8"].gate_passed
+    )
 
 
 def test_broken_int8_fails_the_gate_and_auto_refuses_it(minilm_dir, tmp_path):

@@ -23,6 +23,7 @@ COLOURS = {
     "rosberta-int8": "#d62728",
     "rosberta-int8-openvino": "#e377c2",
     "rosberta-int8-openvino-1stream": "#f7b6d2",
+    "rosberta-int4": "#bcbd22",
     "rosberta-fp16": "#8c564b",
 }
 THROUGHPUT = ("throughput_8x128", "throughput_32x128", "throughput_1x512")

@@ -21,10 +21,19 @@ SYSTEM_NAMES = (
     "rosberta-fp32",
     "rosberta-int8",
     "rosberta-int8-openvino",
+    "rosberta-int4",
     "rosberta-fp16",
 )
 # Run only when named in --systems: ablations of one of ours, and the JS runtime (Node processes; js/ needs npm ci).
-ON_REQUEST = ("rosberta-int8-openvino-1stream", "node-fp32", "node-int8", "wasm-fp32", "wasm-int8")
+ON_REQUEST = (
+    "rosberta-int8-openvino-1stream",
+    "node-fp32",
+    "node-int8",
+    "node-int4",
+    "wasm-fp32",
+    "wasm-int8",
+    "wasm-int4",
+)
 
 _CLASSES = {c.name: c for c in (*peers.SYSTEMS, *ours.SYSTEMS, *js_runtime.SYSTEMS)}
 

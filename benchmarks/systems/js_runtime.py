@@ -128,4 +128,12 @@ class WasmFp32(NodeRuntime):
     name, label, variant, backend = "wasm-fp32", "rosberta-onnx JS fp32 (WASM, onnxruntime-web in Node)", "fp32", "wasm"
 
 
-SYSTEMS = (NodeFp32, NodeInt8, WasmFp32, WasmInt8)
+class NodeInt4(NodeRuntime):
+    name, label, variant, backend = "node-int4", "rosberta-onnx JS int4 (Node, onnxruntime-node)", "int4", "native"
+
+
+class WasmInt4(NodeRuntime):
+    name, label, variant, backend = "wasm-int4", "rosberta-onnx JS int4 (WASM, onnxruntime-web in Node)", "int4", "wasm"
+
+
+SYSTEMS = (NodeFp32, NodeInt8, WasmFp32, WasmInt8, NodeInt4, WasmInt4)

@@ -38,7 +38,7 @@ class Rosberta(System):
             "verify_checksums": True,
         }
         self.notes.append("load time includes the sha256 check of the model files (Encoder.load's default)")
-        if self.variant.startswith("int8") and not rec.gate_passed:
+        if rec.gate and not rec.gate_passed:
             self.notes.append(f"this {self.variant} file FAILED its quality gate at export; `auto` would not pick it")
 
     def _load_kwargs(self) -> dict:
@@ -88,6 +88,10 @@ class RosbertaInt8OpenVinoOneStream(RosbertaInt8OpenVino):
     name, label, streams = "rosberta-int8-openvino-1stream", "rosberta-onnx int8 on OpenVINO, one stream", 1
 
 
+class RosbertaInt4(Rosberta):
+    name, label, variant = "rosberta-int4", "rosberta-onnx int4 (4-bit weights)", "int4"
+
+
 class RosbertaFp16(Rosberta):
     name, label, variant = "rosberta-fp16", "rosberta-onnx fp16 (GPU)", "fp16"
 
@@ -106,4 +110,4 @@ class RosbertaFp16(Rosberta):
         return {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaInt8OpenVino, RosbertaInt8OpenVinoOneStream, RosbertaFp16)
+SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaInt8OpenVino, RosbertaInt4, RosbertaInt8OpenVinoOneStream, RosbertaFp16)

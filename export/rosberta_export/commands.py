@@ -137,7 +137,7 @@ def export_command(sub) -> None:
         "--gate-pairs",
         type=int,
         default=1500,
-        help="STS dev pairs per language for the int8 gate's retrieval/Spearman figures (1500 = all)",
+        help="STS dev pairs per language for the quality gate's retrieval/Spearman figures (1500 = all)",
     )
     e.add_argument(
         "--calibration-sentences",

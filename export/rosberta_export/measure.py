@@ -1,4 +1,4 @@
-"""Measuring what was exported: every variant against the PyTorch reference (parity), then each int8 variant
+"""Measuring what was exported: every variant against the PyTorch reference (parity), then each quantised variant
 through the quality gate (retrieval and STS against fp32). The figures go into the variants' records."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from rosberta_onnx import Encoder, prepare_texts
-from rosberta_onnx.manifest import INT8_VARIANTS, Manifest, ModelFacts, VariantRecord
+from rosberta_onnx.manifest import GATED_VARIANTS, Manifest, ModelFacts, VariantRecord
 from rosberta_onnx.openvino_engine import openvino_version
 from rosberta_onnx.report import gate_line
 
 from .gate import Embed, gate_figures, gate_record
+from .int4 import INT4_SETTINGS
 from .options import openvino_weights
 from .parity import THRESHOLDS, compare, failures, parity_cases
 from .source import Source
@@ -24,7 +25,7 @@ Step = Callable[[str], None]
 
 
 def memo(embed: Embed) -> Embed:
-    """``embed`` computing each (texts, task) once: every int8 variant is judged against the same fp32 vectors."""
+    """``embed`` computing each (texts, task) once: every quantised variant is judged against the same fp32 vectors."""
     cache: dict = {}
 
     def cached(texts, task):
@@ -71,11 +72,11 @@ def _parity(
     tok_mismatch = [n for n, a, b in zip(names, ours, ref.tokenize(texts)) if list(a) != list(b)]
     step(f"  reference embeddings for {len(texts)} texts ({n_real} real RU/EN sentences + edge cases)")
     ref_vecs = _reference_vectors(ref, texts, [len(x) for x in ours], facts.dim)
-    gated = any(v in records for v in INT8_VARIANTS)
+    gated = any(v in records for v in GATED_VARIANTS)
     out, fails, kept = {}, {}, {}
     for v, rec in records.items():
         enc = Encoder.load(folder, variant=v, verify=False, allow_cpu_fp16=True)
-        if v in INT8_VARIANTS or (v == "fp32" and gated):
+        if v in GATED_VARIANTS or (v == "fp32" and gated):
             kept[v] = enc
         fig = compare(ref_vecs, enc.encode(texts, batch_size=16), names)
         fig["tokenizer_mismatches"] = tok_mismatch
@@ -91,6 +92,14 @@ def _parity(
     return out, fails, kept
 
 
+def _gate_recipe(variant: str, int8_recipe: str) -> str:
+    """The short name of how ``variant`` was quantised, kept with its gate verdict."""
+    if variant == "int4":
+        s = INT4_SETTINGS
+        return f"int4-{'gptq' if s.gptq else 'rtn'}-b{s.block}-acc{s.accuracy_level}"
+    return int8_recipe if variant == "int8" else "openvino-" + openvino_weights(int8_recipe)
+
+
 def _gates(
     src: Source,
     ref,
@@ -102,7 +111,7 @@ def _gates(
     int8_recipe: str,
     gate_pairs: int,
 ) -> dict[str, VariantRecord]:
-    """Each int8 variant's gate record, judged against fp32 (the exported fp32 when there is one: equal to torch by
+    """Each quantised variant's gate record, judged against fp32 (the exported fp32 when there is one: equal to torch by
     parity; else the reference itself)."""
     if "fp32" in kept:
         base = kept.pop("fp32")
@@ -111,7 +120,7 @@ def _gates(
         fp32 = lambda t, task: ref.embed(prepare_texts(list(t), task=task, prompts=facts.prompts), batch_size=32)
     fp32 = memo(fp32)
     out = dict(records)
-    for v in (v for v in INT8_VARIANTS if v in records):
+    for v in (v for v in GATED_VARIANTS if v in records):
         step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
         int8 = kept.pop(v)
 
@@ -121,7 +130,7 @@ def _gates(
         figures = gate_figures(fp32, embed, prompts=facts.prompts, pairs_per_lang=gate_pairs)
         gate = {
             **gate_record(dict(out[v].parity), figures, random_weights=bool(src.stand_in)),
-            "recipe": int8_recipe if v == "int8" else "openvino-" + openvino_weights(int8_recipe),
+            "recipe": _gate_recipe(v, int8_recipe),
         }
         if v == "int8-openvino":
             gate["engine"] = {"openvino": openvino_version(), **out[v].engine_options}
@@ -140,7 +149,7 @@ def measure(
     int8_recipe: str,
     gate_pairs: int,
 ) -> tuple[dict[str, VariantRecord], dict[str, list[str]]]:
-    """The records with their parity figures (and a gate record for each int8 variant), and each variant's parity
+    """The records with their parity figures (and a gate record for each quantised variant), and each variant's parity
     failures. ``folder`` holds the written variants and a manifest listing them."""
     from .reference import Reference
 

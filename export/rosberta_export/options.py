@@ -23,7 +23,7 @@ class ExportOptions:
     variants: tuple[str, ...]
     int8_recipe: str
     settings: RowwiseSettings  # the row-wise weights' calibration and rounding (int8 and int8-openvino share them)
-    calibrates: bool  # whether any variant asked for is built from calibrated row-wise weights
+    calibrates: bool  # whether any variant asked for is built from calibration (row-wise int8 weights, int4)
 
 
 def openvino_weights(recipe: str) -> str:
@@ -54,8 +54,10 @@ def resolve_options(
     if int8_recipe not in INT8_RECIPES:
         raise ExportError(f"unknown int8 recipe {int8_recipe!r}; choose one of {', '.join(INT8_RECIPES)}")
     settings = ROWWISE_SETTINGS[openvino_weights(int8_recipe)]
-    # only the row-wise int8 recipes and int8-openvino (which takes their weights) calibrate
-    calibrates = "int8-openvino" in variants or ("int8" in variants and int8_recipe in ROWWISE_SETTINGS)
+    # the row-wise int8 recipes, int8-openvino (which takes their weights) and int4 (GPTQ) calibrate
+    calibrates = (
+        "int8-openvino" in variants or "int4" in variants or ("int8" in variants and int8_recipe in ROWWISE_SETTINGS)
+    )
     if calibration_sentences is not None:
         available = len(calibration_texts(10**9))
         if not 1 <= calibration_sentences <= available:
@@ -68,8 +70,8 @@ def resolve_options(
         if not calibrates:
             log(
                 f"NOTE: calibration_sentences={calibration_sentences} is not used: none of the variants "
-                f"{', '.join(variants)} with int8 recipe {int8_recipe} calibrates (int8 with a row-wise recipe, or "
-                f"int8-openvino, would)"
+                f"{', '.join(variants)} with int8 recipe {int8_recipe} calibrates (int8 with a row-wise recipe, "
+                f"int8-openvino or int4 would)"
             )
     return ExportOptions(variants, int8_recipe, settings, calibrates)
 

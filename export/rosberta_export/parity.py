@@ -13,13 +13,14 @@ from .corpus import edge_cases, parity_texts
 
 __all__ = ["THRESHOLDS", "ParityCase", "parity_cases", "compare", "failures", "exact_length_text"]
 
-# Per-variant tolerances on L2-normalised vectors. The int8 variants have no parity threshold: their
+# Per-variant tolerances on L2-normalised vectors. The quantised variants have no parity threshold: their
 # figures are recorded and judged by the quality gate (gate.py).
 THRESHOLDS = {
     "fp32": {"cos_min": 0.99999, "max_abs": 1e-4},
     "fp16": {"cos_min": 0.999},
     "int8": {},
     "int8-openvino": {},
+    "int4": {},
 }
 
 

@@ -2,7 +2,7 @@
 
     resolve the source -> its tokenizer -> the raw fp32 graph (torch.onnx) -> disk check
       -> fp32 + fp16 (fusions, child processes) -> int8 + int8-openvino (calibrate, plan, write)
-      -> records -> parity against PyTorch and the int8 gate -> manifest -> rename into place
+      -> records -> parity against PyTorch and the quality gate of each quantised variant -> manifest -> rename into place
 
 Everything is built in a hidden temporary sibling of the output folder and renamed into place only once every file
 and the manifest are written, so a failed or interrupted export leaves no folder that loads as valid (and, with
@@ -20,17 +20,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rosberta_onnx.manifest import INT8_VARIANTS, Manifest
+from rosberta_onnx.manifest import GATED_VARIANTS, Manifest
 
 from .convert import data_file, export_fp32
-from .diskspace import NotEnoughSpace, check_space, int8_fraction, peak_bytes
+from .diskspace import NotEnoughSpace, check_space, peak_bytes, quantized_fractions
 from .errors import ExportError
 from .fp_variants import build_fp_variants
-from .int8_variants import build_int8_variants
+from .int4 import INT4_SETTINGS
 from .measure import measure
 from .openvino_int8 import openvino_options
 from .options import check_output, resolve_options
 from .quantize import DEFAULT_INT8_RECIPE
+from .quantized_variants import build_quantized_variants
 from .records import FILES, model_facts, provisional_manifest, variant_records
 from .source import resolve_source
 
@@ -68,7 +69,7 @@ def export(
     (``int8-openvino`` needs ``openvino``, to gate it; without it that variant is left out, with a note in the log).
     ``parity_texts``: real RU/EN sentences in the parity set (edge cases are always added).
     ``int8_recipe``: see :data:`rosberta_export.quantize.INT8_RECIPES`. ``gate_pairs``: STS dev pairs per
-    language for the int8 gate's retrieval and Spearman figures (1500 = the whole dev split).
+    language for the quality gate's retrieval and Spearman figures (1500 = the whole dev split).
     ``calibration_sentences``: RU/EN STS train sentences the row-wise int8 weights are calibrated on (default:
     the recipe's, 1024 for ``rowwise-sq``); fewer builds faster (calibration is ~4 of the full-size model's
     ~11 minutes) at some cost in quality, which the gate then measures. Recorded in the variants' recipe.
@@ -102,14 +103,15 @@ def export(
         step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
         raw = export_fp32(src, work / "raw.onnx")
         raw_bytes = sum(f.stat().st_size for f in (raw, data_file(raw)) if f.exists())
-        q = int8_fraction(
+        q = quantized_fractions(
             raw_bytes,
             vocab_size=facts.vocab_size,
             max_positions=facts.max_position_embeddings,
             hidden_size=facts.hidden_size,
+            int4_block=INT4_SETTINGS.block,
         )
         check_space(
-            out.parent, peak_bytes(raw_bytes, opts.variants, int8_fraction=q), f"exporting {', '.join(opts.variants)}"
+            out.parent, peak_bytes(raw_bytes, opts.variants, fractions=q), f"exporting {', '.join(opts.variants)}"
         )
 
         provisional = provisional_manifest(src, facts, tmp / "tokenizer.json")
@@ -127,10 +129,10 @@ def export(
             written.update(fp)
             rewrites.update({v: fused_rewrites for v in fp})  # fp16 is converted from the rewritten fp32 graph
             log(f"  fused ops: {fused_counts}")
-        if any(v in opts.variants for v in INT8_VARIANTS):
-            quantised, int8_rewrites = build_int8_variants(raw, work, tmp, opts, facts, props, step)
+        if any(v in opts.variants for v in GATED_VARIANTS):
+            quantised, quantised_rewrites = build_quantized_variants(raw, work, tmp, opts, facts, props, step)
             written.update(quantised)
-            rewrites.update(int8_rewrites)
+            rewrites.update(quantised_rewrites)
         records = variant_records(
             written,
             opts,

@@ -1,16 +1,20 @@
-"""The int8 variants: calibrate the row-wise recipe on STS train sentences, plan the weights (SmoothQuant, GPTQ
-rounding: minutes on the full-size model), then write ``int8`` for onnxruntime and ``int8-openvino`` for OpenVINO's
-CPU plugin from the same plans (hence the same weights), each with its graph rewrites (:mod:`.rewrites`)."""
+"""The quantised variants: calibrate on STS train sentences, plan the weights (SmoothQuant, GPTQ rounding: minutes
+on the full-size model), then write ``int8`` for onnxruntime and ``int8-openvino`` for OpenVINO's CPU plugin from
+the same plans (hence the same weights), and ``int4`` (4-bit weights, :mod:`.int4`) from the same calibration. Each
+gets its graph rewrites (:mod:`.rewrites`) and int8 embedding tables (:mod:`.embedding_int8`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from rosberta_onnx.manifest import INT8_VARIANTS, ModelFacts
+from rosberta_onnx.manifest import GATED_VARIANTS, ModelFacts
 from rosberta_onnx.tokenize import TextTokenizer
 
 from .convert import save_onnx, stamp
+from .embedding_int8 import quantize_embedding_tables
+from .int4 import INT4_SETTINGS, plan_int4, write_int4
 from .openvino_int8 import write_openvino_int8
 from .options import ExportOptions
 from .quantize import ROWWISE_SETTINGS, calibrate, quantize_int8
@@ -18,13 +22,23 @@ from .records import FILES
 from .rewrites import rewrite_for_onnxruntime, rewrite_for_openvino
 from .rowwise import plan_weights
 
-__all__ = ["build_int8_variants", "REWRITES"]
+__all__ = ["build_quantized_variants", "REWRITES"]
 
-# applied to each int8 file once it is built (after calibration, so the weights are those calibrated on every token)
-REWRITES = {"int8": rewrite_for_onnxruntime, "int8-openvino": rewrite_for_openvino}
+# applied to each file once it is built (after calibration, so the weights are those calibrated on every token)
+REWRITES = {"int8": rewrite_for_onnxruntime, "int8-openvino": rewrite_for_openvino, "int4": rewrite_for_onnxruntime}
 
 
-def build_int8_variants(
+def _loaded(path: Path):
+    """The model at ``path``, in memory, and the file gone: the disk holds each quantised file once (see
+    :func:`.diskspace.peak_bytes`)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    path.unlink()
+    return model
+
+
+def build_quantized_variants(
     raw: Path,
     work: Path,
     out: Path,
@@ -33,41 +47,47 @@ def build_int8_variants(
     props: dict[str, str],
     step: Callable[[str], None],
 ) -> tuple[dict[str, list[Path]], dict[str, dict[str, int]]]:
-    """The files of each int8 variant asked for, and the graph rewrites applied to each."""
-    import onnx
-
+    """The files of each quantised variant asked for, and the graph rewrites applied to each."""
     tok = TextTokenizer(out / "tokenizer.json", max_length=facts.max_length, pad_id=facts.pad_token_id)
     s, recipe, variants = opts.settings, opts.int8_recipe, opts.variants
     rowwise = recipe in ROWWISE_SETTINGS
     cal = plans = None
-    if rowwise or "int8-openvino" in variants:
-        step(f"calibrating int8 on {s.sentences} RU/EN STS train sentences")
-        cal = calibrate(raw, tok, s)
+    if opts.calibrates:
+        # int4 rounds with GPTQ whatever the int8 recipe, so it needs X^T X of the inputs (the int8 plans use them
+        # only when their recipe says so)
+        grams = s.gptq or ("int4" in variants and INT4_SETTINGS.gptq)
+        step(f"calibrating on {s.sentences} RU/EN STS train sentences")
+        cal = calibrate(raw, tok, dataclasses.replace(s, gptq=grams))
+    if (rowwise and "int8" in variants) or "int8-openvino" in variants:
         step("planning int8 weights: SmoothQuant, " + ("GPTQ rounding" if s.gptq else "rounding to nearest"))
-        plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor)
+        plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor, gptq=s.gptq)
     builds = {
-        "int8": lambda dest: quantize_int8(
-            raw,
-            dest,
-            recipe=recipe,
-            tokenizer=tok,
-            settings=s if rowwise else None,
-            cal=cal if rowwise else None,
-            plans=plans if rowwise else None,
+        "int8": lambda: _loaded(
+            quantize_int8(
+                raw,
+                work / FILES["int8"],
+                recipe=recipe,
+                tokenizer=tok,
+                settings=s if rowwise else None,
+                cal=cal if rowwise else None,
+                plans=plans if rowwise else None,
+            )
         ),
-        "int8-openvino": lambda dest: write_openvino_int8(raw, dest, plans or {}),
+        "int8-openvino": lambda: _loaded(write_openvino_int8(raw, work / FILES["int8-openvino"], plans or {})),
+        "int4": lambda: write_int4(raw, plan_int4(raw, cal, INT4_SETTINGS), INT4_SETTINGS),
     }
+    words = {"int8": f"recipe {recipe}", "int8-openvino": "row-wise weights for OpenVINO", "int4": "4-bit weights"}
     written, rewrites = {}, {}
-    for v in (v for v in INT8_VARIANTS if v in variants):
-        step(f"writing {v} (" + (f"recipe {recipe}" if v == "int8" else "row-wise weights for OpenVINO") + ")")
-        built = builds[v](work / FILES[v])
-        qm = onnx.load(str(built))
-        built.unlink()  # in memory now: the disk holds each int8 file once (see diskspace.peak_bytes)
+    for v in (v for v in GATED_VARIANTS if v in variants):
+        step(f"writing {v} ({words[v]})")
+        qm = builds[v]()
         rewrites[v] = REWRITES[v](qm.graph, pooling=facts.pooling)  # after calibration: same weights
+        rewrites[v]["int8_embeddings"] = quantize_embedding_tables(qm.graph)
         stamp(qm, props)
-        # int8-openvino keeps its weights in a .data file beside the graph: OpenVINO maps that file instead of
-        # reading it into memory (load peak ~360 MB instead of ~1070 MB on the full-size model), and processes
-        # serving the same artifact share its pages
-        written[v] = save_onnx(qm, out / FILES[v], external_data=v == "int8-openvino")
+        # Weights in a .data file beside the graph: the engines map that file instead of reading a copy into
+        # memory. OpenVINO: load peak ~360 MB instead of ~1070 MB on the full-size model; onnxruntime's int8: peak
+        # after an 8×128 call 425 MB instead of 662 MB with the weights inside the .onnx (same speed, measured
+        # alternating). See docs/edge.md.
+        written[v] = save_onnx(qm, out / FILES[v], external_data=True)
         del qm
     return written, rewrites

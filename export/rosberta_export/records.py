@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rosberta_onnx.hardware import cpu_isa
-from rosberta_onnx.manifest import FORMAT_VERSION, INT8_VARIANTS, Manifest, ModelFacts, VariantRecord, sha256_file
+from rosberta_onnx.manifest import FORMAT_VERSION, GATED_VARIANTS, Manifest, ModelFacts, VariantRecord, sha256_file
 
 from .convert import OPSET
+from .int4 import INT4_SETTINGS, int4_recipe
 from .openvino_int8 import openvino_recipe
 from .options import ExportOptions
 from .quantize import INT8_RECIPES, ROWWISE_SETTINGS, describe_rowwise
@@ -24,6 +25,7 @@ FILES = {
     "fp16": "model_fp16.onnx",
     "int8": "model_int8.onnx",
     "int8-openvino": "model_int8_openvino.onnx",
+    "int4": "model_int4.onnx",
 }
 RECIPES = {
     "fp32": "fp32, onnxruntime transformer fusions (Attention, SkipLayerNormalization, BiasGelu), weights in model.onnx.data",
@@ -94,6 +96,7 @@ def variant_records(
     """A record per written variant (parity and gate figures come later, from :mod:`.measure`)."""
     rowwise = opts.int8_recipe in ROWWISE_SETTINGS
     recipes = {**RECIPES, "int8": describe_rowwise(opts.settings) if rowwise else INT8_RECIPES[opts.int8_recipe]}
+    recipes["int4"] = int4_recipe(INT4_SETTINGS, calibrated_on=opts.settings.sentences)
     if ov_options:
         recipes["int8-openvino"] = openvino_recipe(ov_options, calibrated_on=opts.settings.sentences)
     records = {}
@@ -105,8 +108,8 @@ def variant_records(
             files={p.name: sha256_file(p) for p in paths},
             size_bytes=sum(p.stat().st_size for p in paths),
             recipe=recipes[v] + describe(rewrites.get(v, {})),
-            fused_ops=fused_counts if v not in INT8_VARIANTS else {},
-            isa=cpu_isa() if v in INT8_VARIANTS else "",
+            fused_ops=fused_counts if v not in GATED_VARIANTS else {},
+            isa=cpu_isa() if v in GATED_VARIANTS else "",
             engine="openvino" if openvino else "onnxruntime",
             engine_options=ov_options if openvino else {},
             graph_rewrites=rewrites.get(v, {}),

@@ -193,6 +193,7 @@ def rewrite_for_openvino(graph, *, pooling: str) -> dict[str, int]:
 _IN_WORDS = {
     "first_token_tail": "the last layer after attention on the first token only (CLS pooling)",
     "key_transposes_split": "key transposes split for OpenVINO's attention fusion",
+    "int8_embeddings": "embedding tables int8 with a scale per row",
 }
 
 

@@ -103,11 +103,14 @@ def plan_matmul(
     return Plan(inv_smooth, shift, wq, col, corr)
 
 
-def plan_weights(raw: Path, cal: Calibration | None, *, alpha: float, shift_floor: float) -> dict[str, Plan]:
+def plan_weights(
+    raw: Path, cal: Calibration | None, *, alpha: float, shift_floor: float, gptq: bool = True
+) -> dict[str, Plan]:
     """:func:`plan_matmul` for every constant-weight MatMul of ``raw``, by node name. GPTQ rounding is
     the slow part of an int8 export (minutes on the full-size model), so the plans are made once and
     shared by everything built from them: the sensitivity ranking, the onnxruntime graph and the
-    OpenVINO twin (:mod:`.openvino_int8`, which uses the same weights, smoothing included)."""
+    OpenVINO twin (:mod:`.openvino_int8`, which uses the same weights, smoothing included). ``gptq`` False rounds
+    to nearest even when the calibration has X^T X (taken for another variant)."""
     import onnx
     from onnx import numpy_helper
 
@@ -119,7 +122,7 @@ def plan_weights(raw: Path, cal: Calibration | None, *, alpha: float, shift_floo
             cal.ranges.get(n.input[0]) if cal else None,
             alpha=alpha,
             shift_floor=shift_floor,
-            gram=cal.grams.get(n.input[0]) if cal else None,
+            gram=cal.grams.get(n.input[0]) if cal and gptq else None,
         )
         for n in weight_matmuls(graph)
     }

@@ -10,8 +10,9 @@ import { ArtifactError, VariantError } from "./errors.js";
 
 export const FORMAT_VERSION = 1;
 export const MANIFEST_NAME = "manifest.json";
-export const VARIANTS = /** @type {const} */ (["fp32", "fp16", "int8", "int8-openvino"]);
-export const INT8_VARIANTS = /** @type {const} */ (["int8", "int8-openvino"]);
+export const VARIANTS = /** @type {const} */ (["fp32", "fp16", "int8", "int8-openvino", "int4"]);
+/** The quantised variants, each judged by the exporter's quality gate; `auto` takes one only if it passed. */
+export const GATED_VARIANTS = /** @type {const} */ (["int8", "int8-openvino", "int4"]);
 export const POOLINGS = /** @type {const} */ (["cls", "mean"]);
 
 /**
@@ -36,7 +37,7 @@ export const POOLINGS = /** @type {const} */ (["cls", "mean"]);
  * @property {number} sizeBytes
  * @property {string} recipe how it was made, in words
  * @property {string} engine what runs it: "onnxruntime" here; others are refused
- * @property {boolean} gatePassed the int8 quality gate's verdict (false for variants without one)
+ * @property {boolean} gatePassed the quality gate's verdict (false for variants without one)
  * @property {Record<string, any>} gate the gate record as written
  * @property {Record<string, any>} parity the parity figures measured at export
  */

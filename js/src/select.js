@@ -3,8 +3,8 @@
  * Which variant runs: what `auto` picks, and which named variants a backend refuses. One module, so the rules
  * read in one place:
  *
- * - `auto`: the `int8` variant when it passed its quality gate at export, else `fp32` (the Python runtime also
- *   times the candidates on the machine; here the gate alone decides);
+ * - `auto`: the first quantised variant onnxruntime runs that passed its quality gate at export (`int8`, then
+ *   `int4`), else `fp32` (the Python runtime also times the candidates on the machine; here the gate alone decides);
  * - `int8-openvino` runs on OpenVINO, which has no JavaScript runtime: refused, naming `int8` (same weights);
  * - `fp16` is a GPU variant: onnxruntime's CPU kernels run it slower than fp32, so it is refused unless
  *   `allowCpuFp16` (e.g. to check it);
@@ -14,7 +14,7 @@
  * @module
  */
 import { VariantError } from "./errors.js";
-import { INT8_VARIANTS, VARIANTS, variantRecord } from "./manifest.js";
+import { GATED_VARIANTS, VARIANTS, variantRecord } from "./manifest.js";
 
 export const WASM_MAX_MODEL_BYTES = 1024 * 1024 * 1024;
 export const ENGINE = "onnxruntime";
@@ -40,7 +40,7 @@ const mb = (bytes) => `${Math.round(bytes / 1e6)} MB`;
 export function refusal(manifest, name, backend, { allowCpuFp16 = false, allowLargeWasm = false } = {}) {
   const rec = variantRecord(manifest, name);
   if (rec.engine !== ENGINE) {
-    const twin = INT8_VARIANTS.includes(/** @type {any} */ (name)) && manifest.variants.int8 ? "variant 'int8' (the same weights on onnxruntime)" : "variant 'fp32'";
+    const twin = GATED_VARIANTS.includes(/** @type {any} */ (name)) && manifest.variants.int8 ? "variant 'int8' (the same weights on onnxruntime)" : "variant 'fp32'";
     return `variant ${JSON.stringify(name)} runs on ${rec.engine}, which has no JavaScript runtime; use ${twin} or 'auto'`;
   }
   if (name === "fp16" && !allowCpuFp16) {
@@ -66,18 +66,21 @@ export function refusal(manifest, name, backend, { allowCpuFp16 = false, allowLa
  */
 export function chooseVariant(manifest, requested, backend, options = {}) {
   if (requested === "auto") {
-    const int8 = manifest.variants.int8;
     const skipped = [];
-    if (int8 && int8.gatePassed) {
-      const why = refusal(manifest, "int8", backend, options);
-      if (why === null) return { requested, variant: "int8", reason: "auto: int8 (passed its quality gate at export)" };
+    for (const name of GATED_VARIANTS) {
+      const rec = manifest.variants[name];
+      if (!rec || rec.engine !== ENGINE) continue; // OpenVINO's twin: no JavaScript runtime, and int8 has its weights
+      if (!rec.gatePassed) {
+        skipped.push(`${name} failed its quality gate at export`);
+        continue;
+      }
+      const why = refusal(manifest, name, backend, options);
+      if (why === null) return { requested, variant: name, reason: `auto: ${name} (passed its quality gate at export)` };
       skipped.push(why);
-    } else if (int8) {
-      skipped.push("int8 failed its quality gate at export");
     }
     if (manifest.variants.fp32) {
       const why = refusal(manifest, "fp32", backend, options);
-      if (why === null) return { requested, variant: "fp32", reason: `auto: fp32 (${skipped.join("; ") || "no int8 variant"})` };
+      if (why === null) return { requested, variant: "fp32", reason: `auto: fp32 (${skipped.join("; ") || "no quantised variant"})` };
       skipped.push(why);
     }
     throw new VariantError(`variant 'auto' found nothing it may use on the ${backend} backend: the artifact has ` +

@@ -5,7 +5,8 @@
 For each artifact folder: ``DIR/<name>/fixtures.json`` with the texts (RU/EN STS sentences and edge cases:
 empty, whitespace, emoji/ZWJ, NUL, a lone surrogate, exactly max length, max + 1, and a 10 MB text given as a
 recipe), and per variant (fp32, int8) and task (none, and ``search_query`` where the model has prompts) the
-token ids, token counts, truncation flags and vectors (float32, base64) of ``rosberta_onnx.Encoder``; plus
+token ids, token counts, truncation flags and vectors (float32, base64) of ``rosberta_onnx.Encoder`` (and int4
+where the artifact has it); the variant names the Python runtime knows; plus
 ``cli-input.txt`` (with invalid UTF-8) and what the Python CLI writes for it (``cli-python.jsonl``).
 Needs only the runtime (no torch).
 """
@@ -25,6 +26,7 @@ import numpy as np
 from rosberta_export.corpus import edge_cases, parity_texts
 from rosberta_export.parity import exact_length_text
 from rosberta_onnx import Encoder, PromptWarning
+from rosberta_onnx.manifest import GATED_VARIANTS, VARIANTS
 
 BIG = {"unit": "Большой текст, big text. ", "times": 420_000, "length": 10_000_000}
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "browser" / "texts.json"  # what the browser page embeds
@@ -76,9 +78,10 @@ def main(argv=None) -> int:
         texts = [t for _, t in named]
         big = (BIG["unit"] * BIG["times"])[: BIG["length"]]
         fixture = {"artifact": str(art.resolve()), "names": [n for n, _ in named], "texts": texts, "big": BIG,
-                   "max_length": enc.max_length, "facts": facts(enc.manifest), "runs": [], "big_runs": [], "example": {}}
+                   "max_length": enc.max_length, "facts": facts(enc.manifest), "runs": [], "big_runs": [], "example": {},
+                   "constants": {"variants": list(VARIANTS), "gatedVariants": list(GATED_VARIANTS)}}
         example = json.loads(EXAMPLE.read_text(encoding="utf-8"))
-        for variant in ("fp32", "int8"):
+        for variant in ("fp32", "int8", "int4"):
             if variant not in enc.manifest.variants:
                 continue
             v = Encoder.load(art, variant=variant)

@@ -110,7 +110,14 @@ test("the manifest's contract: version, fields and what auto picks", () => {
   assert.throws(() => chooseVariant(gated, "int8-openvino", "native"), (err) => err instanceof VariantError &&
     /runs on openvino, which has no JavaScript runtime; use variant 'int8' \(the same weights on onnxruntime\)/.test(err.message));
   assert.throws(() => chooseVariant(gated, "fp16", "native"), /not in this artifact/);
-  assert.throws(() => chooseVariant(gated, "int4", "native"), /unknown variant "int4"/);
+  assert.throws(() => chooseVariant(gated, "int5", "native"), /unknown variant "int5"/);
+  assert.throws(() => chooseVariant(gated, "int4", "native"), /not in this artifact/);
+  // int4 comes after int8, and only when it passed its gate
+  const small = manifest({ fp32: rec({}), int8: rec({ gate: { passed: false } }), int4: rec({ gate: { passed: true } }) });
+  assert.equal(chooseVariant(small, "auto", "wasm").variant, "int4");
+  const none = manifest({ fp32: rec({}), int4: rec({ gate: { passed: false } }) });
+  assert.match(chooseVariant(none, "auto", "native").reason, /auto: fp32 \(int4 failed its quality gate/);
+  assert.equal(chooseVariant(none, "int4", "native").variant, "int4"); // named, it runs whatever its gate said
   const big = manifest({ fp32: rec({ size_bytes: WASM_MAX_MODEL_BYTES + 1 }), int8: rec({ size_bytes: 5e8, gate: { passed: false } }) });
   assert.throws(() => chooseVariant(big, "fp32", "wasm"), /4 GB heap.*over 1 GiB are refused there\. Use variant 'int8' \(500 MB\)/);
   assert.equal(chooseVariant(big, "fp32", "wasm", { allowLargeWasm: true }).variant, "fp32");

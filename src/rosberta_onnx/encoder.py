@@ -87,17 +87,19 @@ class Encoder:
     ) -> Encoder:
         """Load an artifact folder written by ``rosberta-onnx export``.
 
-        ``variant``: ``"auto"`` (fp16 on a CUDA device, else an int8 variant that passed its quality gate,
+        ``variant``: ``"auto"`` (fp16 on a CUDA device, else a quantised variant that passed its quality gate,
         else fp32), or ``"fp32"`` / ``"fp16"`` / ``"int8"`` / ``"int8-openvino"`` (the same int8 weights run
-        by OpenVINO: needs ``pip install 'rosberta-onnx[openvino]'``). ``threads`` defaults to the physical cores.
+        by OpenVINO: needs ``pip install 'rosberta-onnx[openvino]'``) / ``"int4"`` (4-bit weights: the smallest
+        file, for disk- and memory-bound devices; named explicitly, it runs whatever its gate said).
+        ``threads`` defaults to the physical cores.
         ``streams`` (OpenVINO variants only; onnxruntime ignores it): a batch of two or more texts is split
         into this many parts run at once, each on its share of the threads; one query still gets them all.
         Default: 2 when ``threads`` >= 2 (2-22% more batch throughput on 2 cores), else 1; 1 turns it off.
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
-        ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on int8, time
-        fp32 and every gated int8 variant whose engine is installed once on this machine and take the
-        fastest (never an int8 slower than fp32); the verdict is cached next to the artifact. Without it,
+        ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on a quantised
+        variant, time fp32 and every gated one whose engine is installed once on this machine and take the
+        fastest (never one slower than fp32); the verdict is cached next to the artifact. Without it,
         ``auto`` takes onnxruntime's int8 before OpenVINO's. Why a variant was chosen is in :attr:`selection`.
         """
         folder = Path(path)

@@ -32,7 +32,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "VARIANTS",
-    "INT8_VARIANTS",
+    "GATED_VARIANTS",
     "ENGINES",
     "POOLINGS",
     "ModelFacts",
@@ -43,8 +43,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-VARIANTS = ("fp32", "fp16", "int8", "int8-openvino")
-INT8_VARIANTS = ("int8", "int8-openvino")  # each gated by the exporter before ``auto`` may pick it
+VARIANTS = ("fp32", "fp16", "int8", "int8-openvino", "int4")
+# the quantised variants: each judged by the exporter's quality gate, and ``auto`` picks one only if it passed
+GATED_VARIANTS = ("int8", "int8-openvino", "int4")
 ENGINES = ("onnxruntime", "openvino")
 POOLINGS = ("cls", "mean")
 # Key prefix of the contract copied into each ONNX file's metadata_props.
@@ -98,7 +99,7 @@ class VariantRecord:
     parity: Mapping[str, Any] = field(default_factory=dict)
     gate: Mapping[str, Any] = field(default_factory=dict)  # {"passed": bool, "thresholds": ..., "figures": ...}
     fused_ops: Mapping[str, int] = field(default_factory=dict)
-    isa: str = ""  # instruction set the variant was built and gated for (int8)
+    isa: str = ""  # instruction set the variant was built and gated for (the quantised ones)
     engine: str = "onnxruntime"  # what runs the file (ENGINES)
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # passed to the engine as gated
     # graph rewrites after quantisation and how often each applied (export/rosberta_export/rewrites.py)

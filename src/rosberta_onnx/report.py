@@ -1,4 +1,4 @@
-"""What an artifact's manifest says about its quality, in words: the parity table and one line per int8 gate.
+"""What an artifact's manifest says about its quality, in words: the parity table and one line per quantised variant's quality gate.
 
 Shared by ``rosberta-onnx info``/``export``/``demo`` and the README generator, so every place prints the same.
 """
@@ -27,7 +27,7 @@ def parity_table(manifest: Manifest) -> str:
         thr = ", ".join(f"{k} {v:g}" for k, v in p.get("thresholds", {}).items()) or "recorded only"
         result = "pass" if p.get("passed") else f"FAIL ({len(p.get('failures', []))})"
         if rec.gate:
-            result += "; int8 gate " + ("pass" if rec.gate_passed else "FAIL")
+            result += "; gate " + ("pass" if rec.gate_passed else "FAIL")
         rows.append(
             f"| {name} | {rec.size_bytes / 1e6:.0f} | {p['cos_min']:.6f} | {p['cos_mean']:.6f} | "
             f"{p['max_abs']:.2e} | {p['worst_case']} | {thr} | {result} |"

@@ -3,11 +3,11 @@ what was picked, why, and what was measured.
 
 - A variant named is used if it may run here: it is in the artifact, its engine is installed, and it is not the
   fp16 (GPU) variant on a CPU provider (unless ``allow_cpu_fp16``).
-- ``auto``: fp16 on a CUDA device; on the CPU every int8 variant that passed its quality gate and whose engine is
-  installed (onnxruntime's before OpenVINO's), then fp32. A CPU without VNNI/AMX leaves onnxruntime's int8 out
+- ``auto``: fp16 on a CUDA device; on the CPU every quantised variant that passed its quality gate and whose engine
+  is installed (onnxruntime's int8, OpenVINO's int8, int4), then fp32. A variant that failed its gate is never picked. A CPU without VNNI/AMX leaves onnxruntime's int8 out
   (U8xS8 products through 16-bit intermediates can saturate, and are often no faster than fp32).
 - When ``auto`` has more than one CPU candidate it times them once on this machine (:mod:`.autotune`) and keeps the
-  fastest, never an int8 slower than fp32.
+  fastest, never a quantised variant slower than fp32.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from .autotune import autotune_enabled, fastest_variant
 from .errors import VariantError
 from .hardware import cpu_isa, int8_native
-from .manifest import INT8_VARIANTS, VARIANTS, Manifest
+from .manifest import GATED_VARIANTS, VARIANTS, Manifest
 from .session import CUDA, Session, engine_available, engine_versions, resolve_providers
 
 __all__ = ["Selection", "HardwareWarning", "auto_candidates", "select_variant", "choose"]
@@ -46,15 +46,15 @@ class Selection:
 
 
 def auto_candidates(manifest: Manifest, providers: list[str]) -> list[str]:
-    """What ``auto`` may pick here, best first: fp16 on a CUDA device; on the CPU every int8 variant that passed its
-    quality gate and whose engine is installed (onnxruntime's before OpenVINO's), then fp32."""
+    """What ``auto`` may pick here, best first: fp16 on a CUDA device; on the CPU every quantised variant that passed
+    its quality gate and whose engine is installed (in :data:`GATED_VARIANTS` order), then fp32."""
     if CUDA in providers and "fp16" in manifest.variants:
         return ["fp16"]
     out = []
     if CUDA not in providers:
         out = [
             v
-            for v in INT8_VARIANTS
+            for v in GATED_VARIANTS
             if v in manifest.variants and manifest.variants[v].gate_passed and engine_available(manifest.variants[v])
         ]
     return out + ["fp32"] * ("fp32" in manifest.variants)
@@ -122,7 +122,7 @@ def choose(
     sel = select_variant(manifest, requested, providers=providers, allow_cpu_fp16=allow_cpu_fp16)
     if (
         requested != "auto"
-        or sel.variant not in INT8_VARIANTS
+        or sel.variant not in GATED_VARIANTS
         or len(sel.candidates) < 2
         or not autotune_enabled(autotune)
     ):

@@ -24,7 +24,7 @@ import { folderSource } from "../node.js";
 import { jsonlRow, npyBytes, readTexts } from "./format.js";
 
 const USAGE = `usage: rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--input-format lines|jsonl] [--format npy|jsonl]
-                          [--task T] [--variant auto|fp32|fp16|int8] [--backend native|wasm] [--threads N] [--batch-size N]
+                          [--task T] [--variant auto|fp32|fp16|int8|int4] [--backend native|wasm] [--threads N] [--batch-size N]
        rosberta-onnx info DIR [--json]`;
 
 /** An error in how the command was called: exit status 2, like bad input. */
@@ -139,7 +139,7 @@ async function info(args) {
     `model: ${f.architecture}, ${f.numLayers} layers, dim ${f.dim}, max length ${f.maxLength}, pooling ${f.pooling}, ` +
     `normalize ${f.normalize}, tasks ${JSON.stringify(Object.keys(f.prompts))}\n`);
   for (const v of Object.values(m.variants)) {
-    const gate = Object.keys(v.gate).length ? `, int8 gate ${v.gatePassed ? "pass" : "FAIL"}` : "";
+    const gate = Object.keys(v.gate).length ? `, quality gate ${v.gatePassed ? "pass" : "FAIL"}` : "";
     const runs = v.engine === "onnxruntime" ? "" : ` (runs on ${v.engine}: not available in JavaScript)`;
     process.stdout.write(`${v.name}: ${v.file}, ${Math.round(v.sizeBytes / 1e6)} MB${gate}${runs}\n`);
   }

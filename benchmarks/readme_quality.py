@@ -57,14 +57,14 @@ def parity_section(artifacts: list[Path]) -> str:
 
 
 def quality_headline(artifacts: list[Path]) -> str:
-    """The README's table: per model and variant, the file size, the cosine against PyTorch and the int8 gate."""
+    """The README's table: per model and variant, the file size, the cosine against PyTorch and the quality gate."""
     from rosberta_onnx.manifest import Manifest
 
     lines = [
         QUALITY[0],
         GENERATED,
         "",
-        "| model | variant | size MB | cosine min vs PyTorch | int8 gate |",
+        "| model | variant | size MB | cosine min vs PyTorch | quality gate |",
         "|---|---|---:|---:|---|",
     ]
     for folder in artifacts:

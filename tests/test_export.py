@@ -38,7 +38,7 @@ def test_manifest_records_the_contract(tiny_artifact):
     assert m.source["stand_in"] is True and m.source["revision"].startswith("sha256:")
     assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(m.tools)
     # the default: every variant this environment can build (int8-openvino where openvino is installed)
-    assert set(m.variants) == {"fp32", "fp16", "int8"} | ({"int8-openvino"} if openvino_available() else set())
+    assert set(m.variants) == {"fp32", "fp16", "int8", "int4"} | ({"int8-openvino"} if openvino_available() else set())
     assert (
         m.variants["fp32"].fused_ops["Attention"] == 2 and m.variants["fp32"].fused_ops["SkipLayerNormalization"] == 4
     )
@@ -216,7 +216,7 @@ def test_hub_id_while_offline(tmp_path, tiny_checkpoint):
 
 
 def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_checkpoint, monkeypatch):
-    from rosberta_export import int8_variants, pipeline
+    from rosberta_export import pipeline, quantized_variants
 
     out = tmp_path / "out"
     pipeline.export(str(tiny_checkpoint), out, variants=("fp32",), parity_texts=4)
@@ -225,7 +225,7 @@ def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_
     def boom(*a, **k):
         raise RuntimeError("simulated crash during quantisation")
 
-    monkeypatch.setattr(int8_variants, "quantize_int8", boom)
+    monkeypatch.setattr(quantized_variants, "quantize_int8", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         pipeline.export(str(tiny_checkpoint), out, variants=("fp32", "int8"), overwrite=True, parity_texts=4)
     assert Manifest.read(out) == before  # the old artifact is untouched
@@ -259,7 +259,7 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
     import errno
     from collections import namedtuple
 
-    from rosberta_export import diskspace, int8_variants, pipeline
+    from rosberta_export import diskspace, pipeline, quantized_variants
 
     out = tmp_path / "out"
     pipeline.export(str(tiny_checkpoint), out, variants=("fp32",), parity_texts=4)
@@ -278,7 +278,7 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
     def disk_full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", "model_int8.onnx")
 
-    monkeypatch.setattr(int8_variants, "quantize_int8", disk_full)
+    monkeypatch.setattr(quantized_variants, "quantize_int8", disk_full)
     with pytest.raises(pipeline.ExportError, match=r"filled up during the export .*partial export was removed"):
         pipeline.export(str(tiny_checkpoint), out, variants=("fp32", "int8"), overwrite=True, parity_texts=4)
     assert Manifest.read(out) == before  # the old artifact is untouched

@@ -50,8 +50,11 @@ def test_record_names_the_engine_and_the_options_it_was_gated_with(tiny_artifact
     # the stand-in is CLS-pooled: every graph (int8, and fp32 after fusion) computes the last layer's tail on the
     # first token, and the int8 recipes say so
     layers = m.model.num_layers
-    assert dict(ov.graph_rewrites) == {"key_transposes_split": layers, "first_token_tail": 1}
-    assert dict(ort_int8.graph_rewrites) == {"first_token_tail": 1} == dict(m.variants["fp32"].graph_rewrites)
+    # and both int8 graphs store the word and position tables int8 (the token-type table is too small to matter)
+    tables = {"int8_embeddings": 2}
+    assert dict(ov.graph_rewrites) == {"key_transposes_split": layers, "first_token_tail": 1, **tables}
+    assert dict(ort_int8.graph_rewrites) == {"first_token_tail": 1, **tables}
+    assert dict(m.variants["fp32"].graph_rewrites) == {"first_token_tail": 1}
     assert "first token only" in ov.recipe and "first token only" in ort_int8.recipe
 
 
@@ -139,11 +142,11 @@ def test_threads_and_streams_must_be_whole_numbers_from_one(tiny_artifact):
 @needs_openvino
 def test_auto_takes_a_gated_openvino_int8_and_never_a_failed_one(tiny_artifact, tmp_path):
     _has_ov_variant(tiny_artifact)
-    only_ov = _with_gates(tiny_artifact, tmp_path / "ov", int8=False, int8_openvino=True)
+    only_ov = _with_gates(tiny_artifact, tmp_path / "ov", int8=False, int8_openvino=True, int4=False)
     assert Encoder.load(only_ov, autotune=False).variant == "int8-openvino"
-    both = _with_gates(tiny_artifact, tmp_path / "both", int8=True, int8_openvino=True)
+    both = _with_gates(tiny_artifact, tmp_path / "both", int8=True, int8_openvino=True, int4=False)
     assert Encoder.load(both, autotune=False).variant == "int8"  # untimed: the default engine first
-    neither = _with_gates(tiny_artifact, tmp_path / "neither", int8=False, int8_openvino=False)
+    neither = _with_gates(tiny_artifact, tmp_path / "neither", int8=False, int8_openvino=False, int4=False)
     assert Encoder.load(neither, autotune=False).variant == "fp32"
     timed = Encoder.load(both)  # timed: all three measured, the fastest kept
     d = json.loads((both / ".autotune.json").read_text())["decision"]
@@ -159,7 +162,7 @@ def test_without_openvino_the_variant_is_refused_with_the_fix_and_auto_skips_it(
     monkeypatch.setattr(session, "openvino_available", lambda: False)
     with pytest.raises(VariantError, match=r"not installed.*rosberta-onnx\[openvino\].*variant='int8'"):
         Encoder.load(tiny_artifact, variant="int8-openvino")
-    only_ov = _with_gates(tiny_artifact, tmp_path / "ov", int8=False, int8_openvino=True)
+    only_ov = _with_gates(tiny_artifact, tmp_path / "ov", int8=False, int8_openvino=True, int4=False)
     assert Encoder.load(only_ov).variant == "fp32"
 
 
@@ -179,7 +182,7 @@ def test_damaged_openvino_file_is_an_artifact_error(tiny_artifact, tmp_path):
 @needs_openvino
 def test_auto_checks_every_file_it_would_time_before_running_any(tiny_artifact, tmp_path):
     _has_ov_variant(tiny_artifact)
-    both = _with_gates(tiny_artifact, tmp_path / "both", int8=True, int8_openvino=True)
+    both = _with_gates(tiny_artifact, tmp_path / "both", int8=True, int8_openvino=True, int4=False)
     f = both / Manifest.read(both).variants["int8-openvino"].file
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
     with pytest.raises(ArtifactError, match=r"model_int8_openvino.*does not match its checksum"):

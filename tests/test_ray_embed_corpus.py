@@ -189,11 +189,11 @@ def test_window_rows_restart_without_duplicates(ray_local, corpus, runtime_artif
     table = pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("part-*.parquet"))])
     keys = list(zip(table.column("id").to_pylist(), table.column("chunk").to_pylist()))
     assert len(keys) == len(set(keys)) >= len(good)  # every (id, window) once
-    lost = out / "part-shard-1.parquet"
+    lost = out / "part-shard-1.parquet"  # written from the JSONL shard: outputs are Parquet whatever the input
     before = pq.read_table(lost)
     lost.unlink()
     again = embed_corpus(runtime_artifact, src, out, **opts)
-    assert [r.shard for r in again.results] == ["shard-1.parquet"] and pq.read_table(lost).equals(before)
+    assert [r.shard for r in again.results] == ["shard-1.jsonl"] and pq.read_table(lost).equals(before)
     with pytest.raises(OutputMismatchError, match="windows"):
         embed_corpus(runtime_artifact, src, out, **{**opts, "windows": False})
 

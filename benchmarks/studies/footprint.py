@@ -93,7 +93,7 @@ def _child(a) -> dict:
 
 
 def _memory(name: str, a, texts_file: Path, log) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.studies.footprint", "--child", name, "--artifact", str(a.artifact)]
+    cmd = [sys.executable, "-m", "benchmarks.studies.footprint", str(a.artifact), "--child", name]
     cmd += ["--threads", str(a.threads), "--texts", str(texts_file)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(_ROOT), timeout=1800)

@@ -22,7 +22,7 @@ from ..harness.base import Skip, System
 
 __all__ = ["SYSTEMS", "JS_DIR"]
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
+JS_DIR = Path(__file__).resolve().parents[2] / "js"  # the repository's js/ package
 
 
 class NodeRuntime(System):

@@ -15,8 +15,10 @@ def test_js_systems_point_at_the_repositorys_js_package():
 
 def test_footprint_study_measures_every_column_it_can(runtime_artifact, tmp_path):
     out = tmp_path / "fp"
+    page = tmp_path / "edge.md"
+    page.write_text("# Edge\n\n<!-- footprint:start -->\nstale table\n<!-- footprint:end -->\n\nkept\n")
     args = ["--systems", "rosberta-fp32,rosberta-int4", "--rounds", "1", "--cold-runs", "1", "--out", str(out)]
-    rc = footprint.main([str(runtime_artifact), *args])
+    rc = footprint.main([str(runtime_artifact), *args, "--page", str(page)])
     assert rc == 0
     res = json.loads((out / "footprint.json").read_text())
     for name in ("rosberta-fp32", "rosberta-int4"):
@@ -29,3 +31,7 @@ def test_footprint_study_measures_every_column_it_can(runtime_artifact, tmp_path
     assert res["speed"]["status"]["torch-fp32"]["status"] == "skipped"  # no checkpoint given: no baseline
     table = (out / "footprint.md").read_text()
     assert "| rosberta-int4 |" in table and "cold start s" in table and not (out / "texts.json").exists()
+    published = page.read_text()  # the page's section is the same table, the rest of the page untouched
+    assert table in published and "stale table" not in published and published.endswith("kept\n")
+    assert footprint.main(["--render", str(out / "footprint.json")]) == 0  # publishes again, measures nothing
+    assert (out / "footprint.md").read_text() == table

@@ -16,7 +16,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from benchmarks.harness.live_server import LiveServer  # noqa: E402
-from rosberta_onnx import Encoder, PromptWarning  # noqa: E402
+from rosberta_onnx import Encoder, PromptWarning, __version__  # noqa: E402
 from rosberta_onnx.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
@@ -121,6 +121,58 @@ def test_tei_embed_normalize_prompt_and_bare_string(http, enc):
     np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-5)
 
 
+def test_huggingface_hub_client_feature_extraction_and_similarity(server, enc):
+    """``huggingface_hub.InferenceClient`` pointed at the server's URL posts to TEI's ``/`` (what LangChain's and
+    many apps' "Hugging Face endpoint" embeddings use), unmodified."""
+    hub = pytest.importorskip("huggingface_hub")
+    client = hub.InferenceClient(model=server.url, token=KEY, timeout=30)
+    got = client.feature_extraction(TEXTS[0])
+    np.testing.assert_allclose(np.asarray(got).reshape(1, -1), enc.encode([TEXTS[0]]), atol=1e-5)
+    q = client.feature_extraction(TEXTS[1], prompt_name="search_query", normalize=True)
+    np.testing.assert_allclose(np.asarray(q).reshape(1, -1), enc.encode([TEXTS[1]], task="search_query"), atol=1e-5)
+    scores = client.sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:4])
+    v = enc.encode(TEXTS[:4])
+    np.testing.assert_allclose(scores, v[1:] @ v[0], atol=1e-5)
+
+
+def test_llama_index_tei_embeddings_with_our_prefixes_as_instructions(server, enc):
+    tei = pytest.importorskip("llama_index.embeddings.text_embeddings_inference")
+    model = tei.TextEmbeddingsInference(
+        model_name="ru-en-rosberta",
+        base_url=server.url,
+        auth_token=KEY,
+        query_instruction="search_query:",  # llama-index joins instruction and text with one space: our prefix
+        text_instruction="search_document:",
+        timeout=30,
+    )
+    q = model.get_query_embedding(TEXTS[0])
+    np.testing.assert_allclose(np.asarray([q]), enc.encode([TEXTS[0]], task="search_query"), atol=1e-5)
+    docs = model.get_text_embedding_batch(TEXTS[1:3])
+    np.testing.assert_allclose(np.asarray(docs), enc.encode(TEXTS[1:3], task="search_document"), atol=1e-5)
+
+
+def test_tei_similarity_route_compat_route_and_decode(http, enc):
+    body = {
+        "inputs": {"source_sentence": TEXTS[1], "sentences": TEXTS[:3]},
+        "parameters": {"prompt_name": "clustering"},
+    }
+    r = http.post("/similarity", json=body)
+    v = enc.encode([TEXTS[1], *TEXTS[:3]], task="clustering")
+    assert r.status_code == 200 and np.allclose(r.json(), v[1:] @ v[0], atol=1e-5)
+    assert np.allclose(http.post("/", json=body).json(), r.json(), atol=1e-6)  # "/" dispatches on the body's shape
+    embedded = http.post("/", json={"inputs": TEXTS[:2], "normalize": True})
+    assert np.allclose(embedded.json(), enc.encode(TEXTS[:2]), atol=1e-5)
+    # /decode: the tokenizer's own decoder; one sequence -> one string, a list of sequences -> a list
+    ids = [list(map(int, row)) for row in enc.tokenize(TEXTS[:2])]
+    assert http.post("/decode", json={"ids": ids[0]}).json() == TEXTS[0]
+    assert http.post("/decode", json={"ids": ids}).json() == TEXTS[:2]
+    kept = http.post("/decode", json={"ids": ids[1], "skip_special_tokens": False}).json()
+    assert kept.startswith("<s>") and kept.endswith("</s>") and TEXTS[1] in kept
+    # per-token vectors are not served, and the answer says why in TEI's error shape
+    r = http.post("/embed_all", json={"inputs": "a"})
+    assert r.status_code == 501 and r.json()["error_type"] == "Backend" and "/embed" in r.json()["error"]
+
+
 def test_tei_tokenize_matches_the_runtime_tokenizer(http, enc):
     texts = ["hello world", "Привет, мир"]
     rows = http.post("/tokenize", json={"inputs": texts, "prompt_name": "search_query"}).json()
@@ -141,6 +193,8 @@ def test_tei_tokenize_matches_the_runtime_tokenizer(http, enc):
 def test_info_models_health_ready_metrics(server, http, enc):
     info = http.get("/info").json()
     assert (info["dim"], info["max_input_length"], info["model_dtype"]) == (enc.dim, enc.max_length, "fp32")
+    # the fields TEI clients read (llama-index, huggingface_hub), with the values this server enforces
+    assert (info["max_client_batch_size"], info["auto_truncate"], info["version"]) == (MAX_INPUTS, True, __version__)
     assert info["prompts"] == dict(enc.facts.prompts) and info["status"] == "ready"
     assert http.get("/v1/models").json()["data"][0]["id"] == info["model_id"]
     # Liveness and readiness need no key; everything else does.
@@ -183,6 +237,30 @@ BAD = [
     ("/embed", {"inputs": "a", "truncation_direction": "Middle"}, None, 422, "truncation_direction"),
     ("/embed", {"inputs": ["fine", LONG], "truncate": False}, None, 413, "inputs[1]"),
     ("/tokenize", {"inputs": {"a": 1}}, None, 422, "inputs"),
+    ("/", {"inputs": [None]}, None, 422, "inputs[0]"),
+    ("/similarity", {"inputs": "a"}, None, 422, "inputs"),
+    ("/similarity", {"inputs": {"source_sentence": 1, "sentences": ["a"]}}, None, 422, "inputs.source_sentence"),
+    ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b", 2]}}, None, 422, "inputs.sentences[1]"),
+    ("/similarity", {"inputs": {"source_sentence": "a"}}, None, 422, "inputs.sentences"),
+    ("/", {"inputs": {"source_sentence": "a", "sentences": []}}, None, 422, "inputs.sentences"),
+    (
+        "/similarity",
+        {"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": {"prompt_name": "nope"}},
+        None,
+        422,
+        "parameters.prompt_name",
+    ),
+    (
+        "/similarity",
+        {"inputs": {"source_sentence": "a", "sentences": ["b", LONG]}, "parameters": {"truncate": False}},
+        None,
+        413,
+        "inputs.sentences[1]",
+    ),
+    ("/decode", {"ids": "abc"}, None, 422, "ids"),
+    ("/decode", {"ids": [0, -2]}, None, 422, "ids[1]"),
+    ("/decode", {"ids": [[0], [2, 10**9]]}, None, 422, "ids[1][1]"),
+    ("/decode", {"ids": [[0], 5]}, None, 422, "ids[1]"),
     ("/tokenize", {"inputs": "a"}, {"Authorization": "Basic abc"}, 401, "authorization"),
 ]
 
@@ -262,17 +340,20 @@ def test_not_ready_until_loaded_and_liveness_meanwhile(runtime_artifact):
         assert cos_rows(got[[0, 1099]], enc.encode([texts[0], texts[1099]])).min() >= 0.99999
 
 
-def test_streams_flag_reaches_the_config_and_is_checked(monkeypatch, runtime_artifact):
+def test_streams_and_keep_alive_flags_reach_the_config_and_are_checked(monkeypatch, runtime_artifact):
     import rosberta_serve
     from rosberta_serve import ServeConfig
 
     seen = []
     monkeypatch.setattr(rosberta_serve, "serve", lambda config, **_: seen.append(config) or 0)
-    assert main(["serve", str(runtime_artifact), "--streams", "3", "--port", "0"]) == 0
+    assert main(["serve", str(runtime_artifact), "--streams", "3", "--keep-alive", "30", "--port", "0"]) == 0
     assert main(["serve", str(runtime_artifact), "--port", "0"]) == 0
     assert [c.streams for c in seen] == [3, None]  # None: the Encoder's default
+    assert [c.keep_alive_s for c in seen] == [30, 75]  # longer than client pools' idle expiry by default
     with pytest.raises(ValueError, match="streams must be >= 1"):
         ServeConfig(model_dir=runtime_artifact, streams=0)
+    with pytest.raises(ValueError, match="keep_alive_s must be a positive integer"):
+        ServeConfig(model_dir=runtime_artifact, keep_alive_s=0)
 
 
 def test_spinning_flag_reaches_the_onnx_runtime_session(monkeypatch, runtime_artifact):

@@ -26,7 +26,17 @@ from rosberta_onnx import __version__
 
 from .config import ServeConfig
 from .state import ServerState
-from .validation import ApiError, parse_embed_chunks, parse_json, parse_openai, parse_tei_embed, parse_tei_tokenize
+from .validation import (
+    ApiError,
+    is_similarity,
+    parse_embed_chunks,
+    parse_json,
+    parse_openai,
+    parse_tei_decode,
+    parse_tei_embed,
+    parse_tei_similarity,
+    parse_tei_tokenize,
+)
 
 __all__ = ["create_app"]
 
@@ -156,8 +166,11 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
         return await _off_loop_if_big(render, res.embeddings.size)
 
     async def tei_embed(request: Request) -> Response:
+        return await embed_body(await body_of(request))
+
+    async def embed_body(body: dict) -> Response:
         with state.arrival() as arrival:
-            req = parse_tei_embed(await body_of(request), max_inputs=config.max_inputs, dim=state.facts.dim)
+            req = parse_tei_embed(body, max_inputs=config.max_inputs, dim=state.facts.dim)
             res = await state.embed(
                 req.texts,
                 task=req.task,
@@ -169,6 +182,45 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                 arrival=arrival,
             )
         return await _off_loop_if_big(lambda: JSONResponse(res.embeddings.tolist()), res.embeddings.size)
+
+    async def tei_similarity(request: Request) -> Response:
+        return await similarity_body(await body_of(request))
+
+    async def similarity_body(body: dict) -> Response:
+        """Cosine of the source sentence with each sentence (vectors L2-normalised whatever the model's default)."""
+        with state.arrival() as arrival:
+            req = parse_tei_similarity(body, max_inputs=config.max_inputs)
+            res = await state.embed(
+                [req.source, *req.sentences],
+                task=req.task,
+                task_field="parameters.prompt_name",
+                text_field="inputs",
+                normalize=True,
+                truncate=req.truncate,
+                direction=req.direction,
+                arrival=arrival,
+                item_names=["inputs.source_sentence", *(f"inputs.sentences[{i}]" for i in range(len(req.sentences)))],
+            )
+        return JSONResponse((res.embeddings[1:] @ res.embeddings[0]).tolist())
+
+    async def tei_compat(request: Request) -> Response:
+        """TEI's ``POST /``: an embedding server answers embeddings, or similarities for a similarity-shaped body."""
+        body = await body_of(request)
+        return await (similarity_body(body) if is_similarity(body) else embed_body(body))
+
+    async def tei_decode(request: Request) -> Response:
+        req = parse_tei_decode(await body_of(request), vocab_size=state.facts.vocab_size, max_inputs=config.max_inputs)
+        texts = await asyncio.to_thread(state.tokens.decode, req.ids, skip_special_tokens=req.skip_special_tokens)
+        return JSONResponse(texts[0] if req.was_flat else texts)
+
+    async def tei_embed_all(request: Request) -> Response:
+        await body_of(request)  # read, so the connection can carry the next request
+        raise ApiError(
+            501,
+            "per-token vectors (/embed_all) are not served: the runtime returns pooled sentence vectors, and a "
+            "CLS-pooled artifact's graphs compute only the first token in the last layer; use /embed",
+            tei_type="Backend",
+        )
 
     async def embed_chunks(request: Request) -> Response:
         with state.arrival() as arrival:
@@ -226,6 +278,7 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
                 "run_batch_tokens": config.run_batch_tokens,
                 "max_batch_requests": config.max_batch_size,
                 "max_client_batch_size": config.max_inputs,
+                "auto_truncate": config.long != "error",
                 "max_concurrent_requests": config.max_queue,
                 "version": __version__,
                 "dim": f.dim,
@@ -289,7 +342,11 @@ def create_app(config: ServeConfig, *, on_fatal: Callable[[BaseException], None]
         Route("/v1/embeddings", endpoint("/v1/embeddings", "openai", openai_embeddings), methods=["POST"]),
         Route("/embeddings", endpoint("/embeddings", "openai", openai_embeddings), methods=["POST"]),
         Route("/v1/models", endpoint("/v1/models", "openai", models), methods=["GET"]),
+        Route("/", endpoint("/", "tei", tei_compat), methods=["POST"]),
         Route("/embed", endpoint("/embed", "tei", tei_embed), methods=["POST"]),
+        Route("/similarity", endpoint("/similarity", "tei", tei_similarity), methods=["POST"]),
+        Route("/decode", endpoint("/decode", "tei", tei_decode), methods=["POST"]),
+        Route("/embed_all", endpoint("/embed_all", "tei", tei_embed_all), methods=["POST"]),
         Route("/embed_chunks", endpoint("/embed_chunks", "tei", embed_chunks), methods=["POST"]),
         Route("/tokenize", endpoint("/tokenize", "tei", tei_tokenize), methods=["POST"]),
         Route("/info", endpoint("/info", "tei", info), methods=["GET"]),

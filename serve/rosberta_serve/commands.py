@@ -88,6 +88,14 @@ def serve_command(sub) -> None:
         default=None,
         help=f"seconds in-flight requests get to finish on SIGTERM (default {_DEFAULTS['shutdown_timeout_s']})",
     )
+    v.add_argument(
+        "--keep-alive",
+        dest="keep_alive_s",
+        type=int,
+        default=None,
+        help=f"seconds an idle keep-alive connection stays open; keep it above your clients' pool expiry "
+        f"(default {_DEFAULTS['keep_alive_s']})",
+    )
     v.add_argument("--access-log", action="store_true", default=None)
     _flag(v, "log_level", "server log level", choices=["debug", "info", "warning", "error"])
     v.set_defaults(func=_serve)

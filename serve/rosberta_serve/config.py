@@ -50,6 +50,11 @@ class ServeConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     max_queue: int = 8192  # texts waiting; beyond it requests get 503 + Retry-After
     shutdown_timeout_s: float = 30.0
+    # how long an idle keep-alive connection stays open. It must outlast the idle expiry of client pools
+    # (httpx 5 s, aiohttp 15 s): when the server closes first, a client that reuses the connection at that
+    # instant has its request land on a closing socket (httpx.ReadError / RemoteProtocolError). uvicorn's
+    # default is 5 s, the same as httpx's: benchmarks/studies/soak_serve.py reproduces the race with it.
+    keep_alive_s: int = 75  # whole seconds: uvicorn's unit
     access_log: bool = False
     log_level: str = "info"
 
@@ -67,6 +72,7 @@ class ServeConfig:
             "max_inputs",
             "max_body_bytes",
             "max_queue",
+            "keep_alive_s",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -68,9 +68,7 @@ def serve(config: ServeConfig) -> None:
         log_level=config.log_level,
         access_log=config.access_log,
         timeout_graceful_shutdown=round(config.shutdown_timeout_s),  # uvicorn takes whole seconds
-        # uvicorn closes idle keep-alive connections after 5 s by default; a pooled client that reuses one
-        # at that instant gets a ReadError (seen once in the 64-client test). Keep them open longer.
-        timeout_keep_alive=75,
+        timeout_keep_alive=config.keep_alive_s,  # longer than clients' pool expiry: see ServeConfig
         lifespan="on",
     )
     server = uvicorn.Server(uv_config)

@@ -14,7 +14,7 @@ import hmac
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,6 +201,7 @@ class ServerState:
         direction: str = "right",
         window: int | None = None,
         overlap: int | None = None,
+        item_names: Sequence[str] | None = None,
     ) -> list[ChunkPlan]:
         """The request's token rows, planned once (truncated, or in windows); errors as the client should see them."""
         if long == "chunk" and sum(map(len, texts)) > self.config.max_chunk_chars:
@@ -235,12 +236,13 @@ class ServerState:
         over = [i for i, p in enumerate(plans) if p.total > limit]
         if long == "error" and over:
             i = over[0]
+            item = item_names[i] if item_names else f"{text_field}[{i}]"
             raise ApiError(
                 413,
-                f"{text_field}[{i}] has {plans[i].total} tokens (task prefix and special tokens "
+                f"{item} has {plans[i].total} tokens (task prefix and special tokens "
                 f"included), more than this model's max length of {limit}; {len(over)} input(s) are "
                 f"over. Send truncate=true to cut them, or split the text.",
-                field=f"{text_field}[{i}]",
+                field=item,
             )
         windows = sum(len(p.rows) for p in plans)
         if long == "chunk" and windows > self.config.max_chunks:
@@ -280,12 +282,21 @@ class ServerState:
         truncate: bool | None,
         direction: str = "right",
         arrival: Arrival | None = None,
+        item_names: Sequence[str] | None = None,
     ) -> Embedded:
-        """One vector per text. ``truncate`` None: the server's ``--long`` (truncate, error or chunk)."""
+        """One vector per text. ``truncate`` None: the server's ``--long`` (truncate, error or chunk).
+        ``item_names``: how errors name each text (default ``text_field[i]``)."""
         enc = self.require_ready()
         long = self.config.long if truncate is None else ("truncate" if truncate else "error")
         plans = await self._plan(
-            enc, texts, task=task, task_field=task_field, text_field=text_field, long=long, direction=direction
+            enc,
+            texts,
+            task=task,
+            task_field=task_field,
+            text_field=text_field,
+            long=long,
+            direction=direction,
+            item_names=item_names,
         )
         vecs = await self._run(plans, arrival)
         norm = self.facts.normalize if normalize is None else normalize

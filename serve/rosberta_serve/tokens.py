@@ -46,3 +46,7 @@ class TokenDetails:
                     row.append({"id": tid, "text": text[start:stop], "special": False, "start": start, "stop": stop})
             out.append(row)
         return out
+
+    def decode(self, rows: list[list[int]], *, skip_special_tokens: bool) -> list[str]:
+        """TEI's ``/decode``: each id sequence back to text (the tokenizer's own decoder)."""
+        return list(self._full.decode_batch(rows, skip_special_tokens=skip_special_tokens))

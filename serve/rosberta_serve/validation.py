@@ -18,11 +18,16 @@ __all__ = [
     "EmbedRequest",
     "TokenizeRequest",
     "ChunksRequest",
+    "SimilarityRequest",
+    "DecodeRequest",
     "parse_json",
     "parse_openai",
     "parse_tei_embed",
     "parse_tei_tokenize",
     "parse_embed_chunks",
+    "parse_tei_similarity",
+    "parse_tei_decode",
+    "is_similarity",
 ]
 
 
@@ -74,6 +79,22 @@ class TokenizeRequest:
     task: str | None
     add_special_tokens: bool
     truncate: bool
+
+
+@dataclass(frozen=True)
+class SimilarityRequest:
+    source: str
+    sentences: list[str]
+    task: str | None
+    truncate: bool | None
+    direction: str
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    ids: list[list[int]]
+    skip_special_tokens: bool
+    was_flat: bool  # one sequence sent as a flat list: answer one string
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -172,9 +193,7 @@ def parse_openai(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequ
     )
 
 
-def parse_tei_embed(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequest:
-    """``POST /embed`` (text-embeddings-inference): inputs, normalize, truncate, truncation_direction, prompt_name."""
-    texts, was_str = _texts(obj, "inputs", max_inputs=max_inputs)
+def _direction(obj: dict[str, Any]) -> str:
     direction = _opt(obj, "truncation_direction", str, "Right", "'Right' or 'Left'")
     if direction.lower() not in ("right", "left"):
         raise ApiError(
@@ -183,13 +202,20 @@ def parse_tei_embed(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedR
             f"(keep its end; the task prefix stays either way), got {direction!r}",
             field="truncation_direction",
         )
+    return direction.lower()
+
+
+def parse_tei_embed(obj: dict[str, Any], *, max_inputs: int, dim: int) -> EmbedRequest:
+    """``POST /embed`` (text-embeddings-inference): inputs, normalize, truncate, truncation_direction, prompt_name."""
+    texts, was_str = _texts(obj, "inputs", max_inputs=max_inputs)
+    direction = _direction(obj)
     _dimensions(obj, dim)
     return EmbedRequest(
         texts=texts,
         task=_opt(obj, "prompt_name", str, None, "a prompt name string or null"),
         normalize=_opt(obj, "normalize", bool, True, "a boolean"),
         truncate=_opt(obj, "truncate", bool, None, "a boolean"),
-        direction=direction.lower(),
+        direction=direction,
         encoding_format="float",
         model=None,
         dimensions=None,
@@ -217,4 +243,70 @@ def parse_embed_chunks(obj: dict[str, Any], *, max_inputs: int) -> ChunksRequest
         normalize=_opt(obj, "normalize", bool, True, "a boolean"),
         window=_opt(obj, "window", int, None, "a whole number of tokens"),
         overlap=_opt(obj, "overlap", int, None, "a whole number of tokens"),
+    )
+
+
+def is_similarity(obj: dict[str, Any]) -> bool:
+    """TEI's ``POST /`` serves both: a ``{"source_sentence", "sentences"}`` object in ``inputs`` asks for similarity."""
+    return isinstance(obj.get("inputs"), dict)
+
+
+def parse_tei_similarity(obj: dict[str, Any], *, max_inputs: int) -> SimilarityRequest:
+    """``POST /similarity``: ``{"inputs": {"source_sentence", "sentences"}, "parameters": {"prompt_name",
+    "truncate", "truncation_direction"}}`` (what ``huggingface_hub``'s ``sentence_similarity`` sends)."""
+    inputs = obj.get("inputs")
+    if not isinstance(inputs, dict):
+        raise ApiError(
+            422,
+            f"'inputs' must be an object with 'source_sentence' (a string) and 'sentences' (a list of strings), "
+            f"got {_kind(inputs)}",
+            field="inputs",
+        )
+    source = inputs.get("source_sentence")
+    if not isinstance(source, str):
+        raise ApiError(
+            422, f"'inputs.source_sentence' must be a string, got {_kind(source)}", field="inputs.source_sentence"
+        )
+    named = {"inputs.sentences": inputs["sentences"]} if "sentences" in inputs else {}
+    sentences, _ = _texts(named, "inputs.sentences", max_inputs=max(1, max_inputs - 1))
+    params = obj.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ApiError(422, f"'parameters' must be an object or null, got {_kind(params)}", field="parameters")
+    return SimilarityRequest(
+        source=source,
+        sentences=sentences,
+        task=_opt(params, "prompt_name", str, None, "a prompt name string or null"),
+        truncate=_opt(params, "truncate", bool, None, "a boolean"),
+        direction=_direction(params),
+    )
+
+
+def parse_tei_decode(obj: dict[str, Any], *, vocab_size: int, max_inputs: int) -> DecodeRequest:
+    """``POST /decode``: ``ids`` (a list of token ids, or a list of such lists), ``skip_special_tokens``."""
+    ids = obj.get("ids")
+    if not isinstance(ids, list) or not ids:
+        raise ApiError(
+            422, f"'ids' must be a non-empty list of token ids or of such lists, got {_kind(ids)}", field="ids"
+        )
+    flat = not isinstance(ids[0], list)
+    rows = [ids] if flat else ids
+    if len(rows) > max_inputs:
+        raise ApiError(
+            413, f"'ids' has {len(rows)} sequences, more than this server's limit of {max_inputs}", field="ids"
+        )
+    for i, row in enumerate(rows):
+        where = "ids" if flat else f"ids[{i}]"
+        if not isinstance(row, list):
+            raise ApiError(422, f"{where} must be a list of token ids, got {_kind(row)}", field=where)
+        for j, t in enumerate(row):
+            if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab_size:
+                raise ApiError(
+                    422,
+                    f"{where}[{j}] must be a token id from 0 to {vocab_size - 1} (this model's vocabulary), got {t!r}",
+                    field=f"{where}[{j}]",
+                )
+    return DecodeRequest(
+        ids=rows,
+        skip_special_tokens=_opt(obj, "skip_special_tokens", bool, True, "a boolean"),
+        was_flat=flat,
     )

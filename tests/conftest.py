@@ -64,6 +64,16 @@ def runtime_artifact(tmp_path_factory) -> Path:
     return build_artifact(tmp_path_factory.mktemp("factory") / "runtime-onnx")
 
 
+@pytest.fixture
+def artifact_copy(runtime_artifact, tmp_path) -> Path:
+    """A copy of ``runtime_artifact`` a test may change."""
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(runtime_artifact, dst)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, request) -> Path:
     """The exporter's own artifact of the tiny stand-in: every variant, fused graphs, parity against torch."""

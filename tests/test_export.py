@@ -46,6 +46,12 @@ def test_manifest_records_the_contract(tiny_artifact):
         assert v.parity["n"] > 60 and v.parity["passed"], v.parity["failures"]
         assert set(v.files) == set(os.listdir(tiny_artifact)) & set(v.files)
     assert m.variants["int8"].isa
+    # the files other tools read come with every export, the source's own config among them
+    from rosberta_export.interop import INTEROP_FILES
+
+    assert tuple(m.interop) == INTEROP_FILES
+    config = json.loads((tiny_artifact / "config.json").read_text())
+    assert config["model_type"] == "roberta" and "_note" not in config
 
 
 def test_a_stand_in_gate_records_retrieval_below_threshold_and_passes(tiny_artifact):

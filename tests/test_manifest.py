@@ -8,13 +8,6 @@ from rosberta_onnx.errors import ArtifactError, ArtifactNotFoundError, VariantEr
 from rosberta_onnx.manifest import Manifest
 
 
-@pytest.fixture
-def artifact_copy(runtime_artifact, tmp_path):
-    dst = tmp_path / "copy"
-    shutil.copytree(runtime_artifact, dst)
-    return dst
-
-
 def test_roundtrip(runtime_artifact):
     m = Manifest.read(runtime_artifact)
     assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m

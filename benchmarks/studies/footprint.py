@@ -282,7 +282,7 @@ def _markdown(res: dict, rounds: int) -> str:
 
 def _publish(res: dict, a) -> int:
     """footprint.md beside the JSON, and the marked section of ``--page`` (docs/edge.md) when given."""
-    from ..readme_table import publish_section
+    from ..harness.pages import publish_section
 
     md = _markdown(res, res.get("rounds", a.rounds))
     (a.out / "footprint.md").write_text(md, encoding="utf-8")

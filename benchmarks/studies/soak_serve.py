@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     (a.out / "soak.md").write_text(md, encoding="utf-8")
     if a.page:
-        from ..readme_table import publish_section
+        from ..harness.pages import publish_section
 
         publish_section(a.page, a.section, md, "python -m benchmarks.studies.soak_serve")
     print(md)

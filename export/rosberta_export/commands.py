@@ -3,6 +3,7 @@
     rosberta-onnx synth DIR [--size full|tiny] [--seed N]                 offline stand-in checkpoint (random weights)
     rosberta-onnx export [MODEL] -o DIR [--variants LIST] [--overwrite]   checkpoint -> ONNX artifact, with parity
     rosberta-onnx demo [DIR]                                              synth -> export -> encode -> parity table
+    rosberta-onnx interop DIR [--source CKPT]                             (re)write the files other tools read
 
 Importing this module costs nothing: torch and the exporter load when a command runs, and a missing one is an
 error naming the ``export`` extra.
@@ -19,7 +20,7 @@ from rosberta_onnx.manifest import VARIANTS
 
 from .defaults import DEFAULT_MODEL
 
-__all__ = ["synth_command", "export_command", "demo_command"]
+__all__ = ["synth_command", "export_command", "demo_command", "interop_command"]
 
 
 def _need_export_side() -> None:
@@ -104,6 +105,35 @@ def _demo(a) -> int:
     print(f"\nparity against PyTorch ({art}):")
     _print_quality(result.manifest)
     return 0 if result.ok else 1
+
+
+def _interop(a) -> int:
+    import json
+
+    from .interop import write_interop
+
+    config = None
+    if a.source:
+        path = Path(a.source) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"--source {a.source!r} has no config.json; pass the checkpoint folder the artifact came from"
+            )
+        config = json.loads(path.read_text(encoding="utf-8"))
+    m = write_interop(a.dir, source_config=config)
+    print(f"{a.dir}: wrote {', '.join(m.interop)} (listed with sha256 in manifest.json)")
+    return 0
+
+
+def interop_command(sub) -> None:
+    i = sub.add_parser(
+        "interop",
+        help="(re)write config.json, tokenizer_config.json and sentence-transformers' files from the manifest, "
+        "without re-exporting (no torch needed)",
+    )
+    i.add_argument("dir", help="an exported artifact folder")
+    i.add_argument("--source", help="the checkpoint folder, for its own config.json (default: from the manifest)")
+    i.set_defaults(func=_interop)
 
 
 def synth_command(sub) -> None:

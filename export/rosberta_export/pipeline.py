@@ -27,6 +27,7 @@ from .diskspace import NotEnoughSpace, check_space, peak_bytes, quantized_fracti
 from .errors import ExportError
 from .fp_variants import build_fp_variants
 from .int4 import INT4_SETTINGS
+from .interop import write_interop
 from .measure import measure
 from .openvino_int8 import openvino_options
 from .options import check_output, resolve_options
@@ -147,8 +148,8 @@ def export(
         records, fails = measure(
             src, tmp, records, parity_texts, step, int8_recipe=opts.int8_recipe, gate_pairs=gate_pairs
         )
-        manifest = Manifest(**{**provisional.__dict__, "variants": records})
-        manifest.write(tmp)
+        Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
+        manifest = write_interop(tmp, source_config=src.config)  # what fastembed, sentence-transformers ... read
         _move_into_place(tmp, out)
         step(f"wrote {out}")
         return ExportResult(out, manifest, fails)

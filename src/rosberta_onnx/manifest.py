@@ -12,6 +12,9 @@ An artifact folder looks like::
     model_fp16.onnx        fp16 (GPU variant)
     model_int8.onnx        dynamic int8 (CPU variant, onnxruntime)
     model_int8_openvino.onnx + .data   the same int8 weights for OpenVINO's CPU plugin (optional engine)
+    model_int4.onnx + .data            4-bit MatMul weights (onnxruntime's MatMulNBits)
+    config.json, tokenizer_config.json, special_tokens_map.json, modules.json, 1_Pooling/config.json,
+    sentence_bert_config.json, config_sentence_transformers.json   for other tools (``interop``)
 """
 
 from __future__ import annotations
@@ -128,6 +131,9 @@ class Manifest:
     tools: Mapping[str, str]
     variants: Mapping[str, VariantRecord]
     created: str = ""
+    # files other tools read (config.json, tokenizer_config.json, sentence-transformers' modules ...) -> sha256,
+    # generated from this manifest by the exporter (export/rosberta_export/interop.py)
+    interop: Mapping[str, str] = field(default_factory=dict)
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +165,7 @@ class Manifest:
                 tools=d.get("tools", {}),
                 variants=variants,
                 created=d.get("created", ""),
+                interop=dict(d.get("interop", {})),
             )
         except (KeyError, TypeError) as exc:
             raise ArtifactError(

@@ -1,0 +1,85 @@
+"""The files other tools read, generated from the manifest: what they say, that the manifest lists them with their
+checksums, that a refresh rewrites them without re-exporting, and that fastembed then gives our vectors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rosberta_export.interop import INTEROP_FILES, write_interop
+from rosberta_onnx import Encoder, Manifest
+from rosberta_onnx.cli import main
+from rosberta_onnx.manifest import sha256_file
+
+TEXTS = ["A man is playing a flute.", "Человек играет на флейте.", "я", "слово word " * 400]  # the last is over-long
+
+
+@pytest.fixture
+def artifact(artifact_copy):
+    return artifact_copy
+
+
+def test_the_files_say_what_the_manifest_says_and_are_listed_with_checksums(artifact):
+    m = write_interop(artifact)
+    f = m.model
+    assert tuple(m.interop) == INTEROP_FILES and Manifest.read(artifact).interop == m.interop
+    for rel, digest in m.interop.items():
+        assert sha256_file(artifact / rel) == digest, rel
+    read = lambda rel: json.loads((artifact / rel).read_text(encoding="utf-8"))
+    tok = read("tokenizer_config.json")
+    assert tok["model_max_length"] == f.max_length and tok["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert read("special_tokens_map.json") == {k: v for k, v in tok.items() if k.endswith("_token")}
+    assert tok["cls_token"] == "<s>" and tok["sep_token"] == "</s>" and tok["pad_token"] == "<pad>"  # RoBERTa's
+    pool = read("1_Pooling/config.json")
+    assert pool["word_embedding_dimension"] == f.dim and pool["pooling_mode_cls_token"] == (f.pooling == "cls")
+    assert pool["pooling_mode_mean_tokens"] == (f.pooling == "mean")
+    assert read("sentence_bert_config.json")["max_seq_length"] == f.max_length
+    assert read("config_sentence_transformers.json")["prompts"] == dict(f.prompts)  # prompt_name= applies ours
+    modules = [mod["type"].rsplit(".", 1)[1] for mod in read("modules.json")]
+    assert modules == ["Transformer", "Pooling"] + (["Normalize"] if f.normalize else [])
+    config = read("config.json")  # no source config at hand: from the manifest's facts, and says so
+    assert (config["hidden_size"], config["num_hidden_layers"], config["pad_token_id"]) == (
+        f.hidden_size,
+        f.num_layers,
+        f.pad_token_id,
+    )
+    assert "manifest" in config["_note"]
+
+
+def test_refresh_command_rewrites_them_with_the_source_config_and_keeps_it(artifact, tmp_path, capsys):
+    source = tmp_path / "ckpt"
+    source.mkdir()
+    (source / "config.json").write_text(json.dumps({"model_type": "roberta", "hidden_size": 64, "mine": True}))
+    assert main(["interop", str(artifact), "--source", str(source)]) == 0
+    assert json.loads((artifact / "config.json").read_text())["mine"] is True
+    first = Manifest.read(artifact).interop
+    assert main(["interop", str(artifact)]) == 0  # again, without --source: the listed config.json is kept
+    assert Manifest.read(artifact).interop == first
+    assert Encoder.load(artifact, variant="fp32").dim == Manifest.read(artifact).model.dim  # the runtime is unmoved
+    capsys.readouterr()
+    assert main(["interop", str(artifact), "--source", str(tmp_path)]) == 2  # bad input: named, nothing written
+    assert "has no config.json" in capsys.readouterr().err and Manifest.read(artifact).interop == first
+
+
+def test_fastembed_opens_the_artifact_and_gives_our_vectors_even_past_the_max_length(artifact):
+    fastembed = pytest.importorskip("fastembed")
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    write_interop(artifact)
+    enc = Encoder.load(artifact, variant="fp32")
+    name = f"local/rosberta-{artifact.parent.name}"
+    fastembed.TextEmbedding.add_custom_model(
+        model=name,
+        pooling=PoolingType.CLS if enc.facts.pooling == "cls" else PoolingType.MEAN,
+        normalization=enc.facts.normalize,
+        sources=ModelSource(hf=name),
+        dim=enc.dim,
+        model_file="model.onnx",
+    )
+    fe = fastembed.TextEmbedding(name, specific_model_path=str(artifact), threads=1)
+    got = np.array(list(fe.embed(TEXTS)))
+    ref = enc.encode(TEXTS)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.99999, cos  # the over-long text too: tokenizer_config.json says the artifact's length

@@ -83,3 +83,34 @@ def test_fastembed_opens_the_artifact_and_gives_our_vectors_even_past_the_max_le
     ref = enc.encode(TEXTS)
     cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.99999, cos  # the over-long text too: tokenizer_config.json says the artifact's length
+
+
+def test_transformers_js_layout_links_the_weights_and_runs_as_the_original(artifact):
+    import onnxruntime as ort
+
+    from rosberta_export.interop import TRANSFORMERS_JS
+
+    assert main(["interop", str(artifact), "--transformers-js"]) == 0
+    m = Manifest.read(artifact)
+    config = json.loads((artifact / "config.json").read_text())
+    external = config["transformers.js_config"]["use_external_data_format"]
+    ids = np.array([[0, 713, 16, 10, 1296, 2]], np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    for variant, name in TRANSFORMERS_JS.items():
+        rec = m.variants[variant]
+        graph = artifact / "onnx" / name
+        assert m.interop[f"onnx/{name}"] == sha256_file(graph)
+        if name in external:  # weights in a data file: the same file, linked under transformers.js's name
+            data = artifact / "onnx" / f"{name}_data"
+            (own,) = [f for f in rec.files if f != rec.file]
+            assert (
+                data.stat().st_ino == (artifact / own).stat().st_ino
+                and m.interop[f"onnx/{name}_data"] == rec.files[own]
+            )
+        else:
+            assert graph.stat().st_ino == (artifact / rec.file).stat().st_ino
+        want = ort.InferenceSession(str(artifact / rec.file)).run(None, feeds)[0]
+        got = ort.InferenceSession(str(graph)).run(None, feeds)[0]
+        np.testing.assert_array_equal(got, want)
+    assert main(["interop", str(artifact)]) == 0  # a refresh keeps the layout it found
+    assert Manifest.read(artifact).interop == m.interop

@@ -3,7 +3,7 @@
     rosberta-onnx synth DIR [--size full|tiny] [--seed N]                 offline stand-in checkpoint (random weights)
     rosberta-onnx export [MODEL] -o DIR [--variants LIST] [--overwrite]   checkpoint -> ONNX artifact, with parity
     rosberta-onnx demo [DIR]                                              synth -> export -> encode -> parity table
-    rosberta-onnx interop DIR [--source CKPT]                             (re)write the files other tools read
+    rosberta-onnx interop DIR [--source CKPT] [--transformers-js]         (re)write the files other tools read
 
 Importing this module costs nothing: torch and the exporter load when a command runs, and a missing one is an
 error naming the ``export`` extra.
@@ -120,7 +120,7 @@ def _interop(a) -> int:
                 f"--source {a.source!r} has no config.json; pass the checkpoint folder the artifact came from"
             )
         config = json.loads(path.read_text(encoding="utf-8"))
-    m = write_interop(a.dir, source_config=config)
+    m = write_interop(a.dir, source_config=config, transformers_js=a.transformers_js)
     print(f"{a.dir}: wrote {', '.join(m.interop)} (listed with sha256 in manifest.json)")
     return 0
 
@@ -133,6 +133,11 @@ def interop_command(sub) -> None:
     )
     i.add_argument("dir", help="an exported artifact folder")
     i.add_argument("--source", help="the checkpoint folder, for its own config.json (default: from the manifest)")
+    i.add_argument(
+        "--transformers-js",
+        action="store_true",
+        help="also the onnx/ layout transformers.js reads (fp32 and int8; weights hard-linked, not copied)",
+    )
     i.set_defaults(func=_interop)
 
 

@@ -121,10 +121,14 @@ def test_tei_embed_normalize_prompt_and_bare_string(http, enc):
     np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-5)
 
 
-def test_huggingface_hub_client_feature_extraction_and_similarity(server, enc):
+def test_huggingface_hub_client_feature_extraction_and_similarity(server, enc, monkeypatch):
     """``huggingface_hub.InferenceClient`` pointed at the server's URL posts to TEI's ``/`` (what LangChain's and
     many apps' "Hugging Face endpoint" embeddings use), unmodified."""
     hub = pytest.importorskip("huggingface_hub")
+    # CI runs with HF_HUB_OFFLINE=1 (nothing may reach the hub), which the client applies to every URL, loopback too
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     client = hub.InferenceClient(model=server.url, token=KEY, timeout=30)
     got = client.feature_extraction(TEXTS[0])
     np.testing.assert_allclose(np.asarray(got).reshape(1, -1), enc.encode([TEXTS[0]]), atol=1e-5)

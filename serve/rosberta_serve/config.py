@@ -53,7 +53,7 @@ class ServeConfig:
     # how long an idle keep-alive connection stays open. It must outlast the idle expiry of client pools
     # (httpx 5 s, aiohttp 15 s): when the server closes first, a client that reuses the connection at that
     # instant has its request land on a closing socket (httpx.ReadError / RemoteProtocolError). uvicorn's
-    # default is 5 s, the same as httpx's: benchmarks/studies/soak_serve.py reproduces the race with it.
+    # default is 5 s, the same as httpx's; benchmarks/studies/soak_serve.py reproduces the race (short keep-alive).
     keep_alive_s: int = 75  # whole seconds: uvicorn's unit
     access_log: bool = False
     log_level: str = "info"

@@ -63,25 +63,31 @@ def test_refresh_command_rewrites_them_with_the_source_config_and_keeps_it(artif
     assert "has no config.json" in capsys.readouterr().err and Manifest.read(artifact).interop == first
 
 
-def test_fastembed_opens_the_artifact_and_gives_our_vectors_even_past_the_max_length(artifact):
+def fastembed_cosines(artifact, variant: str) -> np.ndarray:
+    """fastembed's vectors for TEXTS from the artifact folder, against ours: one cosine per text."""
     fastembed = pytest.importorskip("fastembed")
     from fastembed.common.model_description import ModelSource, PoolingType
 
-    write_interop(artifact)
-    enc = Encoder.load(artifact, variant="fp32")
-    name = f"local/rosberta-{artifact.parent.name}"
+    enc = Encoder.load(artifact, variant=variant)
+    name = f"local/rosberta-{artifact.parent.name}-{variant}"
     fastembed.TextEmbedding.add_custom_model(
         model=name,
         pooling=PoolingType.CLS if enc.facts.pooling == "cls" else PoolingType.MEAN,
         normalization=enc.facts.normalize,
         sources=ModelSource(hf=name),
         dim=enc.dim,
-        model_file="model.onnx",
+        model_file=enc.manifest.variant(variant).file,
     )
     fe = fastembed.TextEmbedding(name, specific_model_path=str(artifact), threads=1)
     got = np.array(list(fe.embed(TEXTS)))
     ref = enc.encode(TEXTS)
-    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    return (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_fastembed_opens_the_artifact_and_gives_our_vectors_even_past_the_max_length(artifact, variant):
+    write_interop(artifact)
+    cos = fastembed_cosines(artifact, variant)  # RoBERTa, CLS pooling
     assert cos.min() > 0.99999, cos  # the over-long text too: tokenizer_config.json says the artifact's length
 
 

@@ -130,3 +130,13 @@ def test_a_sentence_from_the_last_page_of_a_20_page_document_is_found(minilm_exp
     a, b = chunks.char_spans[best]
     assert a <= doc.rindex(needle.sentence1) < b, (best, len(chunks))
     assert float(enc.encode([doc])[0] @ query) < float(chunks.vectors[best] @ query)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_fastembed_gives_our_vectors_on_minilm(minilm_export, variant):
+    """BERT with mean pooling and a max length (256) below its source files' 512: the export's interop files let
+    fastembed truncate where we do."""
+    from test_interop import fastembed_cosines
+
+    cos = fastembed_cosines(minilm_export.folder, variant)
+    assert cos.min() > 0.99999, cos

@@ -40,6 +40,8 @@ SETS = {
     "qkv+up": {"qkv", "ffn-up"},
     "qkv+up+o": {"qkv", "ffn-up", "attn-out"},
     "all": {"qkv", "ffn-up", "attn-out", "ffn-down"},
+    "o+down": {"attn-out", "ffn-down"},
+    "up+o+down": {"ffn-up", "attn-out", "ffn-down"},
 }
 VARIANT = "int8-openvino"
 
@@ -68,7 +70,8 @@ def _batches(art: Path, n: int, bs: int = 8, max_length: int = 128):
 
 
 def _collect(graph_file: Path, art: Path, names: list[str], n: int, sample: int = 300_000) -> dict:
-    """Per tensor: (min, max, a random sample of its values over real tokens) on the calibration sentences."""
+    """Per tensor: (min, max, a random sample of its values over real tokens, per-channel min, per-channel max) on
+    the calibration sentences."""
     import onnx
     import onnxruntime as ort
     from onnx import helper
@@ -83,14 +86,19 @@ def _collect(graph_file: Path, art: Path, names: list[str], n: int, sample: int 
     lo = dict.fromkeys(names, np.inf)
     hi = dict.fromkeys(names, -np.inf)
     vals: dict[str, list] = {k: [] for k in names}
+    chlo: dict[str, np.ndarray] = {}
+    chhi: dict[str, np.ndarray] = {}
     batches = list(_batches(art, n))
     for ids, mask in batches:
         for name, x in zip(names, sess.run(names, {"input_ids": ids, "attention_mask": mask})):
             x = x[mask.astype(bool)] if x.ndim == 3 and x.shape[1] == mask.shape[1] else x  # real tokens only
+            rows = x.reshape(-1, x.shape[-1])
+            chlo[name] = np.minimum(chlo.get(name, np.inf), rows.min(0))
+            chhi[name] = np.maximum(chhi.get(name, -np.inf), rows.max(0))
             x = x.reshape(-1)
             lo[name], hi[name] = min(lo[name], float(x.min())), max(hi[name], float(x.max()))
             vals[name].append(rng.choice(x, min(x.size, sample // len(batches) + 1), replace=False))
-    return {k: (lo[k], hi[k], np.concatenate(vals[k])) for k in names}
+    return {k: (lo[k], hi[k], np.concatenate(vals[k]), chlo[k], chhi[k]) for k in names}
 
 
 def _fake_quant(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -107,33 +115,70 @@ def _range(lo: float, hi: float, values: np.ndarray, how: str) -> tuple[float, f
     return min(shrunk, key=lambda r: float(np.mean((_fake_quant(values, *r) - values) ** 2)))
 
 
-def write_static(src: Path, out: Path, stats: dict, chosen: set[str], how: str) -> None:
-    """``src`` with a u8 QuantizeLinear/DequantizeLinear pair on the input of each MatMul in ``chosen``."""
+def write_static(
+    src: Path, out: Path, stats: dict, chosen: set[str], how: str, *, split: dict[str, int] | None = None
+) -> None:
+    """``src`` with a u8 QuantizeLinear/DequantizeLinear pair on the input of each MatMul in ``chosen``.
+
+    ``split``: MatMul name -> k. Its k input channels of largest calibrated magnitude leave the int8 product
+    (zeroed there, so the static range is that of the other channels) and go through a float MatMul with their
+    weight rows, added back: the LLM.int8() decomposition with outlier channels fixed at calibration.
+    """
     import onnx
     from onnx import helper, numpy_helper
 
+    split = split or {}
     m = onnx.load(str(src))
     g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: node for node in g.node for o in node.output}
     before: dict[str, list] = {}
+    after: dict[str, list] = {}
     for n in g.node:
         if n.name not in chosen:
             continue
         x = n.input[0]
-        lo, hi = _range(*stats[x], how)
+        p = "static_" + n.name.replace("/", "_")
+        lo, hi = _range(*stats[x][:3], how)
+        nodes = []
+        if split.get(n.name):
+            chlo, chhi = stats[x][3], stats[x][4]
+            idx = np.sort(np.argsort(np.maximum(np.abs(chlo), np.abs(chhi)))[-split[n.name] :]).astype(np.int64)
+            keep = np.ones(chlo.shape, np.float32)
+            keep[idx] = 0
+            lo, hi = min(float(chlo[keep == 1].min()), 0.0), max(float(chhi[keep == 1].max()), 0.0)
+            deq = producer[n.input[1]]  # DequantizeLinear(int8 weight, per-column scale)
+            wq, col = (numpy_helper.to_array(inits[name]) for name in deq.input[:2])
+            w_out = wq[idx].astype(np.float32) * col.astype(np.float32)[None, :]
+            g.initializer.extend(
+                [
+                    numpy_helper.from_array(keep, p + "_keep"),
+                    numpy_helper.from_array(idx, p + "_idx"),
+                    numpy_helper.from_array(w_out, p + "_wout"),
+                ]
+            )
+            nodes += [
+                helper.make_node("Mul", [x, p + "_keep"], [p + "_xin"], name=p + "_Keep"),
+                helper.make_node("Gather", [x, p + "_idx"], [p + "_xout"], name=p + "_Outliers", axis=-1),
+                helper.make_node("MatMul", [p + "_xout", p + "_wout"], [p + "_yout"], name=p + "_OutlierMatMul"),
+            ]
+            y = n.output[0]
+            n.output[0] = p + "_ymain"
+            after[n.name] = [helper.make_node("Add", [p + "_ymain", p + "_yout"], [y], name=p + "_AddOutliers")]
+            x = p + "_xin"
         scale = np.float32((hi - lo) / 255)
         zero = np.uint8(np.clip(np.round(-lo / scale), 0, 255))
-        p = "static_" + n.name.replace("/", "_")
         g.initializer.extend(
             [numpy_helper.from_array(np.array(scale), p + "_s"), numpy_helper.from_array(np.array(zero), p + "_z")]
         )
-        before[n.name] = [
+        before[n.name] = nodes + [
             helper.make_node("QuantizeLinear", [x, p + "_s", p + "_z"], [p + "_q"], name=p + "_Q"),
             helper.make_node("DequantizeLinear", [p + "_q", p + "_s", p + "_z"], [p + "_dq"], name=p + "_DQ"),
         ]
         n.input[0] = p + "_dq"
-    nodes = [d for n in g.node for d in (*before.get(n.name, ()), n)]
+    ordered = [d for n in g.node for d in (*before.get(n.name, ()), n, *after.get(n.name, ()))]
     del g.node[:]
-    g.node.extend(nodes)
+    g.node.extend(ordered)
     onnx.save_model(m, str(out), save_as_external_data=True, location=out.name + ".data")
 
 
@@ -261,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", default="qkv,qkv+up,qkv+up+o,all", help=f"kinds made static, from {', '.join(SETS)}")
     p.add_argument("--how", default="minmax,mse")
     p.add_argument("--calibration", type=int, default=128)
+    p.add_argument(
+        "--split",
+        type=int,
+        default=0,
+        help="attention-output and FFN-down made static keep their K largest input channels in float (LLM.int8)",
+    )
     p.add_argument("--quality", action="store_true")
     p.add_argument("--pairs", type=int, default=500)
     p.add_argument("--speed", action="store_true")
@@ -285,9 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     for how in a.how.split(","):
         for name in a.sets.split(","):
             chosen = {m for m, k in kinds.items() if k in SETS[name]}
+            split = {m: a.split for m in chosen if a.split and kinds[m] in ("attn-out", "ffn-down")}
+            label = f"static {name} ({how}" + (f", {a.split} outlier channels in float" if split else "") + ")"
             d = _artifact_with(a.artifact, work / f"{name}-{how}")
-            write_static(src, d / src.name, stats, chosen, how)
-            dirs[f"static {name} ({how})"] = d
+            write_static(src, d / src.name, stats, chosen, how, split=split)
+            dirs[label] = d
     res: dict = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": cpu_facts(),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rowwise import Calibration, weight_matmuls
+from .rowwise import Calibration, gptq_setup, weight_matmuls
 
 __all__ = [
     "Int4Settings",
@@ -125,13 +125,7 @@ def quantize_blocks(
             scales[b], zeros[b] = s, z
         return Blocks(codes, scales, zeros, block, bits)
     lazy = max(block, lazy - lazy % block)
-    h = gram.astype(np.float64)
-    dead = np.diag(h) <= 0
-    h[dead, dead] = 1.0
-    h = h + damp * float(np.mean(np.diag(h))) * np.eye(k)
-    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper factor of H^-1
-    wk = w.astype(np.float64)
-    wk[dead] = 0.0
+    u, wk = gptq_setup(w, gram, damp)  # upper factor of H^-1; unseen inputs' rows zeroed
     for a in range(0, k, lazy):
         e = min(a + lazy, k)
         wb, err, ub = wk[a:e].copy(), np.empty((e - a, n)), u[a:e, a:e]

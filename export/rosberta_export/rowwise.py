@@ -40,6 +40,7 @@ __all__ = [
     "plan_matmul",
     "plan_weights",
     "gptq_round",
+    "gptq_setup",
     "fake_quant",
     "Calibration",
     "channel_stats",
@@ -128,18 +129,24 @@ def plan_weights(
     }
 
 
+def gptq_setup(w: np.ndarray, gram: np.ndarray, damp: float) -> tuple[np.ndarray, np.ndarray]:
+    """GPTQ's starting point: the upper Cholesky factor of the damped inverse Hessian (``gram`` = X^T X), and
+    ``w`` in float64 with the rows of inputs never seen in calibration zeroed."""
+    h = gram.astype(np.float64)
+    dead = np.diag(h) <= 0
+    h[dead, dead] = 1.0
+    h = h + damp * float(np.mean(np.diag(h))) * np.eye(w.shape[0])
+    wk = w.astype(np.float64)
+    wk[dead] = 0.0
+    return np.linalg.cholesky(np.linalg.inv(h)).T, wk
+
+
 def gptq_round(w: np.ndarray, gram: np.ndarray, col: np.ndarray, *, block: int = 128, damp: float = 0.01) -> np.ndarray:
     """Round ``w`` (K, N) to int8 steps ``col`` (N,) one input row at a time, pushing each row's rounding
     error onto the rows not yet rounded so that ``x @ W`` over the calibration inputs (``gram`` = X^T X)
     moves as little as possible (GPTQ, Frantar et al. 2022, with the per-column scales kept fixed)."""
     k = w.shape[0]
-    h = gram.astype(np.float64)
-    dead = np.diag(h) <= 0
-    h[dead, dead] = 1.0
-    h = h + damp * float(np.mean(np.diag(h))) * np.eye(k)
-    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper factor of H^-1
-    wk = w.astype(np.float64)
-    wk[dead] = 0.0
+    u, wk = gptq_setup(w, gram, damp)
     c = col.astype(np.float64)
     q = np.empty(w.shape, dtype=np.int8)
     for a in range(0, k, block):

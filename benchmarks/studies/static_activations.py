@@ -121,8 +121,9 @@ def write_static(
     """``src`` with a u8 QuantizeLinear/DequantizeLinear pair on the input of each MatMul in ``chosen``.
 
     ``split``: MatMul name -> k. Its k input channels of largest calibrated magnitude leave the int8 product
-    (zeroed there, so the static range is that of the other channels) and go through a float MatMul with their
-    weight rows, added back: the LLM.int8() decomposition with outlier channels fixed at calibration.
+    (their int8 weight rows are zeroed, so the static range is that of the other channels and what an outlier
+    saturates to counts for nothing) and go through a float MatMul with their weight rows, added back: the
+    LLM.int8() decomposition with outlier channels fixed at calibration.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -144,28 +145,27 @@ def write_static(
         if split.get(n.name):
             chlo, chhi = stats[x][3], stats[x][4]
             idx = np.sort(np.argsort(np.maximum(np.abs(chlo), np.abs(chhi)))[-split[n.name] :]).astype(np.int64)
-            keep = np.ones(chlo.shape, np.float32)
-            keep[idx] = 0
-            lo, hi = min(float(chlo[keep == 1].min()), 0.0), max(float(chhi[keep == 1].max()), 0.0)
+            keep = np.ones(chlo.shape, bool)
+            keep[idx] = False
+            lo, hi = min(float(chlo[keep].min()), 0.0), max(float(chhi[keep].max()), 0.0)
             deq = producer[n.input[1]]  # DequantizeLinear(int8 weight, per-column scale)
             wq, col = (numpy_helper.to_array(inits[name]) for name in deq.input[:2])
             w_out = wq[idx].astype(np.float32) * col.astype(np.float32)[None, :]
+            # the int8 product drops the outlier channels through zero weight rows: their activations may
+            # saturate the static range, and count for nothing there, so no mask runs on the activations
+            wq = wq.copy()
+            wq[idx] = 0
+            inits[deq.input[0]].CopyFrom(numpy_helper.from_array(wq, deq.input[0]))
             g.initializer.extend(
-                [
-                    numpy_helper.from_array(keep, p + "_keep"),
-                    numpy_helper.from_array(idx, p + "_idx"),
-                    numpy_helper.from_array(w_out, p + "_wout"),
-                ]
+                [numpy_helper.from_array(idx, p + "_idx"), numpy_helper.from_array(w_out, p + "_wout")]
             )
             nodes += [
-                helper.make_node("Mul", [x, p + "_keep"], [p + "_xin"], name=p + "_Keep"),
                 helper.make_node("Gather", [x, p + "_idx"], [p + "_xout"], name=p + "_Outliers", axis=-1),
                 helper.make_node("MatMul", [p + "_xout", p + "_wout"], [p + "_yout"], name=p + "_OutlierMatMul"),
             ]
             y = n.output[0]
             n.output[0] = p + "_ymain"
             after[n.name] = [helper.make_node("Add", [p + "_ymain", p + "_yout"], [y], name=p + "_AddOutliers")]
-            x = p + "_xin"
         scale = np.float32((hi - lo) / 255)
         zero = np.uint8(np.clip(np.round(-lo / scale), 0, 255))
         g.initializer.extend(
@@ -310,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         "--split",
         type=int,
         default=0,
-        help="attention-output and FFN-down made static keep their K largest input channels in float (LLM.int8)",
+        help="the static MatMuls of --split-kinds keep their K largest input channels in float (LLM.int8)",
     )
+    p.add_argument("--split-kinds", default="o+down", choices=sorted(SETS), help="the static kinds --split applies to")
     p.add_argument("--quality", action="store_true")
     p.add_argument("--pairs", type=int, default=500)
     p.add_argument("--speed", action="store_true")
@@ -336,8 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     for how in a.how.split(","):
         for name in a.sets.split(","):
             chosen = {m for m, k in kinds.items() if k in SETS[name]}
-            split = {m: a.split for m in chosen if a.split and kinds[m] in ("attn-out", "ffn-down")}
-            label = f"static {name} ({how}" + (f", {a.split} outlier channels in float" if split else "") + ")"
+            split = {m: a.split for m in chosen if a.split and kinds[m] in SETS[a.split_kinds]}
+            label = (
+                f"static {name} ({how}"
+                + (f", {a.split} outlier channels in float on {a.split_kinds}" if split else "")
+                + ")"
+            )
             d = _artifact_with(a.artifact, work / f"{name}-{how}")
             write_static(src, d / src.name, stats, chosen, how, split=split)
             dirs[label] = d

@@ -246,6 +246,11 @@ class OpenVinoInt8(OpenVino):
             f"INFERENCE_PRECISION_HINT f32 keeps what NNCF left un-quantised in fp32"
         )
 
+    @property
+    def ir_path(self) -> Path:
+        """The quantised model ``prepare`` saved (OpenVINO IR), for studies that compile it themselves."""
+        return self._ir
+
     def _model(self, core):
         return core.read_model(str(self._ir)), self._source  # saved from a model with dynamic inputs (super()._model)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from .harness.base import Context, Skip, log_stderr
 from .harness.machine import machine_facts
 from .harness.report import write_all
+from .harness.results import save
 from .harness.runner import load_systems, quality, run_workloads
 from .harness.workloads import SETTINGS, build_workloads
 from .memory import measure_all
@@ -119,7 +119,7 @@ def run_benchmark(
             with tempfile.TemporaryDirectory(prefix="rosberta-bench-mem-") as d:
                 texts_file = Path(d) / "texts.json"
                 fixed = [list(w.texts) for w in wls if w.name in ("throughput_8x128", "throughput_1x512")]
-                texts_file.write_text(json.dumps(fixed or [list(wls[0].texts)], ensure_ascii=False), encoding="utf-8")
+                save(texts_file, fixed or [list(wls[0].texts)])
                 mem = measure_all(
                     names,
                     artifact=ctx.artifact,

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .harness.results import save
 from .readme_table import replace_section
 
 PARITY = ("<!-- parity:start -->", "<!-- parity:end -->")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.int8:
         edits.append((a.int8_page, int8_section(a.int8), INT8))
     for page, section, markers in edits:
-        page.write_text(replace_section(page.read_text(encoding="utf-8"), section, *markers), encoding="utf-8")
+        save(page, replace_section(page.read_text(encoding="utf-8"), section, *markers))
         print(f"{page}: updated", file=sys.stderr)
     return 0
 

@@ -21,6 +21,7 @@ from .harness import pages
 from .harness.goals import goals_section
 from .harness.machine import describe
 from .harness.report import cell, table
+from .harness.results import save
 
 __all__ = ["START", "END", "latest_results", "render_section", "render_headline", "replace_section", "main"]
 
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{page} is out of date with {path}; run: python -m benchmarks.readme_table {path}", file=sys.stderr)
         return 1 if stale else 0
     for page in stale:
-        page.write_text(pages[page], encoding="utf-8")
+        save(page, pages[page])
     print(f"{docs}, {readme}: benchmark tables from {path}")
     return 0
 

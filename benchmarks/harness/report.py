@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .goals import goals_section
 from .machine import describe
+from .results import save
 
 __all__ = ["write_all", "markdown", "table", "cell", "charts"]
 
@@ -229,13 +230,7 @@ def _save(fig, path: Path, plt) -> Path:
 
 def write_all(res: dict, folder: Path) -> dict[str, Path]:
     """Write results.json, results.md and the charts into ``folder``; returns what was written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    from rosberta_onnx.manifest import write_json_atomic
-
-    paths = {"json": write_json_atomic(folder / "results.json", res)}
-    md = folder / "results.md"
-    md.write_text(markdown(res), encoding="utf-8")
-    paths["markdown"] = md
+    paths = {"json": save(folder / "results.json", res), "markdown": save(folder / "results.md", markdown(res))}
     for p in charts(res, folder):
         paths[p.stem] = p
     return paths

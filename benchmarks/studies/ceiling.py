@@ -25,7 +25,6 @@ timed the same way (``F.linear`` in a loop), which says how much of its time the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from ..harness.kernels import ORT_INT8, OV_DYNAMIC, OV_STATIC, OV_STREAMS
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 from ..harness.runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 TORCH_MODEL = "torch fp32, whole model (the reference)"
@@ -256,8 +256,8 @@ def _measure(a, shapes: list[tuple[int, int]], work: Path, command: str) -> int:
     ]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ceiling.json").write_text(json.dumps(results, indent=2))
-    (out / "ceiling.md").write_text("\n".join(lines) + "\n")
+    save(out / "ceiling.json", results)
+    save(out / "ceiling.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

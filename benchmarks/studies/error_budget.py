@@ -19,13 +19,13 @@ weights, which MatMuls to work on. Writes ``error_budget.json`` and ``.md`` unde
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 from ..harness.runner import as_run, end_like_ctrl_c_on_sigterm
 
 ROLES = {"qkv": "Q/K/V", "attn-out": "attention output", "ffn-up": "FFN-up", "ffn-down": "FFN-down"}
@@ -212,8 +212,8 @@ def main(argv=None) -> int:
     }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "error_budget.json").write_text(json.dumps(res, indent=2))
-    (out / "error_budget.md").write_text(_table(res, as_run(argv)))
+    save(out / "error_budget.json", res)
+    save(out / "error_budget.md", _table(res, as_run(argv)))
     print(_table(res, as_run(argv)))
     return 0
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 from ..harness.runner import as_run
 
 SYSTEMS = (
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     one, eight = _texts(a.artifact)
     a.out.mkdir(parents=True, exist_ok=True)
     texts_file = a.out / "texts.json"
-    texts_file.write_text(json.dumps([one, eight], ensure_ascii=False), encoding="utf-8")
+    save(texts_file, [one, eight])
     systems = {}
     for name in names:
         v = _variant(name)
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": a.rounds,
         "reproduce": "python -m benchmarks.studies.footprint " + as_run(argv),
     }
-    (a.out / "footprint.json").write_text(json.dumps(res, indent=1, ensure_ascii=False), encoding="utf-8")
+    save(a.out / "footprint.json", res)
     return _publish(res, a)
 
 
@@ -285,7 +286,7 @@ def _publish(res: dict, a) -> int:
     from ..harness.pages import publish_section
 
     md = _markdown(res, res.get("rounds", a.rounds))
-    (a.out / "footprint.md").write_text(md, encoding="utf-8")
+    save(a.out / "footprint.md", md)
     if a.page:
         publish_section(a.page, "footprint", md, "python -m benchmarks.studies.footprint")
     print(md)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 from ..harness.runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 
 SHAPES = ((1, 16), (8, 128), (32, 128))
@@ -260,7 +260,7 @@ def _measure(a, command: str, work: Path) -> int:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "int8_recipes.json").write_text(json.dumps(results, indent=2))
+    save(out / "int8_recipes.json", results)
     lines = [
         f"int8 recipes on `{src.folder.name}`"
         + (" (STAND-IN: random weights hide quantisation error)" if src.stand_in else "")
@@ -284,7 +284,7 @@ def _measure(a, command: str, work: Path) -> int:
             f"{sp[f'{b}x{n}']['median_ms']:.1f} ms ({sp[f'{b}x{n}']['x_torch']:.2f}x)" if sp else "–" for b, n in SHAPES
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    (out / "int8_recipes.md").write_text("\n".join(lines) + "\n")
+    save(out / "int8_recipes.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import platform
 import random
@@ -27,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from ..harness.results import save
 
 __all__ = ["main", "QUERIES"]
 
@@ -178,7 +179,7 @@ def _machine() -> dict:
 
 def write_report(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "serve_load.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    save(out / "serve_load.json", result)
     a = result["args"]
     info = result["modes"][0]["info"]
     lines = [
@@ -218,7 +219,7 @@ def write_report(result: dict, out: Path) -> None:
         "![chart](serve_load.png)",
         "",
     ]
-    (out / "serve_load.md").write_text("\n".join(lines))
+    save(out / "serve_load.md", "\n".join(lines))
     _chart(result, out / "serve_load.png")
 
 

@@ -19,7 +19,6 @@ cost (tokens embedded per document, seconds per document) is measured on a secon
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 from ..harness.runner import as_run
 
 WINDOWS = (64, 128, 256, None)  # None: the most that fit
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "long_docs.json").write_text(json.dumps(res, indent=2))
-    (out / "long_docs.md").write_text(table(res, as_run(argv)))
+    save(out / "long_docs.json", res)
+    save(out / "long_docs.md", table(res, as_run(argv)))
     print(table(res, as_run(argv)))
     return 0
 

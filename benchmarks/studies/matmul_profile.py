@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..harness.results import save
 from .static_activations import SETS, VARIANT, _collect, matmul_kinds, write_static
 
 __all__ = ["ROWS", "fc_kinds", "profile_table"]
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "matmul_profile.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+    save(a.out / "matmul_profile.json", res)
     _publish(res, a.out, a.page)
     return 0
 
@@ -225,7 +226,7 @@ def _publish(res: dict, out: Path, page: Path | None) -> None:
         + profile_table(res)
         + "\n"
     )
-    (out / "matmul_profile.md").write_text(md, encoding="utf-8")
+    save(out / "matmul_profile.md", md)
     if page:
         publish_section(page, "matmul-profile", md, "python -m benchmarks.studies.matmul_profile")
     print(md)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 from ..harness.runner import alternate, as_run, end_like_ctrl_c_on_sigterm, fixed_batch
 from ..systems.nncf_int8 import SENTENCES
 from .int8_recipes import matmul_groups
@@ -329,8 +330,8 @@ def main(argv=None) -> int:
     res = {"quality": quality, "speed": speed, "cpu": cpu_facts()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "nncf_accuracy.json").write_text(json.dumps(res, indent=2))
-    (out / "nncf_accuracy.md").write_text(_table(res, command))
+    save(out / "nncf_accuracy.json", res)
+    save(out / "nncf_accuracy.md", _table(res, command))
     print(_table(res, command))
     return 0
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 from ..harness.runner import as_run
 
 SETTINGS = {
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "reproduce": "python -m benchmarks.studies.ort_memory " + as_run(argv),
     }
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "ort_memory.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+    save(a.out / "ort_memory.json", res)
     lines = [
         f"onnxruntime memory of `{a.artifact}` {a.variant}, {a.threads} threads, on {res['machine']['description']}. "
         f"Reproduce: `{res['reproduce']}`",
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_after_8x128_mb']} | {r['load_s']} |"
         )
     md = "\n".join(lines) + "\n"
-    (a.out / "ort_memory.md").write_text(md, encoding="utf-8")
+    save(a.out / "ort_memory.md", md)
     print(md)
     return 0
 

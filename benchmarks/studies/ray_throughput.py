@@ -17,7 +17,6 @@ Writes ``ray_throughput.json`` and ``ray_throughput.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -31,6 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..harness.machine import cpu_facts
+from ..harness.results import save
 
 TASK = "search_document"
 
@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ray_throughput.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (out / "ray_throughput.md").write_text(markdown(result), encoding="utf-8")
+    save(out / "ray_throughput.json", result)
+    save(out / "ray_throughput.md", markdown(result))
     print(markdown(result))
     return 0
 

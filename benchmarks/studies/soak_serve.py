@@ -30,6 +30,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from ..harness.results import save
+
 __all__ = ["main", "MIX"]
 
 # (kind, share of requests, expected status)
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "reproduce": "python -m benchmarks.studies.soak_serve " + as_run(argv),
     }
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "soak.json").write_text(json.dumps(res, indent=1, ensure_ascii=False), encoding="utf-8")
+    save(a.out / "soak.json", res)
     md = (
         f"Soak of `rosberta-onnx serve` (`{a.artifact}`, {a.variant}) on {res['machine']['description']}; clients "
         f"and server on one machine over 127.0.0.1, one httpx pool (idle expiry 5 s); request mix: "
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         + table(res)
         + "\n"
     )
-    (a.out / "soak.md").write_text(md, encoding="utf-8")
+    save(a.out / "soak.md", md)
     if a.page:
         from ..harness.pages import publish_section
 

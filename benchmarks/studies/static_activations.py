@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..harness.results import save
+
 __all__ = ["KINDS", "matmul_kinds", "write_static"]
 
 KINDS = ("qkv", "qkv", "qkv", "attn-out", "ffn-up", "ffn-down")  # a BERT/RoBERTa layer's weight MatMuls, in order
@@ -359,13 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.speed:
         res["speed"] = _speed(a.artifact, a.reference, dirs, a.rounds, a.threads, log)
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "static_activations.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+    save(a.out / "static_activations.json", res)
     md = (
         f"Static activations on `{a.artifact}` on {res['machine']['description']}, {a.threads} threads; quality on "
         f"{a.pairs} STS dev pairs per language against fp32; speed against NNCF OpenVINO int8 in the same rounds. "
         f"Reproduce: `{res['reproduce']}`\n\n" + table(res) + "\n"
     )
-    (a.out / "static_activations.md").write_text(md, encoding="utf-8")
+    save(a.out / "static_activations.md", md)
     print(md)
     tmp.cleanup()
     return 0

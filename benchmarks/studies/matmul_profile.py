@@ -1,7 +1,8 @@
 """Where the time of ``int8-openvino`` goes, MatMul kind by MatMul kind, against NNCF's OpenVINO int8.
 
     python -m benchmarks.studies.matmul_profile ARTIFACT --reference CKPT [--shapes 1x16,8x128,32x128]
-        [--rounds 3] [--threads 2] [--out DIR]
+        [--rounds 3] [--threads 2] [--out DIR] [--page docs/int8.md]
+    python -m benchmarks.studies.matmul_profile ARTIFACT --render DIR/matmul_profile.json --page docs/int8.md
 
 OpenVINO's own profile (``PERF_COUNT``) of three compiled models on the same shapes, one stream of ``--threads``
 threads each, every model in turn each round:
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..harness.results import save
-from .static_activations import SETS, VARIANT, _collect, matmul_kinds, write_static
+from .static_activations import SETS, VARIANT, collect_ranges, matmul_kinds, write_static
 
 __all__ = ["ROWS", "fc_kinds", "profile_table"]
 
@@ -100,7 +101,7 @@ def _all_static(art: Path, work: Path, calibration: int, log) -> Path:
     src = art / Manifest.read(art).variant(VARIANT).file
     graph = onnx.load(str(src), load_external_data=False).graph
     kinds = matmul_kinds(graph)
-    stats = _collect(src, art, sorted({n.input[0] for n in graph.node if n.name in kinds}), calibration)
+    stats = collect_ranges(src, art, sorted({n.input[0] for n in graph.node if n.name in kinds}), calibration)
     out = work / "static-everywhere.onnx"
     write_static(src, out, stats, {m for m, k in kinds.items() if k in SETS["all"]}, "minmax")
     log(f"wrote the every-MatMul-static graph ({calibration} calibration sentences)")

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..harness.results import save
 
-__all__ = ["KINDS", "matmul_kinds", "write_static"]
+__all__ = ["KINDS", "collect_ranges", "matmul_kinds", "write_static"]
 
 KINDS = ("qkv", "qkv", "qkv", "attn-out", "ffn-up", "ffn-down")  # a BERT/RoBERTa layer's weight MatMuls, in order
 SETS = {
@@ -71,7 +71,7 @@ def _batches(art: Path, n: int, bs: int = 8, max_length: int = 128):
         yield np.array([e.ids for e in enc], np.int64), np.array([e.attention_mask for e in enc], np.int64)
 
 
-def _collect(graph_file: Path, art: Path, names: list[str], n: int, sample: int = 300_000) -> dict:
+def collect_ranges(graph_file: Path, art: Path, names: list[str], n: int, sample: int = 300_000) -> dict:
     """Per tensor: (min, max, a random sample of its values over real tokens, per-channel min, per-channel max) on
     the calibration sentences."""
     import onnx
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = matmul_kinds(g)
     inputs = sorted({n.input[0] for n in g.node if n.name in kinds})
     t0 = time.perf_counter()
-    stats = _collect(src, a.artifact, inputs, a.calibration)
+    stats = collect_ranges(src, a.artifact, inputs, a.calibration)
     log(f"calibrated {len(inputs)} MatMul inputs on {a.calibration} sentences in {time.perf_counter() - t0:.0f} s")
     dirs = {"dynamic (as shipped)": a.artifact}
     tmp = tempfile.TemporaryDirectory(prefix="rosberta-static-")  # the rewritten graphs: as large as the variant

@@ -107,7 +107,7 @@ def markdown(res: dict) -> str:
         f"- latency: {st['latency_samples']} timed calls per system; corpus: {st['corpus_size']} RU/EN STS sentences, "
         f"each system batching its own way; tokens/s counts content tokens (no padding)",
         f"- quality: cosine of each system's corpus embeddings against {res['baseline']}; peak RSS: a separate "
-        f"process per system loading the model and encoding 8×128 and 1×512",
+        f"process per system loading the model and encoding {st.get('memory_workload', '8×128 and 1×512')}",
         "- load time: one in-process load per system, library imports excluded, file cache warm",
         "",
     ]

@@ -66,7 +66,8 @@ def serve_command(sub) -> None:
     _flag(
         v,
         "streams",
-        "OpenVINO variants: split each run of 2+ texts across this many streams (default: 2 on 2+ threads; 1: off)",
+        "OpenVINO variants: split each run of 2+ texts across this many streams (default: 2 on 2+ threads; 1: off, "
+        "one compiled model: ~380 MB less at full size)",
         type=int,
     )
     _flag(

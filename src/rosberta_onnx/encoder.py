@@ -94,7 +94,8 @@ class Encoder:
         ``threads`` defaults to the physical cores.
         ``streams`` (OpenVINO variants only; onnxruntime ignores it): a batch of two or more texts is split
         into this many parts run at once, each on its share of the threads; one query still gets them all.
-        Default: 2 when ``threads`` >= 2 (2-22% more batch throughput on 2 cores), else 1; 1 turns it off.
+        Default: 2 when ``threads`` >= 2 (1-22% more batch throughput on 2 cores, ~380 MB more memory at full
+        size once both kinds of call have run), else 1; 1 turns it off.
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
         ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on a quantised

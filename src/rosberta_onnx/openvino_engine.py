@@ -39,10 +39,12 @@ class OpenVinoSession:
     """A compiled OpenVINO model behind onnxruntime's ``run(output_names, feeds)``.
 
     With ``streams`` > 1 the model is compiled a second time as that many OpenVINO streams sharing the
-    ``threads`` (the weights are shared; ~80 MB more at full size), and a batch of two or more rows is split
-    into that many parts run at once, one part per stream. One query still gets every thread. On 2 cores,
-    two streams of one thread each ran batches of 2-32 texts 2-22% faster than one stream of two threads
-    (fewer barriers between the threads; README "Batch streams", benchmarks/results/full-onnx-int8-engines).
+    ``threads``, and a batch of two or more rows is split into that many parts run at once, one part per stream.
+    One query still gets every thread. On 2 cores, two streams of one thread each ran batches of 2-32 texts
+    1-22% faster than one stream of two threads (fewer barriers between the threads; docs/int8.md "Batch
+    streams"). It costs memory: each compiled model repacks the weights for its kernels on its first call, so
+    once single queries and batches have both run the process holds ~380 MB more at full size (peak 1207 vs
+    829 MB, benchmarks/results/full-onnx-streams-memory).
 
     OpenVINO infer requests are not thread-safe, so each concurrent ``run`` takes its requests from a pool
     (made on demand, kept for reuse); the compiled models are shared, as onnxruntime shares a session.

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.studies.interop import cosines, fastembed_vectors
 from rosberta_export.interop import INTEROP_FILES, write_interop
 from rosberta_onnx import Encoder, Manifest
 from rosberta_onnx.cli import main
@@ -65,23 +66,10 @@ def test_refresh_command_rewrites_them_with_the_source_config_and_keeps_it(artif
 
 def fastembed_cosines(artifact, variant: str) -> np.ndarray:
     """fastembed's vectors for TEXTS from the artifact folder, against ours: one cosine per text."""
-    fastembed = pytest.importorskip("fastembed")
-    from fastembed.common.model_description import ModelSource, PoolingType
-
+    pytest.importorskip("fastembed")
     enc = Encoder.load(artifact, variant=variant)
-    name = f"local/rosberta-{artifact.parent.name}-{variant}"
-    fastembed.TextEmbedding.add_custom_model(
-        model=name,
-        pooling=PoolingType.CLS if enc.facts.pooling == "cls" else PoolingType.MEAN,
-        normalization=enc.facts.normalize,
-        sources=ModelSource(hf=name),
-        dim=enc.dim,
-        model_file=enc.manifest.variant(variant).file,
-    )
-    fe = fastembed.TextEmbedding(name, specific_model_path=str(artifact), threads=1)
-    got = np.array(list(fe.embed(TEXTS)))
-    ref = enc.encode(TEXTS)
-    return (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    got = fastembed_vectors(artifact, enc, enc.manifest.variant(variant).file, TEXTS, threads=1)
+    return cosines(got, enc.encode(TEXTS))
 
 
 @pytest.mark.parametrize("variant", ["fp32", "int8"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.studies.interop import cosines, sentence_transformers_model
 from rosberta_onnx import Encoder
 
 ARTIFACTS = [Path(p) for p in os.environ.get("ROSBERTA_INTEROP_ARTIFACTS", "").split(os.pathsep) if p]
@@ -38,10 +39,6 @@ MIN_COS = 0.99999
 TEXTS = ["A man is playing a flute.", "Человек играет на флейте.", "", "emoji 👩‍👩‍👧 and\ttabs", "слово word " * 400]
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
 @pytest.fixture(scope="module", params=ARTIFACTS, ids=[p.name for p in ARTIFACTS])
 def artifact(request) -> Path:
     return request.param
@@ -49,19 +46,14 @@ def artifact(request) -> Path:
 
 @pytest.mark.parametrize("variant", ["fp32", "int8"])
 def test_sentence_transformers_onnx_backend_gives_our_vectors(artifact, variant):
-    from sentence_transformers import SentenceTransformer
-
     enc = Encoder.load(artifact, variant=variant)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optimum and transformers speak of their own deprecations
-        st = SentenceTransformer(
-            str(artifact), backend="onnx", model_kwargs={"file_name": enc.manifest.variant(variant).file}, device="cpu"
-        )
+        st = sentence_transformers_model(artifact, enc.manifest.variant(variant).file)
         assert st.max_seq_length == enc.max_length
-        tasks = [None, *(["search_query"] if "search_query" in enc.tasks else [])]
-        for task in tasks:
+        for task in [None, *(["search_query"] if "search_query" in enc.tasks else [])]:
             got = st.encode(TEXTS, prompt_name=task, normalize_embeddings=False)
-            cos = _cos(got, enc.encode(TEXTS, task=task))
+            cos = cosines(got, enc.encode(TEXTS, task=task))
             assert cos.min() >= MIN_COS, f"{variant}, prompt_name={task}: cosines {np.round(cos, 6).tolist()}"
 
 
@@ -83,5 +75,5 @@ def test_optimum_loads_the_folder_and_its_hidden_states_pool_to_ours(artifact):
     else:
         mask = batch["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(1) / mask.sum(1)
-    cos = _cos(pooled, enc.encode(texts))
+    cos = cosines(pooled, enc.encode(texts))
     assert cos.min() >= MIN_COS, np.round(cos, 6).tolist()

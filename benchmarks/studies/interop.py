@@ -17,14 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["cosines", "fastembed_vectors", "sentence_transformers_model"]
+
 TEXTS = ["A man is playing a flute.", "Человек играет на флейте.", "слово word " * 400]  # the last is over-long
 
 
-def _fastembed(art: Path, enc, file: str) -> np.ndarray:
+def fastembed_vectors(art: Path, enc, file: str, texts: list[str], **options) -> np.ndarray:
+    """fastembed's vectors for ``texts`` from the folder ``art`` (graph ``file``), registered as a custom model with
+    the pooling and normalisation ``enc`` (our Encoder on the same folder) reads from the manifest."""
     from fastembed import TextEmbedding
     from fastembed.common.model_description import ModelSource, PoolingType
 
-    name = f"local/{art.name}-{file}"
+    name = f"local/{art.parent.name}-{art.name}-{file}"  # one registration per folder and graph
     TextEmbedding.add_custom_model(
         model=name,
         pooling=PoolingType.CLS if enc.facts.pooling == "cls" else PoolingType.MEAN,
@@ -33,14 +37,19 @@ def _fastembed(art: Path, enc, file: str) -> np.ndarray:
         dim=enc.dim,
         model_file=file,
     )
-    return np.array(list(TextEmbedding(name, specific_model_path=str(art)).embed(TEXTS)))
+    return np.array(list(TextEmbedding(name, specific_model_path=str(art), **options).embed(texts)))
 
 
-def _sentence_transformers(art: Path, enc, file: str, task: str | None) -> np.ndarray:
+def sentence_transformers_model(art: Path, file: str):
+    """sentence-transformers' ONNX backend on the folder ``art`` (graph ``file``)."""
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(str(art), backend="onnx", model_kwargs={"file_name": file}, device="cpu")
-    return st.encode(TEXTS, prompt_name=task, normalize_embeddings=False)
+    return SentenceTransformer(str(art), backend="onnx", model_kwargs={"file_name": file}, device="cpu")
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row."""
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     file = enc.manifest.variant(a.variant).file
     task = "search_query" if "search_query" in enc.tasks else None
     tools = {
-        "fastembed (no prefix: in the text)": ("fastembed", lambda: _fastembed(a.artifact, enc, file), None),
+        "fastembed (no prefix: in the text)": (
+            "fastembed",
+            lambda: fastembed_vectors(a.artifact, enc, file, TEXTS),
+            None,
+        ),
         "sentence-transformers, backend onnx, prompt_name": (
             "optimum",
-            lambda: _sentence_transformers(a.artifact, enc, file, task),
+            lambda: sentence_transformers_model(a.artifact, file).encode(
+                TEXTS, prompt_name=task, normalize_embeddings=False
+            ),
             task,
         ),
     }
@@ -69,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ours = enc.encode(TEXTS, task=prefix_task)
         got = run()
-        cos = (got * ours).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ours, axis=1)
+        cos = cosines(got, ours)
         print(f"| {label} | {' / '.join(f'{c:.6f}' for c in cos)} |")
     return 0
 

@@ -10,19 +10,17 @@ variant the first time an artifact is loaded with ``auto``, cached next to the a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import write_json_atomic
 from .hardware import cpu_info
+from .local_cache import LocalCache
 
 __all__ = ["CACHE_NAME", "Verdict", "fastest_variant", "autotune_enabled"]
 
@@ -37,18 +35,12 @@ class Verdict:
     ms: dict[str, float]
     cached: bool
     cache: str | None  # the file it was read from or written to
-    sessions: dict[str, Any] = field(default_factory=dict, compare=False)  # opened to measure (none if cached)
 
 
 def autotune_enabled(flag: bool | None) -> bool:
     if flag is not None:
         return flag
     return os.environ.get("ROSBERTA_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def _cache_paths(folder: Path, key: str) -> list[Path]:
-    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rosberta-onnx"
-    return [folder / CACHE_NAME, home / f"autotune-{key[:16]}.json"]
 
 
 def fastest_variant(
@@ -65,27 +57,25 @@ def fastest_variant(
 ) -> Verdict:
     """Time each of ``candidates`` (variant name -> sha256 of its model file; fp32 among them), keep the fastest.
 
-    The sessions opened for the measurement come back in the verdict, so the caller keeps the chosen one instead
-    of loading it twice. The cache key holds everything the timing depends on (files, CPU, threads, streams, engine
+    ``open_session`` is the caller's (which keeps what it opened, so the chosen session is not loaded twice). The
+    cache key holds everything the timing depends on (files, CPU, threads, streams, engine
     versions, shape): change any of them and it is measured again.
     """
+    cpu = cpu_info()
     key_fields = {
         "candidates": dict(sorted(candidates.items())),
-        "cpu": cpu_info().model_name,
+        "cpu": cpu.model_name,
+        "machine": cpu.machine,
+        "isa": cpu.isa,
         "threads": threads,
         "streams": streams,
         **engine_versions,
         "shape": [batch, seq],
     }
-    digest = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
-    for path in _cache_paths(folder, digest):
-        try:
-            data = json.loads(path.read_text())
-            if data.get("key") == key_fields and data["decision"]["choice"] in candidates:
-                d = data["decision"]
-                return Verdict(choice=d["choice"], ms=d["ms"], cached=True, cache=str(path))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+    cache = LocalCache(folder, CACHE_NAME)
+    hit = cache.get(key_fields)
+    if hit is not None and isinstance(hit[0], dict) and hit[0].get("choice") in candidates:
+        return Verdict(choice=hit[0]["choice"], ms=hit[0]["ms"], cached=True, cache=hit[1])
     sessions = {name: open_session(name) for name in candidates}
     ids = np.full((batch, seq), 5, dtype=np.int64)
     ids[:, 0], ids[:, -1] = 0, 2
@@ -100,12 +90,5 @@ def fastest_variant(
             times[name].append(time.perf_counter() - t)
     ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
     choice = min(ms, key=lambda name: ms[name])
-    decision = {"choice": choice, "ms": ms, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    for path in _cache_paths(folder, digest):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, {"key": key_fields, "decision": decision})
-            return Verdict(choice=choice, ms=ms, cached=False, cache=str(path), sessions=sessions)
-        except OSError:
-            continue
-    return Verdict(choice=choice, ms=ms, cached=False, cache=None, sessions=sessions)
+    written = cache.put(key_fields, {"choice": choice, "ms": ms, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return Verdict(choice=choice, ms=ms, cached=False, cache=written)

@@ -1,15 +1,17 @@
 """A small rosberta-onnx artifact built without torch, for the fast test tier.
 
-    build_artifact(folder, pooling="cls")   -> folder with manifest.json, tokenizer.json, fp32, int8 and int4
+    build_artifact(folder, pooling="cls")   -> folder with manifest.json, tokenizer.json, fp32, int8, int8-avx2, int4
 
 The model is a 2-layer RoBERTa-shaped encoder written with ``onnx.helper`` from seeded numpy weights: word and
 position embeddings with RoBERTa's position ids (counted from the first non-pad token, starting at pad id + 1),
 multi-head self-attention that masks padding, a GELU feed-forward block and post-LayerNorm residuals. Its
 tokenizer is a byte-level BPE trained on the shipped STS sentences with RoBERTa's specials (<s>=0, <pad>=1,
 </s>=2). ``int8`` is the exporter's own row-wise recipe (torch-free: onnx, onnxruntime and numpy; round to
-nearest, calibrated on STS train sentences), ``int4`` the exporter's 4-bit writer (rounded to nearest), both with
-the exporter's int8 embedding tables; their gate records are measured here against fp32 on real sentences:
-random weights, so the cosine criteria are judged and nothing else.
+nearest, calibrated on STS train sentences), ``int8-avx2`` the same file with the exporter's unsigned weights,
+``int4`` the exporter's 4-bit writer (rounded to nearest), all with the exporter's int8 embedding tables; their gate
+records are measured here against fp32 on real sentences, on this machine's ISA: random weights, so the cosine
+criteria are judged and nothing else. The reference set that ``verify`` reads holds the exporter's parity cases with
+this fp32 graph's vectors (the fast tier has no PyTorch to make them).
 
 The weights are random, so the vectors mean nothing; what the runtime does with them (tokenisation, prefixes,
 truncation, batching, pooling, checksums, errors) is what the fast tier tests. Everything that needs the real
@@ -27,7 +29,10 @@ import numpy as np
 from rosberta_export.corpus import LANGS, sts_pairs
 from rosberta_export.defaults import ROSBERTA_PROMPTS
 from rosberta_export.gate import INT8_GATE, gate_record
+from rosberta_export.parity import THRESHOLDS, parity_cases
+from rosberta_onnx.hardware import cpu_isa
 from rosberta_onnx.manifest import FORMAT_VERSION, Manifest, ModelFacts, VariantRecord, sha256_file
+from rosberta_onnx.reference import write_reference
 
 __all__ = ["build_artifact", "HIDDEN", "LAYERS", "MAX_LENGTH"]
 
@@ -212,12 +217,14 @@ def _gate(folder: Path, variant: str, recipe: str) -> dict:
 
 
 def _quantised(folder: Path, text_tok) -> None:
-    """``model_int8.onnx`` and ``model_int4.onnx`` from the fp32 graph, as the exporter writes them."""
+    """``model_int8.onnx``, ``model_int8_avx2.onnx`` and ``model_int4.onnx`` from the fp32 graph, as the exporter
+    writes them."""
     import onnx
 
     from rosberta_export.embedding_int8 import quantize_embedding_tables
     from rosberta_export.int4 import Int4Settings, plan_int4, write_int4
     from rosberta_export.quantize import quantize_int8
+    from rosberta_export.unsigned_int8 import unsigned_weights
 
     fp32 = folder / "model.onnx"
     quantize_int8(fp32, folder / "model_int8.onnx", recipe="rowwise-sq-rtn", tokenizer=text_tok)
@@ -227,6 +234,20 @@ def _quantised(folder: Path, text_tok) -> None:
     for model, name in ((int8, "model_int8.onnx"), (int4, "model_int4.onnx")):
         quantize_embedding_tables(model.graph)
         onnx.save(model, str(folder / name))
+    unsigned_weights(int8.graph)
+    onnx.save(int8, str(folder / "model_int8_avx2.onnx"))
+
+
+def _reference(folder: Path, text_tok) -> dict:
+    """The reference set: the exporter's parity cases (16 real sentences) with this fp32 graph's vectors."""
+    from rosberta_onnx import Encoder
+
+    cases = parity_cases(16, max_length=MAX_LENGTH, count_tokens=lambda t: text_tok.tokenize([t]).token_counts[0])
+    texts = [c.text for c in cases]
+    vectors = Encoder.load(folder, variant="fp32", verify=False).encode(texts)
+    sts = {lang: sts_pairs(lang, "dev")[:32] for lang in LANGS}
+    made_by = "the test factory's fp32 ONNX graph (no PyTorch in the fast tier)"
+    return write_reference(folder, [c.name for c in cases], texts, vectors, sts, made_by=made_by)
 
 
 def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int = 0) -> Path:
@@ -276,8 +297,16 @@ def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int
         )
 
     variants = {
-        "fp32": record("fp32", ["model.onnx", "model.onnx.data"], "fp32, numpy weights (test factory)"),
+        "fp32": record(
+            "fp32",
+            ["model.onnx", "model.onnx.data"],
+            "fp32, numpy weights (test factory)",
+            parity={"thresholds": THRESHOLDS["fp32"], "passed": True, "failures": []},  # the reference: itself
+        ),
         "int8": record("int8", ["model_int8.onnx"], "rowwise-sq-rtn (the exporter's recipe, test factory)"),
+        "int8-avx2": record(
+            "int8-avx2", ["model_int8_avx2.onnx"], "the int8 file with unsigned weights (test factory)"
+        ),
         "int4": record(
             "int4", ["model_int4.onnx"], "int4 rounded to nearest, blocks of 32 (the exporter's, test factory)"
         ),
@@ -299,8 +328,14 @@ def build_artifact(folder: str | os.PathLike, *, pooling: str = "cls", seed: int
         variants=variants,
     )
     manifest.write(folder)
-    for variant, recipe in (("int8", "rowwise-sq-rtn"), ("int4", "int4-rtn-b32-acc4")):
-        variants[variant] = VariantRecord(**{**variants[variant].__dict__, **_gate(folder, variant, recipe)})
-    Manifest(**{**manifest.__dict__, "variants": variants}).write(folder)
+    for variant, recipe in (
+        ("int8", "rowwise-sq-rtn"),
+        ("int8-avx2", "rowwise-sq-rtn-u8-weights"),
+        ("int4", "int4-rtn-b32-acc4"),
+    ):
+        gated = {**_gate(folder, variant, recipe), "isa": cpu_isa()}
+        variants[variant] = VariantRecord(**{**variants[variant].__dict__, **gated})
+    reference = _reference(folder, text_tok)
+    Manifest(**{**manifest.__dict__, "variants": variants, "reference": reference}).write(folder)
     (folder / "ORIGIN.json").write_text(json.dumps({"built_by": __name__, "seed": seed, "pooling": pooling}))
     return folder

@@ -149,7 +149,8 @@ def _with_gate(src, dst, passed: bool):
     import json
     import shutil
 
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".autotune.json"))  # a new artifact: no timing verdict yet
+    # a new artifact: no timing or per-CPU verdict yet
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".autotune.json", ".verified.json"))
     d = json.loads((dst / "manifest.json").read_text())
     for v in GATED_VARIANTS:  # every int8 variant the artifact has
         if v in d["variants"]:
@@ -177,27 +178,60 @@ def test_auto_measures_int8_against_fp32_once_and_caches_it(runtime_artifact, tm
     art = _with_gate(runtime_artifact, tmp_path / "art", True)
     e = Encoder.load(art)
     cache = json.loads((art / ".autotune.json").read_text())
-    d = cache["decision"]
+    (entry,) = cache["entries"].values()
+    d = entry["value"]
     timed = set(auto_candidates(Manifest.read(art), resolve_providers(None)))
     assert {"int8", "fp32"} <= timed and set(d["ms"]) == timed and all(ms > 0 for ms in d["ms"].values())
     assert e.variant == d["choice"] == min(d["ms"], key=d["ms"].get)
     assert e.selection.timings_ms == d["ms"] and not e.selection.cached and "ms" in str(e.selection)
     # a forged verdict in the cache is obeyed: proof the second load reads it instead of re-measuring
     forged = "fp32" if e.variant != "fp32" else "int8"
-    cache["decision"].update(choice=forged)
+    d.update(choice=forged)
     (art / ".autotune.json").write_text(json.dumps(cache))
     again = Encoder.load(art)
     assert again.variant == forged and again.selection.cached and "cached" in again.selection.reason
 
 
-def test_cpu_without_vnni_warns_and_auto_leaves_onnxruntime_int8_out(runtime_artifact, tmp_path, monkeypatch):
+def test_cpu_without_vnni_runs_the_unsigned_twin_only_once_it_is_measured_here(runtime_artifact, tmp_path, monkeypatch):
+    import json
+
+    import rosberta_onnx.variants as variants
+
+    monkeypatch.setattr(variants, "cpu_isa", lambda: "avx2")  # this CPU, as the rules and the trust see it
+    art = _with_gate(runtime_artifact, tmp_path / "art", True)
+    # onnxruntime's U8xS8 int8 saturates without VNNI: out by the rule, no warning, since int8-avx2 is here; and
+    # int8-avx2 was gated on this machine's real ISA, not on avx2: measuring nothing, auto leaves it out too
+    lean = Encoder.load(art, autotune=False)
+    assert lean.variant == "fp32" and "int8" not in lean.selection.candidates
+    assert lean.selection.trust["int8-avx2"].startswith("unverified") and "verify" in lean.selection.reason
+    # with measurement: int8-avx2 re-measured against the reference set, kept, timed against fp32
+    e = Encoder.load(art)
+    assert e.selection.trust["int8-avx2"].startswith("verified: re-measured on avx2")
+    timed = set(e.selection.timings_ms)
+    assert {"int8-avx2", "fp32"} <= timed and "int8" not in timed
+    (entry,) = [
+        x
+        for x in json.loads((art / ".verified.json").read_text())["entries"].values()
+        if x["key"]["variant"] == "int8-avx2"
+    ]
+    assert entry["key"]["isa"] == "avx2" and entry["value"]["passed"] and entry["value"]["cos_min"] > 0.995
+    # the verdict is remembered: without measuring, the next load trusts it
+    assert Encoder.load(art, autotune=False).selection.trust["int8-avx2"].startswith("verified")
+
+
+def test_cpu_without_vnni_and_no_unsigned_twin_warns(runtime_artifact, tmp_path, monkeypatch):
+    import json
+
     import rosberta_onnx.variants as variants
     from rosberta_onnx import HardwareWarning
 
     monkeypatch.setattr(variants, "cpu_isa", lambda: "avx2")
     art = _with_gate(runtime_artifact, tmp_path / "art", True)
-    with pytest.warns(HardwareWarning, match=r"\(avx2\) has no VNNI/AMX.*auto' leaves onnxruntime's int8 out"):
+    d = json.loads((art / "manifest.json").read_text())
+    del d["variants"]["int8-avx2"]
+    (art / "manifest.json").write_text(json.dumps(d))
+    with pytest.warns(HardwareWarning, match=r"\(avx2: AVX2 without VNNI\) has no VNNI/AMX.*auto' leaves it out"):
         e = Encoder.load(art, autotune=False)
-    assert e.variant != "int8" and "not native on avx2" in e.selection.reason
+    assert e.variant != "int8" and "not exact on avx2" in e.selection.reason
     with pytest.warns(HardwareWarning, match="Consider variant='fp32'"):
         assert Encoder.load(art, variant="int8").variant == "int8"  # asked for by name: warned, not refused

@@ -19,6 +19,8 @@ def test_all_is_pinned():
             "select_variant",
             "prepare_texts",
             "l2_normalize",
+            "verify",
+            "VerifyReport",
             "Manifest",
             "ModelFacts",
             "VARIANTS",

@@ -28,6 +28,7 @@ from .manifest import VARIANTS, Manifest, ModelFacts
 from .pooling import l2_normalize
 from .prompts import PromptWarning
 from .variants import HardwareWarning, Selection, select_variant
+from .verify import VerifyReport, verify
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,9 @@ __all__ = [
     "select_variant",
     "prepare_texts",
     "l2_normalize",
+    # does the artifact hold on this CPU
+    "verify",
+    "VerifyReport",
     # the artifact's contract
     "Manifest",
     "ModelFacts",

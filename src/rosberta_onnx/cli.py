@@ -2,6 +2,7 @@
 
     rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--task T] [--long chunk] [--chunks]   one text per line (or JSONL)
     rosberta-onnx info DIR                                           the manifest's facts, parity and gate figures
+    rosberta-onnx verify DIR [--variant V ...] [--sts N] [--json F]  re-measure variants on this CPU (exit 1: fails)
 
 Other commands come from the packages built on the runtime, which register them under the entry-point group
 ``rosberta_onnx.commands`` (``synth``/``export``/``demo`` from the export side, ``serve``, ``embed-corpus``), each
@@ -180,6 +181,33 @@ def _cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(a: argparse.Namespace) -> int:
+    from .atomic import write_json_atomic
+    from .verify import verify
+
+    report = verify(a.dir, variants=a.variant, sts_pairs=a.sts, threads=a.threads)
+    print(report)
+    if a.json:
+        checks = [
+            {
+                "variant": c.variant,
+                "passed": c.passed,
+                "gated_on": report.export_isa.get(c.variant, ""),
+                "cosines": c.cosines,
+                "sts": c.sts,
+                "thresholds": c.thresholds,
+                "judged": list(c.judged),
+                "failures": list(c.failures),
+                "recorded_misses": list(c.recorded_misses),
+                "error": c.error,
+            }
+            for c in report.checks
+        ]
+        facts = {"cpu": report.cpu, "isa": report.isa, "machine": report.machine, "reference": report.reference}
+        write_json_atomic(a.json, {**facts, "passed": report.passed, "checks": checks})
+    return 0 if report.passed else 1
+
+
 def _register_runtime_commands(sub: Any) -> None:
     n = sub.add_parser("encode", help="embed texts (one per line, or JSONL with a 'text' field)")
     n.add_argument("dir")
@@ -210,6 +238,30 @@ def _register_runtime_commands(sub: Any) -> None:
     i = sub.add_parser("info", help="show an artifact's manifest, parity and gate figures")
     i.add_argument("dir")
     i.set_defaults(func=_cmd_info)
+
+    v = sub.add_parser(
+        "verify",
+        help="re-measure variants on this CPU against the reference set the artifact ships (exit 1 if one fails)",
+    )
+    v.add_argument("dir")
+    v.add_argument(
+        "--variant",
+        action="append",
+        choices=VARIANTS + ("all",),
+        help="a variant to check (repeatable; 'all': every one). Default: fp32 and each quantised variant that "
+        "passed its gate",
+    )
+    v.add_argument(
+        "--sts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also the retrieval and STS figures on N shipped STS pairs per language against fp32 here (recorded "
+        "beside the verdict: a sample, so not judged)",
+    )
+    v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
+    v.set_defaults(func=_cmd_verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

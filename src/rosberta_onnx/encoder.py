@@ -19,8 +19,10 @@ from .inputs import as_text_list
 from .manifest import Manifest, ModelFacts
 from .pooling import l2_normalize, pool
 from .prompts import apply_prompt, apply_prompt_spans
+from .reference import read_reference
 from .session import Session, default_streams, open_session, resolve_providers
 from .tokenize import TextTokenizer
+from .trust import VariantCheck, check_variant
 from .variants import Selection, choose
 
 __all__ = ["Encoder", "Encoded", "prepare_texts"]
@@ -99,27 +101,42 @@ class Encoder:
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
         ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on a quantised
-        variant, time fp32 and every gated one whose engine is installed once on this machine and take the
-        fastest (never one slower than fp32); the verdict is cached next to the artifact. Without it,
-        ``auto`` takes onnxruntime's int8 before OpenVINO's. Why a variant was chosen is in :attr:`selection`.
+        variant, re-measure on this CPU each candidate whose gate was measured on another instruction set (against
+        the artifact's reference set: seconds, once per machine), then time fp32 and the candidates left once and
+        take the fastest (never one slower than fp32); both verdicts are cached next to the artifact. Without it,
+        ``auto`` measures nothing: it takes the first candidate by the rules and leaves out those gated on another
+        ISA. Why a variant was chosen is in :attr:`selection`.
         """
         folder = Path(path)
         manifest = Manifest.read(folder)
         provs = resolve_providers(providers)
         threads = _count("threads", threads) or physical_cores()
         streams = _count("streams", streams) or default_streams(threads)
-        verified: set[str] = set()
+        facts = manifest.model
+        if verify:
+            manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256})
+        tokenizer = TextTokenizer(
+            folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id
+        )
+        opened: dict[str, Session] = {}
 
-        def open_variant(name: str) -> Session:  # files are checked before any engine reads them (auto times several)
-            rec = manifest.variant(name)
-            if verify and name not in verified:
-                manifest.verify_files(folder, rec.files)
-                verified.add(name)
-            return open_session(
-                folder / rec.file, rec, providers=provs, threads=threads, spinning=spinning, streams=streams
+        def open_variant(name: str) -> Session:  # files are checked before any engine reads them (auto opens several)
+            if name not in opened:
+                rec = manifest.variant(name)
+                if verify:
+                    manifest.verify_files(folder, rec.files)
+                opened[name] = open_session(
+                    folder / rec.file, rec, providers=provs, threads=threads, spinning=spinning, streams=streams
+                )
+            return opened[name]
+
+        def check(name: str) -> VariantCheck:  # auto re-measures a variant gated on another ISA
+            enc = cls(folder, manifest, Selection(name, name, "checked"), open_variant(name), tokenizer)
+            return check_variant(
+                manifest, name, lambda t, task: enc.encode(t, task=task), read_reference(folder, manifest)
             )
 
-        selection, session = choose(
+        selection = choose(
             manifest,
             variant,
             folder=folder,
@@ -129,14 +146,9 @@ class Encoder:
             threads=threads,
             streams=streams,
             open_session=open_variant,
+            check=check,
         )
-        if verify:
-            manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256})
-        facts = manifest.model
-        tokenizer = TextTokenizer(
-            folder / manifest.tokenizer_file, max_length=facts.max_length, pad_id=facts.pad_token_id
-        )
-        return cls(folder, manifest, selection, session or open_variant(selection.variant), tokenizer)
+        return cls(folder, manifest, selection, open_variant(selection.variant), tokenizer)
 
     # -- facts ----------------------------------------------------------------------------------
     @property

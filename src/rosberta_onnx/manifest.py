@@ -11,8 +11,10 @@ An artifact folder looks like::
     model.onnx + model.onnx.data     fp32
     model_fp16.onnx        fp16 (GPU variant)
     model_int8.onnx        dynamic int8 (CPU variant, onnxruntime)
+    model_int8_avx2.onnx   the same int8 weights stored unsigned: exact on x86 CPUs without VNNI
     model_int8_openvino.onnx + .data   the same int8 weights for OpenVINO's CPU plugin (optional engine)
     model_int4.onnx + .data            4-bit MatMul weights (onnxruntime's MatMulNBits)
+    reference.json + reference.npy     texts with their PyTorch fp32 vectors, for ``verify`` on any CPU
     config.json, tokenizer_config.json, special_tokens_map.json, modules.json, 1_Pooling/config.json,
     sentence_bert_config.json, config_sentence_transformers.json   for other tools (``interop``)
 """
@@ -46,9 +48,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-VARIANTS = ("fp32", "fp16", "int8", "int8-openvino", "int4")
+VARIANTS = ("fp32", "fp16", "int8", "int8-avx2", "int8-openvino", "int4")
 # the quantised variants: each judged by the exporter's quality gate, and ``auto`` picks one only if it passed
-GATED_VARIANTS = ("int8", "int8-openvino", "int4")
+GATED_VARIANTS = ("int8", "int8-avx2", "int8-openvino", "int4")
 ENGINES = ("onnxruntime", "openvino")
 POOLINGS = ("cls", "mean")
 # Key prefix of the contract copied into each ONNX file's metadata_props.
@@ -134,6 +136,9 @@ class Manifest:
     # files other tools read (config.json, tokenizer_config.json, sentence-transformers' modules ...) -> sha256,
     # generated from this manifest by the exporter (export/rosberta_export/interop.py)
     interop: Mapping[str, str] = field(default_factory=dict)
+    # the reference set (reference.json + reference.npy, see reference.py): {"file", "files": name -> sha256,
+    # "cases", "sts_pairs_per_lang"}; empty in artifacts exported before it existed
+    reference: Mapping[str, Any] = field(default_factory=dict)
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +171,7 @@ class Manifest:
                 variants=variants,
                 created=d.get("created", ""),
                 interop=dict(d.get("interop", {})),
+                reference=dict(d.get("reference", {})),
             )
         except (KeyError, TypeError) as exc:
             raise ArtifactError(

@@ -21,7 +21,7 @@ def parity_table(manifest: Manifest) -> str:
     ]
     for name, rec in manifest.variants.items():
         p = rec.parity
-        if not p:
+        if "cos_min" not in p:
             rows.append(f"| {name} | {rec.size_bytes / 1e6:.0f} | – | – | – | – | – | not measured |")
             continue
         thr = ", ".join(f"{k} {v:g}" for k, v in p.get("thresholds", {}).items()) or "recorded only"

@@ -63,11 +63,13 @@ class Context:
                 )
             return path, f"--reference {path}"
         src = self.manifest.source.get("model")
-        if src and Path(src).is_dir() and (Path(src) / "config.json").is_file():
-            return Path(src), f"manifest source.model {src}"
+        # the manifest names a local checkpoint by its folder's name: look beside the artifact too
+        for path in (Path(str(src)), self.artifact.parent / Path(str(src)).name) if src else ():
+            if path.is_dir() and (path / "config.json").is_file():
+                return path, f"manifest source.model {src} ({path})"
         return None, (
             f"no reference checkpoint: pass --reference MODEL (the manifest's source.model {src!r} is not a "
-            f"local folder here)"
+            f"local folder here, nor beside the artifact)"
         )
 
     def need_reference(self) -> Path:

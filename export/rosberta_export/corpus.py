@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import NamedTuple
 
 __all__ = ["StsPair", "sts_pairs", "sts_sentences", "parity_texts", "edge_cases", "LANGS"]
 
 LANGS = ("en", "ru")
 
 
-@dataclass(frozen=True)
-class StsPair:
+class StsPair(NamedTuple):
+    """One STS pair: a tuple (sentence1, sentence2, score), as the runtime's quality figures take it."""
+
     sentence1: str
     sentence2: str
     score: float

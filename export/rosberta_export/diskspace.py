@@ -33,7 +33,12 @@ def quantized_fractions(
     emb = min(raw_bytes, rows * hidden_size * 4)
     emb_q, rest = emb / 4 + rows * 4, raw_bytes - emb
     int8 = (emb_q + rest / 4) / raw_bytes
-    return {"int8": int8, "int8-openvino": int8, "int4": (emb_q + rest / 4 * (0.5 + 4.5 / int4_block)) / raw_bytes}
+    return {
+        "int8": int8,
+        "int8-avx2": int8,
+        "int8-openvino": int8,
+        "int4": (emb_q + rest / 4 * (0.5 + 4.5 / int4_block)) / raw_bytes,
+    }
 
 
 def peak_bytes(raw_bytes: int, variants: tuple[str, ...], *, fractions: dict[str, float]) -> int:

@@ -15,9 +15,8 @@ crowding, not the int8. The record says which criteria were judged, which record
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
+from rosberta_onnx import quality
+from rosberta_onnx.quality import Embed, retrieval_texts, spearman, sts_figures, top10_overlap
 
 from .corpus import LANGS, sts_pairs
 
@@ -39,84 +38,17 @@ COSINE_CRITERIA = ("cos_min", "cos_mean")  # against the PyTorch reference: judg
 TRAINED_ONLY = ("top10_overlap_min", "spearman_delta_max")  # judged on trained weights, recorded on random ones
 RANDOM_WEIGHTS = "random weights"  # why a criterion is recorded only
 
-Embed = Callable[[list[str], "str | None"], np.ndarray]
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (as scipy.stats.rankdata)."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(1, len(x) + 1)
-    vals, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    return (sums / counts)[inv]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
-    ra -= ra.mean()
-    rb -= rb.mean()
-    return float((ra * rb).sum() / np.sqrt((ra**2).sum() * (rb**2).sum()))
-
-
-def _task(prompts, name: str) -> str | None:
-    return name if name in prompts else None
-
-
-def retrieval_texts(pairs) -> tuple[list[str], list[str]]:
-    """(queries, documents) of the retrieval criterion: every sentence1, over the distinct sentence2s."""
-    return [p.sentence1 for p in pairs], list(dict.fromkeys(p.sentence2 for p in pairs))
-
-
-def top10_overlap(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]) -> float:
-    """Mean overlap of each query's top-10 documents under ``got`` (query, document vectors) with ``ref``'s."""
-    k = min(10, ref[1].shape[0])
-    top_ref = np.argsort(-(ref[0] @ ref[1].T), axis=1)[:, :k]
-    top_got = np.argsort(-(got[0] @ got[1].T), axis=1)[:, :k]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(top_ref, top_got)]))
-
 
 def gate_figures(fp32: Embed, int8: Embed, *, prompts, pairs_per_lang: int) -> dict:
-    """Retrieval and STS figures for each language (the cosine figures come from the parity run)."""
-    out: dict = {"pairs_per_lang": pairs_per_lang, "top10_overlap": {}, "spearman_fp32": {}, "spearman_int8": {}}
-    for lang in LANGS:
-        pairs = sts_pairs(lang, "dev")[:pairs_per_lang]
-        s1, s2 = [p.sentence1 for p in pairs], [p.sentence2 for p in pairs]
-        gold = np.array([p.score for p in pairs])
-        sts_task = _task(prompts, "classification")
-        for name, fn in (("fp32", fp32), ("int8", int8)):
-            a, b = fn(s1, sts_task), fn(s2, sts_task)
-            out[f"spearman_{name}"][lang] = spearman((a * b).sum(1), gold)
-        queries, docs = retrieval_texts(pairs)
-        q_task, d_task = _task(prompts, "search_query"), _task(prompts, "search_document")
-        out["top10_overlap"][lang] = top10_overlap(
-            (fp32(queries, q_task), fp32(docs, d_task)), (int8(queries, q_task), int8(docs, d_task))
-        )
-    return out
+    """Retrieval and STS figures for each language on the first ``pairs_per_lang`` dev pairs (the cosine figures
+    come from the parity run)."""
+    pairs = {lang: sts_pairs(lang, "dev")[:pairs_per_lang] for lang in LANGS}
+    return {**sts_figures(fp32, int8, prompts=prompts, pairs=pairs), "pairs_per_lang": pairs_per_lang}
 
 
 def misses(parity: dict, figures: dict, thresholds: dict = INT8_GATE) -> dict[str, list[str]]:
     """Per criterion (the keys of ``thresholds``), each figure that misses it, in words."""
-    out: dict[str, list[str]] = {name: [] for name in thresholds}
-    if parity["cos_min"] < thresholds["cos_min"]:
-        out["cos_min"].append(
-            f"cosine min {parity['cos_min']:.5f} < {thresholds['cos_min']} (worst: {parity['worst_case']})"
-        )
-    if parity["cos_mean"] < thresholds["cos_mean"]:
-        out["cos_mean"].append(f"cosine mean {parity['cos_mean']:.5f} < {thresholds['cos_mean']}")
-    for lang, v in figures["top10_overlap"].items():
-        if v < thresholds["top10_overlap_min"]:
-            out["top10_overlap_min"].append(
-                f"{lang} top-10 retrieval overlap with fp32 {v:.3f} < {thresholds['top10_overlap_min']}"
-            )
-    for lang, s8 in figures["spearman_int8"].items():
-        d = abs(s8 - figures["spearman_fp32"][lang])
-        if d > thresholds["spearman_delta_max"]:
-            out["spearman_delta_max"].append(
-                f"{lang} STS Spearman {s8:.4f} vs fp32 {figures['spearman_fp32'][lang]:.4f}: "
-                f"differs by {d:.4f} > {thresholds['spearman_delta_max']}"
-            )
-    return out
+    return quality.misses(parity, figures, thresholds)
 
 
 def gate_record(parity: dict, figures: dict, *, random_weights: bool, thresholds: dict = INT8_GATE) -> dict:

@@ -11,8 +11,11 @@ import numpy as np
 from rosberta_onnx import Encoder, prepare_texts
 from rosberta_onnx.manifest import GATED_VARIANTS, Manifest, ModelFacts, VariantRecord
 from rosberta_onnx.openvino_engine import openvino_version
+from rosberta_onnx.quality import memo
+from rosberta_onnx.reference import write_reference
 from rosberta_onnx.report import gate_line
 
+from .corpus import LANGS, sts_pairs
 from .gate import Embed, gate_figures, gate_record
 from .int4 import INT4_SETTINGS
 from .options import openvino_weights
@@ -22,19 +25,8 @@ from .source import Source
 __all__ = ["measure", "memo"]
 
 Step = Callable[[str], None]
-
-
-def memo(embed: Embed) -> Embed:
-    """``embed`` computing each (texts, task) once: every quantised variant is judged against the same fp32 vectors."""
-    cache: dict = {}
-
-    def cached(texts, task):
-        key = (tuple(texts), task)
-        if key not in cache:
-            cache[key] = embed(texts, task)
-        return cache[key]
-
-    return cached
+# STS dev pairs per language shipped in the reference set, for `verify --sts` (~25 KB of text)
+REFERENCE_STS_PAIRS = 64
 
 
 def _reference_vectors(ref, texts: list[str], lengths: list[int], dim: int) -> np.ndarray:
@@ -65,13 +57,22 @@ def _parity(
     facts: ModelFacts,
     n_real: int,
     step: Step,
-) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict[str, Encoder]]:
+) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict[str, Encoder], dict]:
     """Each variant against the reference on the parity cases; also the encoders the gate will use again (one load,
-    one OpenVINO compile, per variant)."""
+    one OpenVINO compile, per variant), and the reference set written from the same cases and vectors (so that
+    ``verify`` on any CPU measures exactly what the export measured here)."""
     names, texts, ours = _cases(folder, next(iter(records)), n_real, facts.max_length)
     tok_mismatch = [n for n, a, b in zip(names, ours, ref.tokenize(texts)) if list(a) != list(b)]
     step(f"  reference embeddings for {len(texts)} texts ({n_real} real RU/EN sentences + edge cases)")
     ref_vecs = _reference_vectors(ref, texts, [len(x) for x in ours], facts.dim)
+    reference = write_reference(
+        folder,
+        names,
+        texts,
+        ref_vecs,
+        {lang: sts_pairs(lang, "dev")[:REFERENCE_STS_PAIRS] for lang in LANGS},
+        made_by=f"PyTorch fp32 (transformers {_version('transformers')}, torch {_version('torch')})",
+    )
     gated = any(v in records for v in GATED_VARIANTS)
     out, fails, kept = {}, {}, {}
     for v, rec in records.items():
@@ -89,7 +90,16 @@ def _parity(
             f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
             + ("" if not f else f" — {len(f)} failing case(s)")
         )
-    return out, fails, kept
+    return out, fails, kept, reference
+
+
+def _version(package: str) -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return "?"
 
 
 def _gate_recipe(variant: str, int8_recipe: str) -> str:
@@ -97,7 +107,20 @@ def _gate_recipe(variant: str, int8_recipe: str) -> str:
     if variant == "int4":
         s = INT4_SETTINGS
         return f"int4-{'gptq' if s.gptq else 'rtn'}-b{s.block}-acc{s.accuracy_level}"
+    if variant == "int8-avx2":
+        return int8_recipe + "-u8-weights"
     return int8_recipe if variant == "int8" else "openvino-" + openvino_weights(int8_recipe)
+
+
+def _identical(a: Encoder, b: Encoder, pairs: int) -> dict | None:
+    """How far ``b``'s vectors are from ``a``'s on the gate's first STS sentences (both languages, every task the gate
+    uses); None unless every component agrees within 1e-6, i.e. the two compute the same function here."""
+    texts = [s for lang in LANGS for p in sts_pairs(lang, "dev")[:pairs] for s in (p.sentence1, p.sentence2)]
+    d = max(
+        float(np.abs(a.encode(texts, task=task) - b.encode(texts, task=task)).max())
+        for task in (None, *(t for t in ("classification", "search_query") if t in a.facts.prompts))
+    )
+    return {"texts": len(texts), "max_abs": d} if d <= 1e-6 else None
 
 
 def _gates(
@@ -120,9 +143,23 @@ def _gates(
         fp32 = lambda t, task: ref.embed(prepare_texts(list(t), task=task, prompts=facts.prompts), batch_size=32)
     fp32 = memo(fp32)
     out = dict(records)
+    int8_enc = None
     for v in (v for v in GATED_VARIANTS if v in records):
-        step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
         int8 = kept.pop(v)
+        if v == "int8-avx2" and int8_enc is not None:
+            same = _identical(int8_enc, int8, pairs=min(gate_pairs, 64))
+            int8_enc = None
+            if same is not None:  # the same function: int8's retrieval and STS figures are this variant's
+                gate = {
+                    **gate_record(dict(out[v].parity), out["int8"].gate["figures"], random_weights=bool(src.stand_in)),
+                    "recipe": _gate_recipe(v, int8_recipe),
+                    "figures_from": {"variant": "int8", "identical_vectors": same},
+                }
+                out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
+                step(f"  {v}: identical to int8 on {same['texts']} texts (max abs {same['max_abs']:.1e}): its figures")
+                step(f"  {gate_line(v, gate, out[v].parity)}")
+                continue
+        step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
 
         def embed(t: list[str], task: str | None, enc: Encoder = int8) -> np.ndarray:
             return enc.encode(t, task=task, batch_size=32)
@@ -136,6 +173,8 @@ def _gates(
             gate["engine"] = {"openvino": openvino_version(), **out[v].engine_options}
         out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
         step(f"  {gate_line(v, gate, out[v].parity)}")
+        if v == "int8" and "int8-avx2" in records:
+            int8_enc = int8
     return out
 
 
@@ -148,12 +187,14 @@ def measure(
     *,
     int8_recipe: str,
     gate_pairs: int,
-) -> tuple[dict[str, VariantRecord], dict[str, list[str]]]:
-    """The records with their parity figures (and a gate record for each quantised variant), and each variant's parity
-    failures. ``folder`` holds the written variants and a manifest listing them."""
+) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict]:
+    """The records with their parity figures (and a gate record for each quantised variant), each variant's parity
+    failures, and the manifest's ``reference`` entry (the reference set is written into ``folder``, which holds the
+    written variants and a manifest listing them)."""
     from .reference import Reference
 
     facts = Manifest.read(folder).model
     ref = Reference(src.folder, pooling=facts.pooling, normalize=facts.normalize, max_length=facts.max_length)
-    out, fails, kept = _parity(folder, ref, records, facts, n_real, step)
-    return _gates(src, ref, out, kept, facts, step, int8_recipe=int8_recipe, gate_pairs=gate_pairs), fails
+    out, fails, kept, reference = _parity(folder, ref, records, facts, n_real, step)
+    gated = _gates(src, ref, out, kept, facts, step, int8_recipe=int8_recipe, gate_pairs=gate_pairs)
+    return gated, fails, reference

@@ -56,7 +56,9 @@ def resolve_options(
     settings = ROWWISE_SETTINGS[openvino_weights(int8_recipe)]
     # the row-wise int8 recipes, int8-openvino (which takes their weights) and int4 (GPTQ) calibrate
     calibrates = (
-        "int8-openvino" in variants or "int4" in variants or ("int8" in variants and int8_recipe in ROWWISE_SETTINGS)
+        "int8-openvino" in variants
+        or "int4" in variants
+        or (("int8" in variants or "int8-avx2" in variants) and int8_recipe in ROWWISE_SETTINGS)
     )
     if calibration_sentences is not None:
         available = len(calibration_texts(10**9))

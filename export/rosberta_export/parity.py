@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rosberta_onnx.quality import cosine_figures
+
 from .corpus import edge_cases, parity_texts
 
 __all__ = ["THRESHOLDS", "ParityCase", "parity_cases", "compare", "failures", "exact_length_text"]
@@ -19,6 +21,7 @@ THRESHOLDS = {
     "fp32": {"cos_min": 0.99999, "max_abs": 1e-4},
     "fp16": {"cos_min": 0.999},
     "int8": {},
+    "int8-avx2": {},
     "int8-openvino": {},
     "int4": {},
 }
@@ -51,19 +54,7 @@ def parity_cases(n_real: int, *, max_length: int, count_tokens) -> list[ParityCa
 
 def compare(ref: np.ndarray, got: np.ndarray, names: list[str]) -> dict:
     """Figures over all rows plus the per-case cosine and max abs difference."""
-    ref = ref.astype(np.float64)
-    got = got.astype(np.float64)
-    cos = (ref * got).sum(1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1), 1e-30)
-    mad = np.abs(ref - got).max(1)
-    worst = int(np.argmin(cos))
-    return {
-        "n": int(len(names)),
-        "cos_min": float(cos.min()),
-        "cos_mean": float(cos.mean()),
-        "max_abs": float(mad.max()),
-        "worst_case": names[worst],
-        "cases": {name: {"cos": float(c), "max_abs": float(m)} for name, c, m in zip(names, cos, mad)},
-    }
+    return cosine_figures(ref, got, names)
 
 
 def failures(figures: dict, thresholds: dict) -> list[str]:

@@ -145,10 +145,10 @@ def export(
         Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
 
         step("measuring parity against the PyTorch reference")
-        records, fails = measure(
+        records, fails, reference = measure(
             src, tmp, records, parity_texts, step, int8_recipe=opts.int8_recipe, gate_pairs=gate_pairs
         )
-        Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
+        Manifest(**{**provisional.__dict__, "variants": records, "reference": reference}).write(tmp)
         manifest = write_interop(tmp, source_config=src.config)  # what fastembed, sentence-transformers ... read
         _move_into_place(tmp, out)
         step(f"wrote {out}")

@@ -1,7 +1,8 @@
 """The quantised variants: calibrate on STS train sentences, plan the weights (SmoothQuant, GPTQ rounding: minutes
 on the full-size model), then write ``int8`` for onnxruntime and ``int8-openvino`` for OpenVINO's CPU plugin from
-the same plans (hence the same weights), and ``int4`` (4-bit weights, :mod:`.int4`) from the same calibration. Each
-gets its graph rewrites (:mod:`.rewrites`) and int8 embedding tables (:mod:`.embedding_int8`)."""
+the same plans (hence the same weights), ``int8-avx2`` as the int8 file with its weights stored unsigned
+(:mod:`.unsigned_int8`), and ``int4`` (4-bit weights, :mod:`.int4`) from the same calibration. Each gets its graph
+rewrites (:mod:`.rewrites`) and int8 embedding tables (:mod:`.embedding_int8`)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ from .quantize import ROWWISE_SETTINGS, calibrate, quantize_int8
 from .records import FILES
 from .rewrites import rewrite_for_onnxruntime, rewrite_for_openvino
 from .rowwise import plan_weights
+from .unsigned_int8 import unsigned_weights
 
 __all__ = ["build_quantized_variants", "REWRITES"]
 
 # applied to each file once it is built (after calibration, so the weights are those calibrated on every token)
 REWRITES = {"int8": rewrite_for_onnxruntime, "int8-openvino": rewrite_for_openvino, "int4": rewrite_for_onnxruntime}
+# int8-avx2 is the int8 file with unsigned weights: int8's rewrites
 
 
 def _loaded(path: Path):
@@ -58,7 +61,7 @@ def build_quantized_variants(
         grams = s.gptq or ("int4" in variants and INT4_SETTINGS.gptq)
         step(f"calibrating on {s.sentences} RU/EN STS train sentences")
         cal = calibrate(raw, tok, dataclasses.replace(s, gptq=grams))
-    if (rowwise and "int8" in variants) or "int8-openvino" in variants:
+    if (rowwise and ("int8" in variants or "int8-avx2" in variants)) or "int8-openvino" in variants:
         step("planning int8 weights: SmoothQuant, " + ("GPTQ rounding" if s.gptq else "rounding to nearest"))
         plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor, gptq=s.gptq)
     builds = {
@@ -76,14 +79,29 @@ def build_quantized_variants(
         "int8-openvino": lambda: _loaded(write_openvino_int8(raw, work / FILES["int8-openvino"], plans or {})),
         "int4": lambda: write_int4(raw, plan_int4(raw, cal, INT4_SETTINGS), INT4_SETTINGS),
     }
-    words = {"int8": f"recipe {recipe}", "int8-openvino": "row-wise weights for OpenVINO", "int4": "4-bit weights"}
-    written, rewrites = {}, {}
+    words = {
+        "int8": f"recipe {recipe}",
+        "int8-avx2": "the int8 weights stored unsigned",
+        "int8-openvino": "row-wise weights for OpenVINO",
+        "int4": "4-bit weights",
+    }
+    written: dict[str, list[Path]] = {}
+    rewrites: dict[str, dict[str, int]] = {}
     for v in (v for v in GATED_VARIANTS if v in variants):
         step(f"writing {v} ({words[v]})")
-        qm = builds[v]()
-        rewrites[v] = REWRITES[v](qm.graph, pooling=facts.pooling)  # after calibration: same weights
-        rewrites[v]["int8_embeddings"] = quantize_embedding_tables(qm.graph)
-        stamp(qm, props)
+        if v == "int8-avx2" and "int8" in written:  # the int8 file as written: same rewrites, same tables
+            import onnx
+
+            qm = onnx.load(str(written["int8"][0]))
+            rewrites[v] = dict(rewrites["int8"])
+        else:
+            base = "int8" if v == "int8-avx2" else v
+            qm = builds[base]()
+            rewrites[v] = REWRITES[base](qm.graph, pooling=facts.pooling)  # after calibration: same weights
+            rewrites[v]["int8_embeddings"] = quantize_embedding_tables(qm.graph)
+            stamp(qm, props)
+        if v == "int8-avx2" and not unsigned_weights(qm.graph):
+            raise ValueError("int8-avx2: the int8 graph has no S8 GEMM weights to store unsigned")
         # Weights in a .data file beside the graph: the engines map that file instead of reading a copy into
         # memory. OpenVINO: load peak ~360 MB instead of ~1070 MB on the full-size model; onnxruntime's int8: peak
         # after an 8×128 call 425 MB instead of 662 MB with the weights inside the .onnx (same speed, measured

@@ -17,6 +17,7 @@ from .options import ExportOptions
 from .quantize import INT8_RECIPES, ROWWISE_SETTINGS, describe_rowwise
 from .rewrites import describe
 from .source import Source
+from .unsigned_int8 import UNSIGNED_RECIPE
 
 __all__ = ["FILES", "RECIPES", "model_facts", "provisional_manifest", "variant_records"]
 
@@ -24,6 +25,7 @@ FILES = {
     "fp32": "model.onnx",
     "fp16": "model_fp16.onnx",
     "int8": "model_int8.onnx",
+    "int8-avx2": "model_int8_avx2.onnx",
     "int8-openvino": "model_int8_openvino.onnx",
     "int4": "model_int4.onnx",
 }
@@ -96,6 +98,7 @@ def variant_records(
     """A record per written variant (parity and gate figures come later, from :mod:`.measure`)."""
     rowwise = opts.int8_recipe in ROWWISE_SETTINGS
     recipes = {**RECIPES, "int8": describe_rowwise(opts.settings) if rowwise else INT8_RECIPES[opts.int8_recipe]}
+    recipes["int8-avx2"] = recipes["int8"] + "; " + UNSIGNED_RECIPE
     recipes["int4"] = int4_recipe(INT4_SETTINGS, calibrated_on=opts.settings.sentences)
     if ov_options:
         recipes["int8-openvino"] = openvino_recipe(ov_options, calibrated_on=opts.settings.sentences)

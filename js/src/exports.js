@@ -6,4 +6,5 @@ export {
 } from "./errors.js";
 export { FORMAT_VERSION, VARIANTS } from "./manifest.js";
 export { WASM_MAX_MODEL_BYTES } from "./select.js";
+export { verify } from "./verify.js";
 export const VERSION = "0.1.0";

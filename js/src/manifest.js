@@ -10,9 +10,9 @@ import { ArtifactError, VariantError } from "./errors.js";
 
 export const FORMAT_VERSION = 1;
 export const MANIFEST_NAME = "manifest.json";
-export const VARIANTS = /** @type {const} */ (["fp32", "fp16", "int8", "int8-openvino", "int4"]);
+export const VARIANTS = /** @type {const} */ (["fp32", "fp16", "int8", "int8-avx2", "int8-openvino", "int4"]);
 /** The quantised variants, each judged by the exporter's quality gate; `auto` takes one only if it passed. */
-export const GATED_VARIANTS = /** @type {const} */ (["int8", "int8-openvino", "int4"]);
+export const GATED_VARIANTS = /** @type {const} */ (["int8", "int8-avx2", "int8-openvino", "int4"]);
 export const POOLINGS = /** @type {const} */ (["cls", "mean"]);
 
 /**
@@ -40,6 +40,7 @@ export const POOLINGS = /** @type {const} */ (["cls", "mean"]);
  * @property {boolean} gatePassed the quality gate's verdict (false for variants without one)
  * @property {Record<string, any>} gate the gate record as written
  * @property {Record<string, any>} parity the parity figures measured at export
+ * @property {string} isa the instruction set the gate was measured on ("" when not recorded)
  */
 
 /**
@@ -50,6 +51,7 @@ export const POOLINGS = /** @type {const} */ (["cls", "mean"]);
  * @property {string} tokenizerFile
  * @property {string} tokenizerSha256
  * @property {Record<string, VariantRecord>} variants
+ * @property {Record<string, any> | null} reference the reference set (`reference.json`, `reference.npy`) `verify` reads
  * @property {string} created
  */
 
@@ -91,6 +93,7 @@ export function parseManifest(data, where = MANIFEST_NAME) {
     variants[name] = {
       name, file: v.file, files: v.files, sizeBytes: Number(v.size_bytes ?? 0), recipe: String(v.recipe ?? ""),
       engine: v.engine ?? "onnxruntime", gatePassed: Boolean(v.gate?.passed), gate: v.gate ?? {}, parity: v.parity ?? {},
+      isa: String(v.isa ?? ""),
     };
   }
   return {
@@ -104,6 +107,7 @@ export function parseManifest(data, where = MANIFEST_NAME) {
     tokenizerFile: data.tokenizer_file,
     tokenizerSha256: data.tokenizer_sha256,
     variants,
+    reference: isObject(data.reference) ? data.reference : null,
     created: String(data.created ?? ""),
   };
 }

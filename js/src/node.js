@@ -82,6 +82,32 @@ export function physicalCores() {
   return Math.max(1, Math.min(cores.size, logical));
 }
 
+/** x86 flags with which onnxruntime's U8xS8 int8 kernel multiplies exactly (no 16-bit intermediate). */
+const EXACT_INT8_FLAGS = ["avx512_vnni", "avx_vnni", "amx_int8"];
+
+/**
+ * Whether onnxruntime's U8xS8 int8 products are exact on this CPU: every ARM64 CPU; on x86 only with VNNI or AMX,
+ * read from /proc/cpuinfo's flags (Linux). Where the flags cannot be read the answer is no, which makes `auto`
+ * take int8-avx2, exact everywhere (slower with VNNI: `variant: "int8"` there).
+ * @param {string} [cpuinfo] the text of /proc/cpuinfo (default: read it)
+ * @param {string} [arch] default process.arch
+ * @returns {boolean}
+ */
+export function int8ExactHere(cpuinfo, arch = process.arch) {
+  if (arch === "arm64") return true;
+  if (arch !== "x64") return false;
+  let text = cpuinfo;
+  if (text === undefined) {
+    try {
+      text = readFileSync("/proc/cpuinfo", "utf8");
+    } catch {
+      return false;
+    }
+  }
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(text)?.[1] ?? "").trim().split(/\s+/));
+  return EXACT_INT8_FLAGS.some((f) => flags.has(f));
+}
+
 /** @type {import("./encoder.js").Platform} */
 export const nodePlatform = {
   name: "node",
@@ -90,6 +116,7 @@ export const nodePlatform = {
   defaultVerify: true,
   open: (location, options) => (/^https?:\/\//i.test(String(location)) ? urlSource(location, options) : folderSource(String(location))),
   defaultThreads: physicalCores,
+  int8Exact: (backend) => backend === "wasm" || int8ExactHere(),
   async session(backend, source, rec, options) {
     if (backend === "native") {
       const p = source.localPath(rec.file);

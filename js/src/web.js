@@ -14,6 +14,7 @@ export const webPlatform = {
   defaultBackend: "wasm",
   defaultVerify: false,
   open: (location, options) => urlSource(location, options),
+  int8Exact: () => true, // WASM: the same instructions on every CPU
   defaultThreads: () => (globalThis.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1),
   async session(_backend, source, rec, options) {
     const model = await source.readBytes(rec.file);

@@ -25,7 +25,7 @@ import numpy as np
 
 from rosberta_export.corpus import edge_cases, parity_texts
 from rosberta_export.parity import exact_length_text
-from rosberta_onnx import Encoder, PromptWarning
+from rosberta_onnx import Encoder, PromptWarning, verify
 from rosberta_onnx.manifest import GATED_VARIANTS, VARIANTS
 
 BIG = {"unit": "Большой текст, big text. ", "times": 420_000, "length": 10_000_000}
@@ -94,6 +94,8 @@ def main(argv=None) -> int:
             fixture["example"][variant] = {
                 "query": v.encode([example["query"]], task=q_task)[0].tolist(),
                 "documents": v.encode(example["documents"], task=d_task).tolist()}
+        report = verify(art, variants=["all"], remember_verdicts=False)  # what the JS verify must reproduce
+        fixture["verify"] = {c.variant: {**c.summary(), "max_abs": c.cosines.get("max_abs")} for c in report.checks}
         (dest / "fixtures.json").write_text(json.dumps(fixture))  # ensure_ascii: lone surrogates survive as \\ud800
         # the CLI's input: a few lines with an invalid UTF-8 sequence (a surrogate's bytes) and a CRLF
         lines = [t.encode("utf-8", "surrogatepass") for t in texts[:6]] + [b"bad \xed\xa0\x80 bytes", b"crlf\r"]

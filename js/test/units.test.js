@@ -10,6 +10,8 @@ import { parseManifest } from "../src/manifest.js";
 import { l2Normalize, pairwiseSum, pool } from "../src/pooling.js";
 import { applyPrompt, knownPrefix, promptWarning } from "../src/prompts.js";
 import { WASM_MAX_MODEL_BYTES, chooseVariant } from "../src/select.js";
+import { int8ExactHere } from "../src/node.js";
+import { judge, parseNpy } from "../src/verify.js";
 
 const PROMPTS = { search_query: "search_query: ", search_document: "search_document: " };
 
@@ -123,4 +125,51 @@ test("the manifest's contract: version, fields and what auto picks", () => {
   assert.equal(chooseVariant(big, "fp32", "wasm", { allowLargeWasm: true }).variant, "fp32");
   assert.throws(() => chooseVariant(big, "auto", "wasm"), /found nothing it may use on the wasm backend/);
   assert.equal(chooseVariant(big, "fp32", "native").variant, "fp32");
+});
+
+test("auto takes int8 where its U8xS8 kernel is exact, int8-avx2 on x86 without VNNI, and says why", () => {
+  const rec = (/** @type {object} */ extra) => ({ file: "m.onnx", files: {}, size_bytes: 1000, ...extra });
+  const both = manifest({ fp32: rec({}), int8: rec({ gate: { passed: true } }), "int8-avx2": rec({ gate: { passed: true } }) });
+  assert.equal(chooseVariant(both, "auto", "native", { int8Exact: true }).variant, "int8");
+  const avx2 = chooseVariant(both, "auto", "native", { int8Exact: false });
+  assert.equal(avx2.variant, "int8-avx2");
+  assert.match(avx2.reason, /int8 left out: onnxruntime's U8xS8 int8 products saturate on x86 without VNNI/);
+  assert.equal(avx2.warning, undefined);
+  const named = chooseVariant(both, "int8", "native", { int8Exact: false });
+  assert.equal(named.variant, "int8"); // named, it runs, with a warning naming the exact twin
+  assert.match(named.warning ?? "", /saturate.*Consider variant 'int8-avx2'/);
+  const old = manifest({ fp32: rec({}), int8: rec({ gate: { passed: true } }) }); // exported before int8-avx2 existed
+  const fallback = chooseVariant(old, "auto", "native", { int8Exact: false });
+  assert.equal(fallback.variant, "fp32");
+  assert.match(fallback.warning ?? "", /Re-export to get int8-avx2/);
+  const failedTwin = manifest({ fp32: rec({}), int8: rec({ gate: { passed: true } }), "int8-avx2": rec({ gate: { passed: false } }) });
+  assert.match(chooseVariant(failedTwin, "auto", "native", { int8Exact: false }).reason, /auto: fp32 \(int8 left out.*int8-avx2 failed its quality gate/);
+});
+
+test("int8 is exact on ARM64 and on x86 with VNNI or AMX, read from /proc/cpuinfo's flags", () => {
+  const cpuinfo = (/** @type {string} */ flags) => `processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 ${flags}\n\n`;
+  assert.equal(int8ExactHere(cpuinfo("avx2 fma"), "x64"), false); // Haswell
+  assert.equal(int8ExactHere(cpuinfo("avx2 avx512f avx512bw"), "x64"), false); // Skylake-SP: AVX-512 without VNNI
+  assert.equal(int8ExactHere(cpuinfo("avx2 avx512f avx512_vnni"), "x64"), true);
+  assert.equal(int8ExactHere(cpuinfo("avx2 avx_vnni"), "x64"), true); // Alder Lake
+  assert.equal(int8ExactHere(cpuinfo("avx2 amx_int8"), "x64"), true);
+  assert.equal(int8ExactHere("Features\t: fp asimd\n", "arm64"), true);
+  assert.equal(int8ExactHere("", "x64"), false); // unreadable flags: the exact twin, not a guess
+});
+
+test("reference vectors: .npy parsing and the cosine criteria verify judges", () => {
+  const header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+  const padded = header.padEnd(117, " ") + "\n"; // 10 + 118 = 128 bytes before the data, as numpy aligns it
+  const values = new Float32Array([1, 0, 0, 0, 1, 0]);
+  const bytes = new Uint8Array(128 + 24);
+  bytes.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, padded.length, 0]);
+  bytes.set(new TextEncoder().encode(padded), 10);
+  bytes.set(new Uint8Array(values.buffer), 128);
+  const npy = parseNpy(bytes, "ref.npy");
+  assert.deepEqual([npy.rows, npy.cols, Array.from(npy.data)], [2, 3, [1, 0, 0, 0, 1, 0]]);
+  assert.throws(() => parseNpy(bytes.subarray(0, 140), "ref.npy"), (err) => err instanceof ArtifactError && /ref\.npy is not a float32 2-D \.npy file/.test(err.message));
+  const got = new Float32Array([1, 0, 0, 0, 0.6, 0.8]);
+  const fig = judge(npy.data, got, 3, ["a", "b"], { cos_min: 0.995, cos_mean: 0.5 });
+  assert.ok(Math.abs(fig.cosMin - 0.6) < 1e-7 && fig.worstCase === "b");
+  assert.deepEqual(fig.failures, ["cosine min 0.60000 < 0.995 (worst: b)"]);
 });

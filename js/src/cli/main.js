@@ -6,26 +6,29 @@
  *     rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--input-format lines|jsonl] [--format npy|jsonl]
  *                          [--task T] [--variant V] [--backend native|wasm] [--threads N] [--batch-size N]
  *     rosberta-onnx info DIR [--json]
+ *     rosberta-onnx verify DIR [--variant V ...|all] [--backend native|wasm] [--threads N] [--json FILE]
  *
  * Errors print one line (`error: ...`) with no stack trace; exit status 2 for bad input or usage, 1 for a failed
  * check (e.g. a non-finite output).
  * @module
  */
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 
-import { Encoder, RosbertaError } from "../index.js";
+import { Encoder, RosbertaError, verify } from "../index.js";
 import {
   ArtifactError, InputFormatError, InputTooLongError, InputTypeError, TaskError, VariantError,
 } from "../errors.js";
 import { MANIFEST_NAME, parseManifest } from "../manifest.js";
-import { folderSource } from "../node.js";
+import { folderSource, int8ExactHere } from "../node.js";
 import { jsonlRow, npyBytes, readTexts } from "./format.js";
 
 const USAGE = `usage: rosberta-onnx encode DIR [-i FILE|-] [-o FILE] [--input-format lines|jsonl] [--format npy|jsonl]
                           [--task T] [--variant auto|fp32|fp16|int8|int4] [--backend native|wasm] [--threads N] [--batch-size N]
-       rosberta-onnx info DIR [--json]`;
+       rosberta-onnx info DIR [--json]
+       rosberta-onnx verify DIR [--variant V ...|all] [--backend native|wasm] [--threads N] [--json FILE]`;
 
 /** An error in how the command was called: exit status 2, like bad input. */
 class UsageError extends Error {}
@@ -145,6 +148,42 @@ async function info(args) {
   }
 }
 
+/** @param {number | undefined} x @param {number} digits */
+const fixed = (x, digits) => (x === undefined ? "–" : x.toFixed(digits));
+
+/**
+ * Re-measure variants against the artifact's reference set here; exit status 1 when one fails.
+ * @param {string[]} args
+ * @returns {Promise<number>}
+ */
+async function verifyCommand(args) {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true, strict: true,
+    options: { variant: { type: "string", multiple: true }, backend: { type: "string" }, threads: { type: "string" }, json: { type: "string" } },
+  });
+  if (positionals.length !== 1) throw new UsageError(`verify takes one artifact folder\n${USAGE}`);
+  const backend = /** @type {"native" | "wasm" | undefined} */ (oneOf(values.backend, "--backend", ["native", "wasm"]));
+  const report = await verify(positionals[0], { variants: values.variant, backend, threads: whole(values.threads, "--threads") });
+  const exact = report.backend === "wasm" || int8ExactHere();
+  const lines = [
+    `CPU: ${os.cpus()[0]?.model ?? "unknown"} (${process.arch}; onnxruntime int8 ${exact ? "exact" : "saturates: no VNNI"} on ${report.backend})`,
+    `reference: ${report.reference}`,
+    "",
+    "| variant | gated on | cos min | cos mean | max abs | here |",
+    "|---|---|---:|---:|---:|---|",
+  ];
+  for (const c of report.checks) {
+    const judged = Object.entries(c.thresholds).map(([k, t]) => `${k} ${t}`).join(", ");
+    const verdict = c.error ? `FAIL: ${c.error}` : c.passed ? `pass (judged: ${judged})` : `FAIL: ${c.failures.join("; ")} (judged: ${judged})`;
+    lines.push(`| ${c.variant} | ${report.exportIsa[c.variant] || "–"} | ${fixed(c.cosMin, 6)} | ${fixed(c.cosMean, 6)} | ` +
+      `${c.maxAbs === undefined ? "–" : c.maxAbs.toExponential(2)} | ${verdict} |`);
+  }
+  lines.push("", `verdict: ${report.passed ? "pass" : "FAIL"} on ${process.arch} (${report.backend})`);
+  process.stdout.write(`${lines.join("\n")}\n`);
+  if (values.json) await writeAtomic(values.json, `${JSON.stringify(report, null, 1)}\n`);
+  return report.passed ? 0 : 1;
+}
+
 /**
  * Run the CLI; resolves to the exit status.
  * @param {string[]} argv the arguments after the program name
@@ -155,6 +194,7 @@ export async function main(argv) {
   try {
     if (command === "encode") await encode(rest);
     else if (command === "info") await info(rest);
+    else if (command === "verify") return await verifyCommand(rest);
     else if (command === "-h" || command === "--help") process.stdout.write(`${USAGE}\n`);
     else throw new UsageError(command ? `unknown command ${JSON.stringify(command)}\n${USAGE}` : USAGE);
     return 0;

@@ -69,6 +69,10 @@ def _export(a) -> int:
         calibration_sentences=a.calibration_sentences,
     )
     _print_quality(result.manifest)
+    if a.stages_json:
+        from rosberta_onnx.atomic import write_json_atomic
+
+        write_json_atomic(a.stages_json, [c.as_dict() for c in result.stages])
     for v, fails in result.parity_failures.items():
         for f in fails:
             print(f"parity failure [{v}] {f}", file=sys.stderr)
@@ -180,6 +184,12 @@ def export_command(sub) -> None:
         default=None,
         help="RU/EN STS train sentences to calibrate the row-wise int8 weights on (default: the recipe's, "
         "1024); fewer is faster to build, and the gate measures what it costs",
+    )
+    e.add_argument(
+        "--stages-json",
+        default=None,
+        metavar="FILE",
+        help="also write each stage's wall time and peak resident memory (the table the log ends with) as JSON",
     )
     e.set_defaults(func=_export)
 

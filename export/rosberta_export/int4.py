@@ -15,6 +15,7 @@ build; OpenVINO does not read this file (its own int4 would be another variant).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,18 +165,22 @@ def pack_blocks(q: Blocks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return packed, np.ascontiguousarray(q.scales.T), _pack(zeros, q.bits)
 
 
-def plan_int4(raw: Path, cal: Calibration | None, s: Int4Settings) -> dict[str, Blocks]:
+def plan_int4(
+    raw: Path, cal: Calibration | None, s: Int4Settings, *, inputs: Collection[str] | None = None
+) -> dict[str, Blocks]:
     """:func:`quantize_blocks` for every constant-weight MatMul of ``raw``, by node name (GPTQ when ``s`` asks for
-    it and ``cal`` has the inputs' X^T X)."""
+    it and ``cal`` has the inputs' X^T X); ``inputs``: only those that read one of these tensors."""
     import onnx
-    from onnx import numpy_helper
 
-    graph = onnx.load(str(raw)).graph
+    from .weights_io import read_initializer
+
+    graph = onnx.load(str(raw), load_external_data=False).graph  # the weights are read one at a time
     inits = {i.name: i for i in graph.initializer}
     grams = cal.grams if cal is not None and s.gptq else {}
     return {
-        n.name: quantize_blocks(numpy_helper.to_array(inits[n.input[1]]), grams.get(n.input[0]), block=s.block)
+        n.name: quantize_blocks(read_initializer(raw, inits[n.input[1]]), grams.get(n.input[0]), block=s.block)
         for n in weight_matmuls(graph)
+        if inputs is None or n.input[0] in inputs
     }
 
 
@@ -185,7 +190,10 @@ def write_int4(raw: Path, blocks: dict[str, Blocks], s: Int4Settings):
     import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(raw))
+    from .weights_io import load_graph
+
+    lean = onnx.load(str(raw), load_external_data=False).graph
+    model = load_graph(raw, without={n.input[1] for n in weight_matmuls(lean) if n.name in blocks})
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     replaced: dict[str, object] = {}

@@ -21,10 +21,10 @@ from .int4 import INT4_SETTINGS
 from .options import openvino_weights
 from .parity import THRESHOLDS, compare, failures, parity_cases
 from .source import Source
+from .stages import Progress as Step
 
 __all__ = ["measure", "memo"]
 
-Step = Callable[[str], None]
 # STS dev pairs per language shipped in the reference set, for `verify --sts` (~25 KB of text)
 REFERENCE_STS_PAIRS = 64
 
@@ -57,10 +57,11 @@ def _parity(
     facts: ModelFacts,
     n_real: int,
     step: Step,
-) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict[str, Encoder], dict]:
-    """Each variant against the reference on the parity cases; also the encoders the gate will use again (one load,
-    one OpenVINO compile, per variant), and the reference set written from the same cases and vectors (so that
-    ``verify`` on any CPU measures exactly what the export measured here)."""
+) -> tuple[Callable[[str], tuple[VariantRecord, list[str], Encoder]], dict]:
+    """The reference vectors of the parity cases (PyTorch) and the reference set written from them (so that
+    ``verify`` on any CPU measures exactly what the export measured here); then a function that loads one variant,
+    measures it against those vectors and returns its record with the parity figures, its failures and the encoder
+    (which the gate uses again: one load, one OpenVINO compile, per variant)."""
     names, texts, ours = _cases(folder, next(iter(records)), n_real, facts.max_length)
     tok_mismatch = [n for n, a, b in zip(names, ours, ref.tokenize(texts)) if list(a) != list(b)]
     step(f"  reference embeddings for {len(texts)} texts ({n_real} real RU/EN sentences + edge cases)")
@@ -73,24 +74,22 @@ def _parity(
         {lang: sts_pairs(lang, "dev")[:REFERENCE_STS_PAIRS] for lang in LANGS},
         made_by=f"PyTorch fp32 (transformers {_version('transformers')}, torch {_version('torch')})",
     )
-    gated = any(v in records for v in GATED_VARIANTS)
-    out, fails, kept = {}, {}, {}
-    for v, rec in records.items():
+
+    def parity(v: str) -> tuple[VariantRecord, list[str], Encoder]:
         enc = Encoder.load(folder, variant=v, verify=False, allow_cpu_fp16=True)
-        if v in GATED_VARIANTS or (v == "fp32" and gated):
-            kept[v] = enc
         fig = compare(ref_vecs, enc.encode(texts, batch_size=16), names)
         fig["tokenizer_mismatches"] = tok_mismatch
         f = failures(fig, THRESHOLDS[v]) + [f"tokenizer ids differ from transformers for: {tok_mismatch}"] * bool(
             tok_mismatch
         )
         fig.update(thresholds=THRESHOLDS[v], passed=not f, failures=f)
-        out[v], fails[v] = VariantRecord(**{**rec.__dict__, "parity": fig}), f
         step(
             f"  {v}: cosine min {fig['cos_min']:.6f} mean {fig['cos_mean']:.6f} max abs {fig['max_abs']:.2e}"
             + ("" if not f else f" — {len(f)} failing case(s)")
         )
-    return out, fails, kept, reference
+        return VariantRecord(**{**records[v].__dict__, "parity": fig}), f, enc
+
+    return parity, reference
 
 
 def _version(package: str) -> str:
@@ -123,59 +122,43 @@ def _identical(a: Encoder, b: Encoder, pairs: int) -> dict | None:
     return {"texts": len(texts), "max_abs": d} if d <= 1e-6 else None
 
 
-def _gates(
-    src: Source,
-    ref,
+def _gate(
+    v: str,
+    enc: Encoder,
+    fp32: Embed,
     records: dict[str, VariantRecord],
-    kept: dict[str, Encoder],
-    facts: ModelFacts,
+    int8_enc: Encoder | None,
     step: Step,
     *,
+    stand_in: bool,
     int8_recipe: str,
     gate_pairs: int,
-) -> dict[str, VariantRecord]:
-    """Each quantised variant's gate record, judged against fp32 (the exported fp32 when there is one: equal to torch by
-    parity; else the reference itself)."""
-    if "fp32" in kept:
-        base = kept.pop("fp32")
-        fp32: Embed = lambda t, task: base.encode(t, task=task, batch_size=32)
-    else:
-        fp32 = lambda t, task: ref.embed(prepare_texts(list(t), task=task, prompts=facts.prompts), batch_size=32)
-    fp32 = memo(fp32)
-    out = dict(records)
-    int8_enc = None
-    for v in (v for v in GATED_VARIANTS if v in records):
-        int8 = kept.pop(v)
-        if v == "int8-avx2" and int8_enc is not None:
-            same = _identical(int8_enc, int8, pairs=min(gate_pairs, 64))
-            int8_enc = None
-            if same is not None:  # the same function: int8's retrieval and STS figures are this variant's
-                gate = {
-                    **gate_record(dict(out[v].parity), out["int8"].gate["figures"], random_weights=bool(src.stand_in)),
-                    "recipe": _gate_recipe(v, int8_recipe),
-                    "figures_from": {"variant": "int8", "identical_vectors": same},
-                }
-                out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
-                step(f"  {v}: identical to int8 on {same['texts']} texts (max abs {same['max_abs']:.1e}): its figures")
-                step(f"  {gate_line(v, gate, out[v].parity)}")
-                continue
-        step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
+) -> VariantRecord:
+    """``v``'s record with its gate, judged against ``fp32`` (``records`` holds the variants measured before it;
+    ``int8_enc``: int8's encoder, when ``v`` is int8-avx2 and int8 was built)."""
+    rec = records[v]
+    if v == "int8-avx2" and int8_enc is not None:
+        same = _identical(int8_enc, enc, pairs=min(gate_pairs, 64))
+        if same is not None:  # the same function: int8's retrieval and STS figures are this variant's
+            gate = {
+                **gate_record(dict(rec.parity), records["int8"].gate["figures"], random_weights=stand_in),
+                "recipe": _gate_recipe(v, int8_recipe),
+                "figures_from": {"variant": "int8", "identical_vectors": same},
+            }
+            step(f"  {v}: identical to int8 on {same['texts']} texts (max abs {same['max_abs']:.1e}): its figures")
+            step(f"  {gate_line(v, gate, rec.parity)}")
+            return VariantRecord(**{**rec.__dict__, "gate": gate})
+    step(f"  {v} quality gate: retrieval and STS on {gate_pairs} dev pairs per language")
 
-        def embed(t: list[str], task: str | None, enc: Encoder = int8) -> np.ndarray:
-            return enc.encode(t, task=task, batch_size=32)
+    def embed(t: list[str], task: str | None) -> np.ndarray:
+        return enc.encode(t, task=task, batch_size=32)
 
-        figures = gate_figures(fp32, embed, prompts=facts.prompts, pairs_per_lang=gate_pairs)
-        gate = {
-            **gate_record(dict(out[v].parity), figures, random_weights=bool(src.stand_in)),
-            "recipe": _gate_recipe(v, int8_recipe),
-        }
-        if v == "int8-openvino":
-            gate["engine"] = {"openvino": openvino_version(), **out[v].engine_options}
-        out[v] = VariantRecord(**{**out[v].__dict__, "gate": gate})
-        step(f"  {gate_line(v, gate, out[v].parity)}")
-        if v == "int8" and "int8-avx2" in records:
-            int8_enc = int8
-    return out
+    figures = gate_figures(fp32, embed, prompts=enc.facts.prompts, pairs_per_lang=gate_pairs)
+    gate = {**gate_record(dict(rec.parity), figures, random_weights=stand_in), "recipe": _gate_recipe(v, int8_recipe)}
+    if v == "int8-openvino":
+        gate["engine"] = {"openvino": openvino_version(), **rec.engine_options}
+    step(f"  {gate_line(v, gate, rec.parity)}")
+    return VariantRecord(**{**rec.__dict__, "gate": gate})
 
 
 def measure(
@@ -190,11 +173,50 @@ def measure(
 ) -> tuple[dict[str, VariantRecord], dict[str, list[str]], dict]:
     """The records with their parity figures (and a gate record for each quantised variant), each variant's parity
     failures, and the manifest's ``reference`` entry (the reference set is written into ``folder``, which holds the
-    written variants and a manifest listing them)."""
+    written variants and a manifest listing them).
+
+    Memory: PyTorch's model is released once the reference vectors exist whenever the export has fp32 (the gates then
+    judge against the exported fp32, equal to PyTorch by parity), and each quantised variant is loaded, measured,
+    gated and released in turn, so at most fp32 and one other variant are held at once."""
+    import gc
+
     from .reference import Reference
 
     facts = Manifest.read(folder).model
     ref = Reference(src.folder, pooling=facts.pooling, normalize=facts.normalize, max_length=facts.max_length)
-    out, fails, kept, reference = _parity(folder, ref, records, facts, n_real, step)
-    gated = _gates(src, ref, out, kept, facts, step, int8_recipe=int8_recipe, gate_pairs=gate_pairs)
-    return gated, fails, reference
+    parity, reference = _parity(folder, ref, records, facts, n_real, step)
+    out: dict[str, VariantRecord] = {}
+    fails: dict[str, list[str]] = {}
+    fp32: Embed
+    if "fp32" in records:
+        del ref
+        gc.collect()
+        out["fp32"], fails["fp32"], base = parity("fp32")
+        fp32 = lambda t, task: base.encode(t, task=task, batch_size=32)
+    else:
+        fp32 = lambda t, task: ref.embed(prepare_texts(list(t), task=task, prompts=facts.prompts), batch_size=32)
+    fp32 = memo(fp32)
+    int8_enc: Encoder | None = None
+    for v in (v for v in records if v != "fp32"):
+        if v in GATED_VARIANTS:
+            step.stage(f"parity and gate {v}")
+        out[v], fails[v], enc = parity(v)
+        if v in GATED_VARIANTS:
+            out[v] = _gate(
+                v,
+                enc,
+                fp32,
+                out,
+                int8_enc if v == "int8-avx2" else None,
+                step,
+                stand_in=bool(src.stand_in),
+                int8_recipe=int8_recipe,
+                gate_pairs=gate_pairs,
+            )
+        if v == "int8" and "int8-avx2" in records:
+            int8_enc = enc  # int8-avx2's gate compares the two
+        elif v == "int8-avx2":
+            int8_enc = None
+        del enc
+        gc.collect()
+    return out, fails, reference

@@ -55,7 +55,10 @@ def write_openvino_int8(raw: Path, out: Path, plans: dict[str, Plan]) -> Path:
     import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(raw))
+    from .weights_io import load_graph
+
+    lean = onnx.load(str(raw), load_external_data=False).graph
+    model = load_graph(raw, without={n.input[1] for n in weight_matmuls(lean)})  # each replaced below
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     before: dict[str, list] = {}  # MatMul name -> the nodes that feed it

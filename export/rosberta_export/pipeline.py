@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,13 +34,21 @@ from .quantize import DEFAULT_INT8_RECIPE
 from .quantized_variants import build_quantized_variants
 from .records import FILES, model_facts, provisional_manifest, variant_records
 from .source import resolve_source
+from .stages import Progress, StageCost, stage_table
 
 __all__ = ["ExportError", "ExportResult", "export", "FILES"]
 
 
 class ExportResult:
-    def __init__(self, folder: Path, manifest: Manifest, parity_failures: dict[str, list[str]]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        parity_failures: dict[str, list[str]],
+        stages: list[StageCost] | None = None,
+    ) -> None:
         self.folder, self.manifest, self.parity_failures = folder, manifest, parity_failures
+        self.stages = stages or []  # wall time and peak memory of each stage of this export
 
     @property
     def ok(self) -> bool:
@@ -78,12 +85,8 @@ def export(
     opts = resolve_options(variants, int8_recipe, calibration_sentences, log)
     out = Path(out)
     check_output(out, overwrite)
-    t0 = time.perf_counter()
-
-    def step(msg: str) -> None:
-        log(f"{msg} ({time.perf_counter() - t0:.0f}s)")
-
-    step(f"resolving {model}")
+    step = Progress(log)
+    step.stage("resolve the source, write the tokenizer", f"resolving {model}")
     src = resolve_source(model)
     facts = model_facts(src)
     if src.stand_in:
@@ -101,7 +104,10 @@ def export(
         # The fast tokenizer's own file; padding/truncation blocks in it are ignored by the runtime.
         AutoTokenizer.from_pretrained(str(src.folder)).backend_tokenizer.save(str(tmp / "tokenizer.json"))
 
-        step(f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx")
+        step.stage(
+            "torch -> ONNX (load the checkpoint, trace)",
+            f"exporting the fp32 graph ({facts.num_layers} layers, hidden {facts.hidden_size}) with torch.onnx",
+        )
         raw = export_fp32(src, work / "raw.onnx")
         raw_bytes = sum(f.stat().st_size for f in (raw, data_file(raw)) if f.exists())
         q = quantized_fractions(
@@ -121,10 +127,10 @@ def export(
         fused_counts: dict[str, int] = {}
         rewrites: dict[str, dict[str, int]] = {}
         if "fp32" in opts.variants or "fp16" in opts.variants:
-            step(
-                "fusing transformer ops with onnxruntime's optimizer, writing "
-                + " and ".join(v for v in ("fp32", "fp16") if v in opts.variants)
-                + " (child processes)"
+            which = " and ".join(v for v in ("fp32", "fp16") if v in opts.variants)
+            step.stage(
+                f"fusions, {which} (child processes)",
+                f"fusing transformer ops with onnxruntime's optimizer, writing {which} (child processes)",
             )
             fp, fused_counts, fused_rewrites = build_fp_variants(raw, work, tmp, opts.variants, facts, props)
             written.update(fp)
@@ -144,15 +150,22 @@ def export(
         shutil.rmtree(work)
         Manifest(**{**provisional.__dict__, "variants": records}).write(tmp)
 
-        step("measuring parity against the PyTorch reference")
+        plain = [v for v in ("fp32", "fp16") if v in records]
+        step.stage(
+            "PyTorch reference vectors" + (f"; parity of {', '.join(plain)}" if plain else ""),
+            "measuring parity against the PyTorch reference",
+        )
         records, fails, reference = measure(
             src, tmp, records, parity_texts, step, int8_recipe=opts.int8_recipe, gate_pairs=gate_pairs
         )
         Manifest(**{**provisional.__dict__, "variants": records, "reference": reference}).write(tmp)
+        step.stage("interop files, move into place")
         manifest = write_interop(tmp, source_config=src.config)  # what fastembed, sentence-transformers ... read
         _move_into_place(tmp, out)
         step(f"wrote {out}")
-        return ExportResult(out, manifest, fails)
+        costs = step.finish()
+        log("what each stage cost:\n" + stage_table(costs))
+        return ExportResult(out, manifest, fails, costs)
     except NotEnoughSpace as exc:
         raise ExportError(str(exc)) from None
     except OSError as exc:

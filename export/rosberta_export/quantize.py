@@ -16,6 +16,7 @@ Recipes (measured side by side in benchmarks/int8_recipes.py):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,9 +78,16 @@ def calibration_texts(n: int) -> list[str]:
 
 
 def calibrate(
-    raw: Path, tokenizer, settings: RowwiseSettings, *, batch_size: int = 16, keep_rows: int = 0
+    raw: Path,
+    tokenizer,
+    settings: RowwiseSettings,
+    *,
+    batch_size: int = 16,
+    keep_rows: int = 0,
+    on_segment: Callable[[Calibration], None] | None = None,
 ) -> Calibration:
-    """Run the row-wise recipe's calibration sentences through ``raw`` and record every MatMul input."""
+    """Run the row-wise recipe's calibration sentences through ``raw`` and record every MatMul input; with
+    ``on_segment``, segment by segment (see :func:`.rowwise.channel_stats`)."""
     import onnx
 
     texts = calibration_texts(settings.sentences)
@@ -88,7 +96,7 @@ def calibrate(
     ]
     graph = onnx.load(str(raw), load_external_data=False).graph
     inputs = sorted({n.input[0] for n in weight_matmuls(graph)})
-    return channel_stats(raw, inputs, batches, keep_rows=keep_rows, grams=settings.gptq)
+    return channel_stats(raw, inputs, batches, keep_rows=keep_rows, grams=settings.gptq, on_segment=on_segment)
 
 
 def quantize_int8(

@@ -7,7 +7,6 @@ rewrites (:mod:`.rewrites`) and int8 embedding tables (:mod:`.embedding_int8`)."
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 from rosberta_onnx.manifest import GATED_VARIANTS, ModelFacts
@@ -15,13 +14,14 @@ from rosberta_onnx.tokenize import TextTokenizer
 
 from .convert import save_onnx, stamp
 from .embedding_int8 import quantize_embedding_tables
-from .int4 import INT4_SETTINGS, plan_int4, write_int4
+from .int4 import INT4_SETTINGS, Blocks, plan_int4, write_int4
 from .openvino_int8 import write_openvino_int8
 from .options import ExportOptions
 from .quantize import ROWWISE_SETTINGS, calibrate, quantize_int8
 from .records import FILES
 from .rewrites import rewrite_for_onnxruntime, rewrite_for_openvino
-from .rowwise import plan_weights
+from .rowwise import Calibration, Plan, plan_weights
+from .stages import Progress
 from .unsigned_int8 import unsigned_weights
 
 __all__ = ["build_quantized_variants", "REWRITES"]
@@ -48,22 +48,49 @@ def build_quantized_variants(
     opts: ExportOptions,
     facts: ModelFacts,
     props: dict[str, str],
-    step: Callable[[str], None],
+    step: Progress,
 ) -> tuple[dict[str, list[Path]], dict[str, dict[str, int]]]:
     """The files of each quantised variant asked for, and the graph rewrites applied to each."""
     tok = TextTokenizer(out / "tokenizer.json", max_length=facts.max_length, pad_id=facts.pad_token_id)
     s, recipe, variants = opts.settings, opts.int8_recipe, opts.variants
     rowwise = recipe in ROWWISE_SETTINGS
-    cal = plans = None
+    cal = None
+    plans: dict[str, Plan] | None = None
+    blocks: dict[str, Blocks] | None = None
+    int8_plans = (rowwise and ("int8" in variants or "int8-avx2" in variants)) or "int8-openvino" in variants
+    how = "GPTQ rounding" if s.gptq else "rounding to nearest"
     if opts.calibrates:
         # int4 rounds with GPTQ whatever the int8 recipe, so it needs X^T X of the inputs (the int8 plans use them
         # only when their recipe says so)
         grams = s.gptq or ("int4" in variants and INT4_SETTINGS.gptq)
-        step(f"calibrating on {s.sentences} RU/EN STS train sentences")
-        cal = calibrate(raw, tok, dataclasses.replace(s, gptq=grams))
-    if (rowwise and ("int8" in variants or "int8-avx2" in variants)) or "int8-openvino" in variants:
-        step("planning int8 weights: SmoothQuant, " + ("GPTQ rounding" if s.gptq else "rounding to nearest"))
-        plans = plan_weights(raw, cal, alpha=s.alpha, shift_floor=s.shift_floor, gptq=s.gptq)
+        plans = {} if int8_plans else None
+        blocks = {} if "int4" in variants else None
+
+        def plan_segment(part: Calibration) -> None:
+            """Plan the weights of the MatMuls this calibration segment measured, then its X^T X can go."""
+            if plans is not None:
+                plans.update(
+                    plan_weights(raw, part, alpha=s.alpha, shift_floor=s.shift_floor, gptq=s.gptq, inputs=part.ranges)
+                )
+            if blocks is not None:
+                blocks.update(plan_int4(raw, part, INT4_SETTINGS, inputs=part.ranges))
+
+        step.stage(
+            "calibration and weight planning, segment by segment",
+            f"calibrating on {s.sentences} RU/EN STS train sentences, planning "
+            + " and ".join(
+                w
+                for w, on in ((f"int8 weights (SmoothQuant, {how})", int8_plans), ("int4 weights", blocks is not None))
+                if on
+            )
+            + " as each segment of the graph completes",
+        )
+        cal = calibrate(raw, tok, dataclasses.replace(s, gptq=grams), on_segment=plan_segment)
+        step(
+            f"  calibrated {cal.segments} graph segments one at a time"
+            if cal.segments
+            else "  calibrated the whole graph at once (no LayerNorm cuts: every X^T X held until the end)"
+        )
     builds = {
         "int8": lambda: _loaded(
             quantize_int8(
@@ -77,7 +104,7 @@ def build_quantized_variants(
             )
         ),
         "int8-openvino": lambda: _loaded(write_openvino_int8(raw, work / FILES["int8-openvino"], plans or {})),
-        "int4": lambda: write_int4(raw, plan_int4(raw, cal, INT4_SETTINGS), INT4_SETTINGS),
+        "int4": lambda: write_int4(raw, blocks or {}, INT4_SETTINGS),
     }
     words = {
         "int8": f"recipe {recipe}",
@@ -88,7 +115,7 @@ def build_quantized_variants(
     written: dict[str, list[Path]] = {}
     rewrites: dict[str, dict[str, int]] = {}
     for v in (v for v in GATED_VARIANTS if v in variants):
-        step(f"writing {v} ({words[v]})")
+        step.stage(f"write {v}", f"writing {v} ({words[v]})")
         if v == "int8-avx2" and "int8" in written:  # the int8 file as written: same rewrites, same tables
             import onnx
 

@@ -29,6 +29,7 @@ Calibration (each MatMul input over the calibration sentences) adds:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,27 +106,36 @@ def plan_matmul(
 
 
 def plan_weights(
-    raw: Path, cal: Calibration | None, *, alpha: float, shift_floor: float, gptq: bool = True
+    raw: Path,
+    cal: Calibration | None,
+    *,
+    alpha: float,
+    shift_floor: float,
+    gptq: bool = True,
+    inputs: Collection[str] | None = None,
 ) -> dict[str, Plan]:
     """:func:`plan_matmul` for every constant-weight MatMul of ``raw``, by node name. GPTQ rounding is
     the slow part of an int8 export (minutes on the full-size model), so the plans are made once and
     shared by everything built from them: the sensitivity ranking, the onnxruntime graph and the
     OpenVINO twin (:mod:`.openvino_int8`, which uses the same weights, smoothing included). ``gptq`` False rounds
-    to nearest even when the calibration has X^T X (taken for another variant)."""
+    to nearest even when the calibration has X^T X (taken for another variant). ``inputs``: only the MatMuls that
+    read one of these tensors (one calibration segment's)."""
     import onnx
-    from onnx import numpy_helper
 
-    graph = onnx.load(str(raw)).graph
+    from .weights_io import read_initializer
+
+    graph = onnx.load(str(raw), load_external_data=False).graph  # the weights are read one at a time
     inits = {i.name: i for i in graph.initializer}
     return {
         n.name: plan_matmul(
-            numpy_helper.to_array(inits[n.input[1]]),
+            read_initializer(raw, inits[n.input[1]]),
             cal.ranges.get(n.input[0]) if cal else None,
             alpha=alpha,
             shift_floor=shift_floor,
             gram=cal.grams.get(n.input[0]) if cal and gptq else None,
         )
         for n in weight_matmuls(graph)
+        if inputs is None or n.input[0] in inputs
     }
 
 
@@ -183,62 +193,127 @@ class Calibration:
     ranges: dict[str, tuple[np.ndarray, np.ndarray]]  # per-channel (min, max)
     samples: dict[str, np.ndarray]  # up to keep_rows token rows
     grams: dict[str, np.ndarray]  # X^T X over every calibration token (when asked for)
+    segments: int = 0  # how many graph segments it ran through one at a time (0: the whole graph at once)
 
 
-def channel_stats(raw: Path, tensors: list[str], batches, *, keep_rows: int = 0, grams: bool = False) -> Calibration:
-    """Run calibration ``batches`` of (ids, mask) through ``raw`` and record the named activation tensors."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
+class _Stats:
+    """Per-channel ranges, kept rows and X^T X of named tensors, accumulated batch by batch."""
 
-    model = onnx.load(str(raw), load_external_data=False)
-    for t in tensors:
-        model.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor alive
-    # Saved beside ``raw`` so that its external weight file (if any) resolves; weights are not copied.
-    probe = raw.with_name(raw.stem + ".calibration.onnx")
-    onnx.save_model(model, str(probe))
-    try:
-        sess = ort.InferenceSession(str(probe), so, providers=["CPUExecutionProvider"])
-    finally:
-        probe.unlink()
-    ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    rows: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
-    gram: dict[str, np.ndarray] = {}
-    kept = 0
-    for ids, mask in batches:
-        vals = sess.run(tensors, {"input_ids": ids, "attention_mask": mask})
+    def __init__(self, keep_rows: int, grams: bool) -> None:
+        self.keep_rows, self.grams_wanted = keep_rows, grams
+        self.ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.rows: dict[str, list[np.ndarray]] = {}
+        self.grams: dict[str, np.ndarray] = {}
+        self.kept = 0
+
+    def add(self, names: list[str], values: list[np.ndarray], mask: np.ndarray) -> None:
         keep = mask.astype(bool)
-        take = max(0, min(keep_rows - kept, int(keep.sum())))
-        for name, v in zip(tensors, vals):
+        take = max(0, min(self.keep_rows - self.kept, int(keep.sum())))
+        for name, v in zip(names, values):
             r = v[keep]
             lo, hi = r.min(axis=0), r.max(axis=0)
-            if name in ranges:
-                lo, hi = np.minimum(ranges[name][0], lo), np.maximum(ranges[name][1], hi)
-            ranges[name] = (lo, hi)
+            if name in self.ranges:
+                lo, hi = np.minimum(self.ranges[name][0], lo), np.maximum(self.ranges[name][1], hi)
+            self.ranges[name] = (lo, hi)
             if take:
-                rows[name].append(r[:take])
-            if grams:
+                self.rows.setdefault(name, []).append(r[:take])
+            if self.grams_wanted:
                 g = r.T @ r
-                gram[name] = gram[name] + g if name in gram else g
-        kept += take
-    samples = {k: np.concatenate(v) for k, v in rows.items() if v}
-    return Calibration(ranges, samples, gram)
+                self.grams[name] = self.grams[name] + g if name in self.grams else g
+        self.kept += take
+
+    def calibration(self) -> Calibration:
+        return Calibration(self.ranges, {k: np.concatenate(v) for k, v in self.rows.items() if v}, self.grams)
+
+
+def _session(raw: Path, model, suffix: str):
+    """An onnxruntime session on ``model`` (a graph whose weights live in ``raw``'s external data file), with no
+    graph optimisation, so that every named tensor stays alive."""
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # Saved beside ``raw`` so that its external weight file (if any) resolves; weights are not copied.
+    probe = raw.with_name(raw.stem + suffix)
+    onnx.save_model(model, str(probe))
+    try:
+        return ort.InferenceSession(str(probe), so, providers=["CPUExecutionProvider"])
+    finally:
+        probe.unlink()
+
+
+def channel_stats(
+    raw: Path,
+    tensors: list[str],
+    batches,
+    *,
+    keep_rows: int = 0,
+    grams: bool = False,
+    on_segment: Callable[[Calibration], None] | None = None,
+) -> Calibration:
+    """Run calibration ``batches`` of (ids, mask) through ``raw`` and record the named activation tensors.
+
+    With ``on_segment`` the graph runs one segment at a time where it can be cut (:mod:`.layerwise`): each
+    segment's statistics are handed to ``on_segment`` as soon as every batch has passed through it, and its X^T X
+    are not kept (the Calibration returned has ranges and rows only). Elsewhere the whole graph runs at once and
+    ``on_segment`` gets everything in one call."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from .layerwise import segment_model, segments
+
+    model = onnx.load(str(raw), load_external_data=False)
+    segs = segments(model.graph, tensors) if on_segment is not None else None
+    if segs is None:
+        for t in tensors:
+            model.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+        sess = _session(raw, model, ".calibration.onnx")
+        stats = _Stats(keep_rows, grams)
+        for ids, mask in batches:
+            stats.add(tensors, sess.run(tensors, {"input_ids": ids, "attention_mask": mask}), mask)
+        cal = stats.calibration()
+        if on_segment is None:
+            return cal
+        on_segment(cal)
+        return Calibration(cal.ranges, cal.samples, {})
+    assert on_segment is not None  # segments are only looked for when there is someone to hand them to
+    graph_inputs = {i.name for i in model.graph.input}
+    carried: list[np.ndarray | None] = [None] * len(batches)  # each batch's hidden state at the current cut
+    ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    samples: dict[str, np.ndarray] = {}
+    for seg in segs:
+        sess = _session(raw, segment_model(model, seg), ".segment.onnx")
+        names = ([seg.cut] if seg.cut else []) + list(seg.tensors)
+        stats = _Stats(keep_rows, grams)
+        for b, (ids, mask) in enumerate(batches):
+            given = {"input_ids": ids, "attention_mask": mask}
+            feed = {n: given[n] if n in graph_inputs else carried[b] for n in seg.inputs}
+            values = sess.run(names, feed)
+            if seg.cut:
+                carried[b], values = values[0], values[1:]
+            stats.add(list(seg.tensors), values, mask)
+        del sess
+        part = stats.calibration()
+        on_segment(part)
+        ranges.update(part.ranges)
+        samples.update(part.samples)
+    return Calibration(ranges, samples, {}, segments=len(segs))
 
 
 def sensitivity(raw: Path, cal: Calibration, plans: dict[str, Plan]) -> dict[str, float]:
     """Relative output error ``|y_q - y| / |y|`` of each constant-weight MatMul on calibration rows
     (``plans`` from :func:`plan_weights` with the same calibration)."""
     import onnx
-    from onnx import numpy_helper
 
-    model = onnx.load(str(raw))
-    inits = {i.name: i for i in model.graph.initializer}
+    from .weights_io import read_initializer
+
+    graph = onnx.load(str(raw), load_external_data=False).graph
+    inits = {i.name: i for i in graph.initializer}
     out = {}
-    for node in weight_matmuls(model.graph):
+    for node in weight_matmuls(graph):
         x = cal.samples[node.input[0]]
-        y = x @ numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        y = x @ read_initializer(raw, inits[node.input[1]]).astype(np.float32)
         yq = fake_quant(x, plans[node.name])
         out[node.name] = float(np.linalg.norm(yq - y) / max(np.linalg.norm(y), 1e-12))
     return out

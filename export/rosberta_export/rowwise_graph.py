@@ -51,7 +51,11 @@ def quantize_rowwise(
     import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(raw))
+    from .weights_io import load_graph, read_initializer
+
+    lean = onnx.load(str(raw), load_external_data=False).graph
+    # the weights this rewrite replaces stay on disk, read only where a MatMul is planned here
+    model = load_graph(raw, without={n.input[1] for n in weight_matmuls(lean) if n.name not in skip})
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     users = _consumers(g)
@@ -81,16 +85,16 @@ def quantize_rowwise(
             continue  # emitted with the first MatMul of its group
         members = first[node.name]
         x = node.input[0]
-        ws = [numpy_helper.to_array(inits[n.input[1]]) for n in members]
-        w = ws[0] if len(ws) == 1 else np.concatenate(ws, axis=1)
-        k = w.shape[0]
+        ws = [tuple(int(d) for d in inits[n.input[1]].dims) for n in members]  # (K, N) of each weight
+        k = ws[0][0]
         drop_inits.update(n.input[1] for n in members)
         p = f"rw_{node.name.replace('/', '_')}"
         if plans is not None and len(members) == 1:
             plan = plans[node.name]
         else:
+            arrays = [read_initializer(raw, inits[n.input[1]]) for n in members]
             plan = plan_matmul(
-                w,
+                arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=1),
                 cal.ranges.get(x) if cal else None,
                 alpha=alpha,
                 shift_floor=shift_floor,
@@ -138,7 +142,7 @@ def quantize_rowwise(
         # each member's output: the shift correction joins the bias that follows it, else a Sub after the Split
         outs, unshift, lo = [], [], 0
         for i, (n, wi) in enumerate(zip(members, ws)):
-            y, hi = n.output[0], lo + wi.shape[1]
+            y, hi = n.output[0], lo + wi[1]
             bias = _bias_after(y, users, inits) if plan.corr is not None else None
             if bias is not None and plan.corr is not None:  # y + b - corr
                 b = numpy_helper.to_array(bias).astype(np.float32) - plan.corr[lo:hi]
@@ -162,9 +166,7 @@ def quantize_rowwise(
         if len(members) == 1:
             new_nodes.append(helper.make_node("Mul", [p + "_ycol", p + "_srow"], outs, name=p + "_RowScale"))
         else:
-            add_inits.append(
-                numpy_helper.from_array(np.array([wi.shape[1] for wi in ws], dtype=np.int64), p + "_parts")
-            )
+            add_inits.append(numpy_helper.from_array(np.array([wi[1] for wi in ws], dtype=np.int64), p + "_parts"))
             new_nodes += [
                 helper.make_node("Mul", [p + "_ycol", p + "_srow"], [p + "_yrow"], name=p + "_RowScale"),
                 helper.make_node("Split", [p + "_yrow", p + "_parts"], outs, name=p + "_Split", axis=-1),

@@ -1,0 +1,155 @@
+"""What each export stage costs: wall time and peak resident memory, measured as the export runs.
+
+The export's progress lines go through one :class:`Progress`; the places where a stage begins call
+:meth:`Progress.stage`. A stage's peak is the largest resident set a sampler thread saw during it (every 20 ms), or
+the process's high-water mark where that rose during the stage (exact: a new peak of the whole run), and the
+largest child process it waited for (the fusion and fp16 steps run in children). The high-water mark is never
+reset, so ``/usr/bin/time -v`` still reports the whole run's peak.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["Progress", "StageCost", "stage_table"]
+
+_STATUS = Path("/proc/self/status")
+_STATM = Path("/proc/self/statm")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_SCALE = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+
+
+def _rss() -> int:
+    """The process's resident set now, in bytes (0 where /proc is missing)."""
+    try:
+        return int(_STATM.read_text().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
+def _high_water() -> int:
+    """The process's resident high-water mark in bytes."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _SCALE
+
+
+def _peak_children() -> int:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * _SCALE
+
+
+class _Sampler:
+    """The largest resident set seen since the last :meth:`take`, sampled by a daemon thread."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        self._max = _rss()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), name="export-rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            now = _rss()
+            with self._lock:
+                self._max = max(self._max, now)
+
+    def take(self) -> int:
+        """The peak since the last call; the next period starts from the resident set now."""
+        now = _rss()
+        with self._lock:
+            peak, self._max = max(self._max, now), now
+        return peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class StageCost:
+    name: str
+    seconds: float
+    peak_bytes: int  # this process's largest resident set during the stage
+    child_peak_bytes: int  # the largest child process that ended during the stage (0: none)
+
+    @property
+    def peak(self) -> int:
+        return max(self.peak_bytes, self.child_peak_bytes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Progress:
+    """The export's progress log (``progress(msg)`` logs ``msg (Ns)``) and its per-stage costs."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._log = log
+        self._t0 = time.perf_counter()
+        self._name: str | None = None
+        self._began = self._t0
+        self._children = _peak_children()
+        self._high_water = _high_water()
+        self._sampler: _Sampler | None = None
+        self.costs: list[StageCost] = []
+
+    def __call__(self, msg: str) -> None:
+        self._log(f"{msg} ({time.perf_counter() - self._t0:.0f}s)")
+
+    def stage(self, name: str, msg: str | None = None) -> None:
+        """End the current stage and begin ``name`` (logging ``msg`` when given)."""
+        self._close()
+        if self._sampler is None:
+            self._sampler = _Sampler()
+        self._sampler.take()
+        self._name, self._began = name, time.perf_counter()
+        if msg is not None:
+            self(msg)
+
+    def finish(self) -> list[StageCost]:
+        """End the last stage (and the sampler); every stage's cost, in order."""
+        self._close()
+        self._name = None
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        return list(self.costs)
+
+    def _close(self) -> None:
+        if self._name is None or self._sampler is None:
+            return
+        peak = self._sampler.take()
+        high_water = _high_water()
+        if high_water > self._high_water:  # a new peak of the whole run, measured exactly by the kernel
+            peak, self._high_water = max(peak, high_water), high_water
+        children = _peak_children()
+        grew = children > self._children
+        self._children = children
+        self.costs.append(
+            StageCost(self._name, round(time.perf_counter() - self._began, 1), peak, children if grew else 0)
+        )
+
+
+def stage_table(costs: list[StageCost]) -> str:
+    """The stages as a Markdown table: wall time, share of the total and peak resident memory."""
+    total = sum(c.seconds for c in costs) or 1.0
+    gb = lambda b: f"{b / 1e9:.2f}"
+    lines = ["| stage | seconds | share | peak RSS (GB) | of it, a child process (GB) |", "|---|---:|---:|---:|---:|"]
+    for c in costs:
+        child = gb(c.child_peak_bytes) if c.child_peak_bytes else "–"
+        lines.append(f"| {c.name} | {c.seconds:.1f} | {c.seconds / total:.0%} | {gb(c.peak)} | {child} |")
+    peak = max((c.peak for c in costs), default=0)
+    lines.append(f"| **whole export** | **{total:.1f}** | 100% | **{gb(peak)}** | |")
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""The export's stage costs: each stage's peak memory is its own, a child process's peak is attributed to the stage
+that waited for it, and the whole-run high-water mark is left intact for ``/usr/bin/time``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rosberta_export.stages import Progress, StageCost, stage_table
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peaks read from /proc")
+MB = 2**20
+
+
+def test_a_stage_that_allocates_shows_its_peak_and_the_next_does_not():
+    logged: list[str] = []
+    p = Progress(logged.append)
+    p.stage("big", "allocating")
+    block = np.ones(300 * MB // 8)  # 300 MB, touched
+    time.sleep(0.1)
+    del block
+    p.stage("small")
+    time.sleep(0.1)
+    costs = p.finish()
+    big, small = costs
+    assert (big.name, small.name) == ("big", "small") and logged[0].startswith("allocating (")
+    assert big.peak_bytes - small.peak_bytes > 250 * MB, (big, small)
+    assert big.child_peak_bytes == 0 and small.child_peak_bytes == 0
+
+
+def test_a_child_process_peak_belongs_to_the_stage_that_waited_for_it():
+    p = Progress(lambda _: None)
+    p.stage("quiet")
+    p.stage("child")
+    code = "import numpy as np; a = np.ones(200 * 2**20 // 8); print(a.sum())"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    quiet, child = p.finish()
+    assert quiet.child_peak_bytes == 0
+    assert child.child_peak_bytes > 200 * MB and child.peak >= child.child_peak_bytes
+
+
+def test_the_whole_run_high_water_mark_survives_the_stages():
+    def rss(field: str) -> int:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+        return int(line.split()[1]) * 1024
+
+    p = Progress(lambda _: None)
+    p.stage("big")
+    block = np.ones(300 * MB // 8)
+    held = rss("VmRSS")
+    del block
+    p.stage("after")
+    p.finish()
+    # never reset: /usr/bin/time -v reports the whole export's peak (a reset would leave it near the RSS without the
+    # block)
+    assert rss("VmHWM") > held - 16 * MB > rss("VmRSS") + 250 * MB
+
+
+def test_the_table_names_each_stage_and_the_whole_peak():
+    costs = [StageCost("load", 2.0, 3 * 10**9, 0), StageCost("fuse", 6.0, 1 * 10**9, 4 * 10**9)]
+    text = stage_table(costs)
+    assert "| load | 2.0 | 25% | 3.00 | – |" in text
+    assert "| fuse | 6.0 | 75% | 4.00 | 4.00 |" in text
+    assert "| **whole export** | **8.0** | 100% | **4.00** | |" in text

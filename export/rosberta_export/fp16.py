@@ -11,27 +11,68 @@ __all__ = ["to_fp16", "write_fp16", "FP16_OP_BLOCK_LIST"]
 FP16_OP_BLOCK_LIST: tuple[str, ...] = ()
 
 
-def to_fp16(model):
+# Initializers with more elements than this stay unread while the graph's types are inferred: the weight matrices
+# and embedding tables, whose values shape inference never needs.
+_UNREAD_ABOVE = 65536
+
+
+def tensor_types(fused: Path) -> list:
+    """The element type of every tensor of the fused graph at ``fused`` (shapes dropped), from onnxruntime's symbolic
+    shape inference, which knows its fused ops (ONNX's own does not). Run on the graph with its large weights left
+    unread: on the full model whole it held ~4 GB beside the 1.4 GB graph, only to learn types."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, ValueInfoProto
+    from onnxruntime.transformers.shape_infer_helper import SymbolicShapeInferenceHelper
+
+    from .weights_io import load_graph
+
+    graph = onnx.load(str(fused), load_external_data=False).graph
+    big = {i.name for i in graph.initializer if int(np.prod(i.dims, dtype=np.int64)) > _UNREAD_ABOVE}
+    lean = load_graph(fused, without=big)
+    inferred = SymbolicShapeInferenceHelper(lean).infer_shapes(lean, auto_merge=True, guess_output_rank=False)
+    known = {vi.name for vi in lean.graph.value_info}
+    types = []
+    for vi in inferred.graph.value_info:
+        if vi.name and vi.name not in known and vi.type.tensor_type.elem_type != TensorProto.UNDEFINED:
+            t = ValueInfoProto()
+            t.CopyFrom(vi)
+            t.type.tensor_type.ClearField("shape")
+            types.append(t)
+    return types
+
+
+def to_fp16(model, types: list | None = None):
     """``model``: the fused fp32 ``onnx.ModelProto``, converted in place (pass a copy to keep the original).
-    Returns the fp16 ``onnx.ModelProto``."""
+    ``types``: its tensors' element types (:func:`tensor_types`); None infers them on ``model`` itself (all its
+    weights in memory twice over). Returns the fp16 ``onnx.ModelProto``."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    m = OnnxModel(model)
     kwargs: dict[str, object] = {"keep_io_types": True}
     if FP16_OP_BLOCK_LIST:
         kwargs["op_block_list"] = list(FP16_OP_BLOCK_LIST)
-    m.convert_float_to_float16(**kwargs)
+    if types is None:
+        m = OnnxModel(model)
+        m.convert_float_to_float16(**kwargs)
+        return m.model
+    # what OnnxModel.convert_float_to_float16 does after its own symbolic inference, with the types given
+    model.graph.value_info.extend(types)
+    m = OnnxModel(convert_float_to_float16(model, disable_shape_infer=True, **kwargs))
+    m.remove_cascaded_cast_nodes()
+    m.remove_useless_cast_nodes()
     return m.model
 
 
 def write_fp16(fused: Path, out: Path, *, props: dict[str, str]) -> list[Path]:
     """Read the fused fp32 file ``fused`` (and its weights), write its fp16 conversion to ``out``. Run as a child
-    process by the pipeline (``python -m rosberta_export.fp16``; 5.9 GB peak on the full-size model)."""
+    process by the pipeline (``python -m rosberta_export.fp16``)."""
     import onnx
 
     from .convert import save_onnx, stamp
 
-    half = to_fp16(onnx.load(str(fused)))
+    types = tensor_types(fused)
+    half = to_fp16(onnx.load(str(fused)), types)
     stamp(half, props)
     return save_onnx(half, out, external_data=False)
 

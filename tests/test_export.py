@@ -295,6 +295,17 @@ def test_too_little_disk_is_refused_up_front_and_a_full_disk_midway_loses_nothin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folders left behind
 
 
+def test_too_little_memory_is_refused_before_the_checkpoint_loads(tmp_path, tiny_checkpoint, monkeypatch):
+    from rosberta_export import memory, pipeline
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100 * 1024**2)
+    loaded = []
+    monkeypatch.setattr(pipeline, "export_fp32", lambda *a, **k: loaded.append(a))
+    with pytest.raises(pipeline.ExportError, match=r"not enough memory for exporting .* 0\.1 GB are available"):
+        pipeline.export(str(tiny_checkpoint), tmp_path / "out")
+    assert not loaded and list(tmp_path.iterdir()) == []  # refused before torch ran; nothing written
+
+
 def test_disk_estimate_covers_every_file_the_export_holds_at_once(minilm_export):
     """The space check's arithmetic against a real export's files (MiniLM: its int8 files are about a quarter of
     fp32, int4 a fifth: the embedding tables, int8 in both, are half the model). At its fullest the export holds

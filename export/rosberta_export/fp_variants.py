@@ -1,9 +1,9 @@
 """The fp32 and fp16 variants: onnxruntime's transformer fusions on the raw graph, then the fp16 conversion, each in
 a child process.
 
-Why children: the fusion pass and the fp16 conversion hold ~7 GB of transient heap for the full-size graph; in one
-process the export peaked at 13.2 GB RSS and was OOM-killed on a 23 GB machine with one job beside it. As separate
-processes their memory goes back to the OS before calibration, and the largest step peaks at 8.9 GB. A subprocess
+Why children: the fusion pass and the fp16 conversion are the export's largest transient heaps (with onnxruntime's
+whole-model symbolic shape inference they reached 8.5 GB on the full-size graph; without it, see :mod:`.fuse` and
+:mod:`.fp16`, about 2 GB). As separate processes their memory goes back to the OS before calibration. A subprocess
 rather than multiprocessing: spawn re-imports the caller's ``__main__``, which a library must not require of callers.
 """
 
@@ -29,7 +29,7 @@ def in_child(module: str, job: dict) -> dict:
         why = (
             (
                 f"killed by signal {-r.returncode} (most often: out of memory -- fusing the full-size model needs about "
-                f"9 GB free)"
+                f"2.5 GB free)"
             )
             if r.returncode < 0
             else f"exit status {r.returncode}"

@@ -28,6 +28,7 @@ from .fp_variants import build_fp_variants
 from .int4 import INT4_SETTINGS
 from .interop import write_interop
 from .measure import measure
+from .memory import NotEnoughMemory, check_memory, needed_bytes, weight_bytes
 from .openvino_int8 import openvino_options
 from .options import check_output, resolve_options
 from .quantize import DEFAULT_INT8_RECIPE
@@ -89,6 +90,10 @@ def export(
     step.stage("resolve the source, write the tokenizer", f"resolving {model}")
     src = resolve_source(model)
     facts = model_facts(src)
+    try:
+        check_memory(needed_bytes(weight_bytes(src.folder)), f"exporting {src.folder.name}")
+    except NotEnoughMemory as exc:
+        raise ExportError(str(exc)) from None
     if src.stand_in:
         log(
             f"NOTE: {src.folder} is a STAND-IN with random weights ({src.stand_in.get('size')}): same compute as the "

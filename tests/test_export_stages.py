@@ -33,14 +33,20 @@ def test_a_stage_that_allocates_shows_its_peak_and_the_next_does_not():
     assert big.child_peak_bytes == 0 and small.child_peak_bytes == 0
 
 
-def test_a_child_process_peak_belongs_to_the_stage_that_waited_for_it():
+def test_a_child_process_peak_belongs_to_the_stage_that_ran_it():
+    """Children report their own high-water mark (a spawned child's ru_maxrss starts from its parent's peak)."""
+    code = (
+        "import numpy as np, sys; sys.path.insert(0, 'export'); from rosberta_export.stages import high_water; "
+        "a = np.ones(200 * 2**20 // 8); print(high_water())"
+    )
     p = Progress(lambda _: None)
     p.stage("quiet")
     p.stage("child")
-    code = "import numpy as np; a = np.ones(200 * 2**20 // 8); print(a.sum())"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    quiet, child = p.finish()
-    assert quiet.child_peak_bytes == 0
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    p.child_peak(int(out))
+    p.stage("after")
+    quiet, child, after = p.finish()
+    assert quiet.child_peak_bytes == 0 and after.child_peak_bytes == 0
     assert child.child_peak_bytes > 200 * MB and child.peak >= child.child_peak_bytes
 
 

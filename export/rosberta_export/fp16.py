@@ -82,4 +82,7 @@ if __name__ == "__main__":  # the child: a JSON job on stdin, a JSON result as t
     import sys
 
     job = json.load(sys.stdin)
-    print(json.dumps({"files": [str(f) for f in write_fp16(Path(job["fused"]), Path(job["out"]), props=job["props"])]}))
+    from .stages import high_water
+
+    files = write_fp16(Path(job["fused"]), Path(job["out"]), props=job["props"])
+    print(json.dumps({"files": [str(f) for f in files], "peak_bytes": high_water()}))

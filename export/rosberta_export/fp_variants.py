@@ -44,9 +44,9 @@ def in_child(module: str, job: dict) -> dict:
 
 def build_fp_variants(
     raw: Path, work: Path, out: Path, variants: tuple[str, ...], facts: ModelFacts, props: dict[str, str]
-) -> tuple[dict[str, list[Path]], dict[str, int], dict[str, int]]:
-    """The fused fp32 variant and its fp16 conversion (the files of each), the fused op counts and the graph
-    rewrites applied to both (fp16 is converted from the rewritten fp32 graph)."""
+) -> tuple[dict[str, list[Path]], dict[str, int], dict[str, int], int]:
+    """The fused fp32 variant and its fp16 conversion (the files of each), the fused op counts, the graph
+    rewrites applied to both (fp16 is converted from the rewritten fp32 graph) and the larger child's peak RSS."""
     fused = out / FILES["fp32"] if "fp32" in variants else work / "fused.onnx"
     got = in_child(
         "rosberta_export.fuse",
@@ -60,7 +60,9 @@ def build_fp_variants(
         },
     )
     written = {"fp32": [Path(p) for p in got["files"]]} if "fp32" in variants else {}
+    peak = int(got.get("peak_bytes", 0))
     if "fp16" in variants:
         half = in_child("rosberta_export.fp16", {"fused": str(fused), "out": str(out / FILES["fp16"]), "props": props})
         written["fp16"] = [Path(p) for p in half["files"]]
-    return written, got["counts"], got["rewrites"]
+        peak = max(peak, int(half.get("peak_bytes", 0)))
+    return written, got["counts"], got["rewrites"], peak

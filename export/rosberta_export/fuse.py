@@ -76,4 +76,12 @@ if __name__ == "__main__":  # the child: a JSON job on stdin, a JSON result as t
         pooling=job["pooling"],
         props=job["props"],
     )
-    print(json.dumps({"files": [str(f) for f in files], "counts": fused_counts, "rewrites": rewrites}))
+    from .stages import high_water
+
+    answer = {
+        "files": [str(f) for f in files],
+        "counts": fused_counts,
+        "rewrites": rewrites,
+        "peak_bytes": high_water(),
+    }
+    print(json.dumps(answer))

@@ -137,7 +137,10 @@ def export(
                 f"fusions, {which} (child processes)",
                 f"fusing transformer ops with onnxruntime's optimizer, writing {which} (child processes)",
             )
-            fp, fused_counts, fused_rewrites = build_fp_variants(raw, work, tmp, opts.variants, facts, props)
+            fp, fused_counts, fused_rewrites, child_peak = build_fp_variants(
+                raw, work, tmp, opts.variants, facts, props
+            )
+            step.child_peak(child_peak)
             written.update(fp)
             rewrites.update({v: fused_rewrites for v in fp})  # fp16 is converted from the rewritten fp32 graph
             log(f"  fused ops: {fused_counts}")

@@ -3,8 +3,9 @@
 The export's progress lines go through one :class:`Progress`; the places where a stage begins call
 :meth:`Progress.stage`. A stage's peak is the largest resident set a sampler thread saw during it (every 20 ms), or
 the process's high-water mark where that rose during the stage (exact: a new peak of the whole run), and the
-largest child process it waited for (the fusion and fp16 steps run in children). The high-water mark is never
-reset, so ``/usr/bin/time -v`` still reports the whole run's peak.
+largest child process it ran (the fusion and fp16 steps run in children, which report their own high-water mark:
+a spawned child's ``ru_maxrss`` starts from its parent's peak on Linux, so the kernel's figure would overstate it).
+The high-water mark is never reset, so ``/usr/bin/time -v`` still reports the whole run's peak.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Progress", "StageCost", "stage_table"]
+__all__ = ["Progress", "StageCost", "high_water", "stage_table"]
 
 _STATUS = Path("/proc/self/status")
 _STATM = Path("/proc/self/statm")
@@ -34,7 +35,7 @@ def _rss() -> int:
         return 0
 
 
-def _high_water() -> int:
+def high_water() -> int:
     """The process's resident high-water mark in bytes."""
     try:
         for line in _STATUS.read_text().splitlines():
@@ -43,10 +44,6 @@ def _high_water() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _SCALE
-
-
-def _peak_children() -> int:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * _SCALE
 
 
 class _Sampler:
@@ -82,7 +79,7 @@ class StageCost:
     name: str
     seconds: float
     peak_bytes: int  # this process's largest resident set during the stage
-    child_peak_bytes: int  # the largest child process that ended during the stage (0: none)
+    child_peak_bytes: int  # the largest child process of the stage, as it reported itself (0: none)
 
     @property
     def peak(self) -> int:
@@ -100,8 +97,8 @@ class Progress:
         self._t0 = time.perf_counter()
         self._name: str | None = None
         self._began = self._t0
-        self._children = _peak_children()
-        self._high_water = _high_water()
+        self._child_peak = 0
+        self._high_water = high_water()
         self._sampler: _Sampler | None = None
         self.costs: list[StageCost] = []
 
@@ -118,6 +115,10 @@ class Progress:
         if msg is not None:
             self(msg)
 
+    def child_peak(self, peak_bytes: int) -> None:
+        """A child process of the current stage reported this high-water mark."""
+        self._child_peak = max(self._child_peak, peak_bytes)
+
     def finish(self) -> list[StageCost]:
         """End the last stage (and the sampler); every stage's cost, in order."""
         self._close()
@@ -131,15 +132,11 @@ class Progress:
         if self._name is None or self._sampler is None:
             return
         peak = self._sampler.take()
-        high_water = _high_water()
-        if high_water > self._high_water:  # a new peak of the whole run, measured exactly by the kernel
-            peak, self._high_water = max(peak, high_water), high_water
-        children = _peak_children()
-        grew = children > self._children
-        self._children = children
-        self.costs.append(
-            StageCost(self._name, round(time.perf_counter() - self._began, 1), peak, children if grew else 0)
-        )
+        mark = high_water()
+        if mark > self._high_water:  # a new peak of the whole run, measured exactly by the kernel
+            peak, self._high_water = max(peak, mark), mark
+        child, self._child_peak = self._child_peak, 0
+        self.costs.append(StageCost(self._name, round(time.perf_counter() - self._began, 1), peak, child))
 
 
 def stage_table(costs: list[StageCost]) -> str:

@@ -3,12 +3,11 @@ that waited for it, and the whole-run high-water mark is left intact for ``/usr/
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rosberta_export.stages import Progress, StageCost, stage_table
@@ -17,18 +16,34 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pe
 MB = 2**20
 
 
+def _fresh(code: str) -> dict:
+    """Run ``code`` in a new interpreter (this one's heap, after the rest of the suite, may already hold freed
+    memory that a new block reuses without the resident set rising) and return the JSON it prints last."""
+    prelude = (
+        "import json, time, sys; from pathlib import Path; import numpy as np; sys.path.insert(0, 'export'); "
+        "from rosberta_export.stages import Progress, high_water; MB = 2**20\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", prelude + code], check=True, capture_output=True, text=True, cwd=root)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_a_stage_that_allocates_shows_its_peak_and_the_next_does_not():
-    logged: list[str] = []
-    p = Progress(logged.append)
-    p.stage("big", "allocating")
-    block = np.ones(300 * MB // 8)  # 300 MB, touched
-    time.sleep(0.1)
-    del block
-    p.stage("small")
-    time.sleep(0.1)
-    costs = p.finish()
-    big, small = costs
-    assert (big.name, small.name) == ("big", "small") and logged[0].startswith("allocating (")
+    got = _fresh(
+        """
+logged = []
+p = Progress(logged.append)
+p.stage("big", "allocating")
+block = np.ones(300 * MB // 8)  # 300 MB, touched
+time.sleep(0.1)
+del block
+p.stage("small")
+time.sleep(0.1)
+print(json.dumps({"logged": logged, "costs": [c.as_dict() for c in p.finish()]}))
+"""
+    )
+    big, small = (StageCost(**c) for c in got["costs"])
+    assert (big.name, small.name) == ("big", "small") and got["logged"][0].startswith("allocating (")
     assert big.peak_bytes - small.peak_bytes > 250 * MB, (big, small)
     assert big.child_peak_bytes == 0 and small.child_peak_bytes == 0
 
@@ -51,20 +66,25 @@ def test_a_child_process_peak_belongs_to_the_stage_that_ran_it():
 
 
 def test_the_whole_run_high_water_mark_survives_the_stages():
-    def rss(field: str) -> int:
-        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-        return int(line.split()[1]) * 1024
+    got = _fresh(
+        """
+def rss(field):
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
 
-    p = Progress(lambda _: None)
-    p.stage("big")
-    block = np.ones(300 * MB // 8)
-    held = rss("VmRSS")
-    del block
-    p.stage("after")
-    p.finish()
+p = Progress(lambda _: None)
+p.stage("big")
+block = np.ones(300 * MB // 8)
+held = rss("VmRSS")
+del block
+p.stage("after")
+p.finish()
+print(json.dumps({"held": held, "hwm": rss("VmHWM"), "now": rss("VmRSS")}))
+"""
+    )
     # never reset: /usr/bin/time -v reports the whole export's peak (a reset would leave it near the RSS without the
     # block)
-    assert rss("VmHWM") > held - 16 * MB > rss("VmRSS") + 250 * MB
+    assert got["hwm"] > got["held"] - 16 * MB > got["now"] + 250 * MB
 
 
 def test_the_table_names_each_stage_and_the_whole_peak():

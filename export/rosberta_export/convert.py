@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .source import Source
@@ -54,10 +56,12 @@ def save_onnx(model, path: Path, *, external_data: bool) -> list[Path]:
 def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Path:
     """Export ``source`` to ``out``; returns ``out``.
 
-    ``weights_apart``: the weights go to one ``<name>.data`` file beside the graph, so a step that needs only the
-    graph (the calibration probe adds outputs to it) reads and writes megabytes, not a copy of the weights. torch's
-    TorchScript exporter keeps them inside the .onnx below protobuf's 2 GB limit (ru-en-RoSBERTa: 1.4 GB), so they
-    are moved out after it; ``False`` leaves the file as torch wrote it (one file, as a plain export ships).
+    ``weights_apart`` (default): the graph is traced without its weights, which are then written one tensor at a
+    time to one ``<name>.data`` file beside it. torch's TorchScript exporter otherwise serialises the whole model into
+    one in-memory protobuf below protobuf's 2 GB limit (ru-en-RoSBERTa: 1.4 GB), beside the model and its
+    constant-folded copies: 6.3 GB at full size against ~3 GB this way. A graph with its weights apart is also what
+    the later steps want (the calibration probe adds outputs to it: megabytes, not a copy of the weights).
+    ``False`` leaves the file as torch writes it (one file, as a plain export ships).
     """
     import torch
     from transformers import AutoModel
@@ -73,7 +77,7 @@ def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Pat
     mask[:, 0] = 1
     axes = {"batch": 0, "sequence": 1}
     dyn = {name: {v: k for k, v in axes.items()} for name in ("input_ids", "attention_mask", "last_hidden_state")}
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _exporters_weights() as weights:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
         torch.onnx.export(
             graph,
@@ -82,13 +86,101 @@ def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Pat
             dynamo=False,
             opset_version=OPSET,
             do_constant_folding=True,
+            export_params=not weights_apart,
             input_names=["input_ids", "attention_mask"],
             output_names=["last_hidden_state"],
             dynamic_axes=dyn,
             external_data=True,
         )
-    if weights_apart and not data_file(out).exists():
-        import onnx
-
-        save_onnx(onnx.load(str(out)), out, external_data=True)
+    del hf, graph
+    if weights_apart:
+        _attach_weights(out, weights)
     return out
+
+
+@contextmanager
+def _exporters_weights() -> Iterator[dict]:
+    """The weights torch's TorchScript exporter puts into the graph (the model's, and the constants it folds, such
+    as transposed Linear weights), by name, as it hands them to its serialiser: with ``export_params=False`` it
+    writes the graph alone and these become ours to write. torch is pinned; a torch whose exporter no longer
+    passes through this step fails loudly in :func:`_attach_weights`, never silently."""
+    import torch._C as C
+
+    seen: dict = {}
+    real = C._jit_pass_onnx_deduplicate_initializers
+
+    def keep(graph, params, training):
+        kept = real(graph, params, training)
+        seen.clear()
+        seen.update(kept)
+        return kept
+
+    C._jit_pass_onnx_deduplicate_initializers = keep
+    try:
+        yield seen
+    finally:
+        C._jit_pass_onnx_deduplicate_initializers = real
+
+
+_ALIGN = 4096  # each large weight starts on a page of the data file, so a memory map of it is aligned
+
+
+def _attach_weights(path: Path, weights: dict) -> None:
+    """Turn the weight inputs of the graph at ``path`` (traced without its weights) into initializers, written one
+    at a time to ``<name>.data`` (tensors under 1 KB stay inside the graph, as :func:`save_onnx` keeps them)."""
+    import onnx
+    import torch
+    from onnx import TensorProto
+
+    model = onnx.load(str(path))
+    missing = [i.name for i in model.graph.input if i.name not in ("input_ids", "attention_mask", *weights)]
+    if missing or not weights:
+        raise RuntimeError(
+            f"torch's ONNX exporter left graph inputs without their weights ({missing[:3]}...): this torch's "
+            f"exporter differs from the pinned one (torch==2.13.0); install the pinned torch"
+        )
+    types = _onnx_types()
+    data = data_file(path)
+    inits = []
+    offset = 0
+    with open(data, "wb") as f:
+        for inp in [i for i in model.graph.input if i.name in weights]:
+            t = weights[inp.name].detach().contiguous()
+            raw = t.view(torch.uint8).numpy() if t.dim() else t.reshape(1).view(torch.uint8).numpy()
+            proto = TensorProto(name=inp.name, dims=list(t.shape), data_type=types[t.dtype])
+            if raw.nbytes < 1024:
+                proto.raw_data = raw.tobytes()
+            else:
+                offset += -offset % _ALIGN
+                f.seek(offset)
+                f.write(memoryview(raw))
+                proto.data_location = TensorProto.EXTERNAL
+                for k, v in (("location", data.name), ("offset", str(offset)), ("length", str(raw.nbytes))):
+                    entry = proto.external_data.add()
+                    entry.key, entry.value = k, v
+                offset += raw.nbytes
+            inits.append(proto)
+    kept = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.graph.initializer.extend(inits)
+    onnx.save_model(model, str(path))
+    for p in (path, data):
+        p.chmod(0o644)
+
+
+def _onnx_types() -> dict:
+    import torch
+    from onnx import TensorProto
+
+    return {
+        torch.float32: TensorProto.FLOAT,
+        torch.float16: TensorProto.FLOAT16,
+        torch.bfloat16: TensorProto.BFLOAT16,
+        torch.float64: TensorProto.DOUBLE,
+        torch.int64: TensorProto.INT64,
+        torch.int32: TensorProto.INT32,
+        torch.int8: TensorProto.INT8,
+        torch.uint8: TensorProto.UINT8,
+        torch.bool: TensorProto.BOOL,
+    }

@@ -53,6 +53,7 @@ def _cases(folder: Path, variant: str, n_real: int, max_length: int) -> tuple[li
 def _parity(
     folder: Path,
     ref,
+    cases: tuple[list[str], list[str], list[list[int]]],
     records: dict[str, VariantRecord],
     facts: ModelFacts,
     n_real: int,
@@ -62,7 +63,7 @@ def _parity(
     ``verify`` on any CPU measures exactly what the export measured here); then a function that loads one variant,
     measures it against those vectors and returns its record with the parity figures, its failures and the encoder
     (which the gate uses again: one load, one OpenVINO compile, per variant)."""
-    names, texts, ours = _cases(folder, next(iter(records)), n_real, facts.max_length)
+    names, texts, ours = cases
     tok_mismatch = [n for n, a, b in zip(names, ours, ref.tokenize(texts)) if list(a) != list(b)]
     step(f"  reference embeddings for {len(texts)} texts ({n_real} real RU/EN sentences + edge cases)")
     ref_vecs = _reference_vectors(ref, texts, [len(x) for x in ours], facts.dim)
@@ -175,27 +176,38 @@ def measure(
     failures, and the manifest's ``reference`` entry (the reference set is written into ``folder``, which holds the
     written variants and a manifest listing them).
 
-    Memory: PyTorch's model is released once the reference vectors exist whenever the export has fp32 (the gates then
-    judge against the exported fp32, equal to PyTorch by parity), and each quantised variant is loaded, measured,
-    gated and released in turn, so at most fp32 and one other variant are held at once."""
+    Memory: the parity cases are tokenised before PyTorch's model is loaded; PyTorch is released once the reference
+    vectors exist whenever the export has fp32 (the gates then judge against the exported fp32, equal to PyTorch by
+    parity); the fp32 vectors every gate compares with are computed once and the fp32 model released before the
+    first quantised variant is loaded; then each quantised variant is loaded, measured, gated and released in turn.
+    At full size no two 1.4 GB models are held at once."""
     import gc
 
     from .reference import Reference
 
     facts = Manifest.read(folder).model
+    cases = _cases(folder, next(iter(records)), n_real, facts.max_length)
     ref = Reference(src.folder, pooling=facts.pooling, normalize=facts.normalize, max_length=facts.max_length)
-    parity, reference = _parity(folder, ref, records, facts, n_real, step)
+    parity, reference = _parity(folder, ref, cases, records, facts, n_real, step)
     out: dict[str, VariantRecord] = {}
     fails: dict[str, list[str]] = {}
-    fp32: Embed
+    base: Embed
     if "fp32" in records:
         del ref
         gc.collect()
-        out["fp32"], fails["fp32"], base = parity("fp32")
-        fp32 = lambda t, task: base.encode(t, task=task, batch_size=32)
+        out["fp32"], fails["fp32"], enc32 = parity("fp32")
+        base = lambda t, task: enc32.encode(t, task=task, batch_size=32)
     else:
-        fp32 = lambda t, task: ref.embed(prepare_texts(list(t), task=task, prompts=facts.prompts), batch_size=32)
-    fp32 = memo(fp32)
+        base = lambda t, task: ref.embed(prepare_texts(list(t), task=task, prompts=facts.prompts), batch_size=32)
+    fp32 = memo(base)
+    gated = [v for v in records if v in GATED_VARIANTS]
+    if gated:
+        step.stage(f"fp32 vectors of the gates' {gate_pairs} STS pairs per language")
+        step(f"  fp32 vectors for the gates: {gate_pairs} STS dev pairs per language, every task the gate uses")
+        gate_figures(fp32, fp32, prompts=facts.prompts, pairs_per_lang=gate_pairs)  # fills the memo
+    del base
+    enc32 = ref = None  # type: ignore[assignment]  # the gates read the memo from here on
+    gc.collect()
     int8_enc: Encoder | None = None
     for v in (v for v in records if v != "fp32"):
         if v in GATED_VARIANTS:

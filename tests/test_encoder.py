@@ -159,13 +159,21 @@ def _with_gate(src, dst, passed: bool):
     return dst
 
 
+def _int8_here() -> str:
+    """The int8 variant auto weighs on this CPU: int8 with VNNI/AMX (or on ARM), its unsigned twin without."""
+    from rosberta_onnx.hardware import cpu_isa, int8_native
+
+    return "int8" if int8_native(cpu_isa()) else "int8-avx2"
+
+
 def test_auto_variant_follows_the_gate(runtime_artifact, tmp_path):
     # The tiny stand-in's own verdict (random weights: judged on the cosine criteria only), then forced either way.
     m = Manifest.read(runtime_artifact)
-    runnable = [v for v in GATED_VARIANTS if v in m.variants and (v == "int8" or openvino_available())]
+    here = _int8_here()
+    runnable = [v for v in GATED_VARIANTS if v in m.variants and (v in (here, "int4") or openvino_available())]
     gated = [v for v in runnable if m.variants[v].gate_passed]
     assert Encoder.load(runtime_artifact, autotune=False).variant == (gated + ["fp32"])[0]
-    assert Encoder.load(_with_gate(runtime_artifact, tmp_path / "pass", True), autotune=False).variant == "int8"
+    assert Encoder.load(_with_gate(runtime_artifact, tmp_path / "pass", True), autotune=False).variant == here
     assert Encoder.load(_with_gate(runtime_artifact, tmp_path / "fail", False), autotune=False).variant == "fp32"
 
 
@@ -181,11 +189,11 @@ def test_auto_measures_int8_against_fp32_once_and_caches_it(runtime_artifact, tm
     (entry,) = cache["entries"].values()
     d = entry["value"]
     timed = set(auto_candidates(Manifest.read(art), resolve_providers(None)))
-    assert {"int8", "fp32"} <= timed and set(d["ms"]) == timed and all(ms > 0 for ms in d["ms"].values())
+    assert {_int8_here(), "fp32"} <= timed and set(d["ms"]) == timed and all(ms > 0 for ms in d["ms"].values())
     assert e.variant == d["choice"] == min(d["ms"], key=d["ms"].get)
     assert e.selection.timings_ms == d["ms"] and not e.selection.cached and "ms" in str(e.selection)
     # a forged verdict in the cache is obeyed: proof the second load reads it instead of re-measuring
-    forged = "fp32" if e.variant != "fp32" else "int8"
+    forged = "fp32" if e.variant != "fp32" else _int8_here()
     d.update(choice=forged)
     (art / ".autotune.json").write_text(json.dumps(cache))
     again = Encoder.load(art)
@@ -199,6 +207,10 @@ def test_cpu_without_vnni_runs_the_unsigned_twin_only_once_it_is_measured_here(r
 
     monkeypatch.setattr(variants, "cpu_isa", lambda: "avx2")  # this CPU, as the rules and the trust see it
     art = _with_gate(runtime_artifact, tmp_path / "art", True)
+    d = json.loads((art / "manifest.json").read_text())
+    for rec in d["variants"].values():  # gated elsewhere, whatever CPU built the artifact
+        rec["isa"] = "avx512_vnni" if rec.get("isa") else ""
+    (art / "manifest.json").write_text(json.dumps(d))
     # onnxruntime's U8xS8 int8 saturates without VNNI: out by the rule, no warning, since int8-avx2 is here; and
     # int8-avx2 was gated on this machine's real ISA, not on avx2: measuring nothing, auto leaves it out too
     lean = Encoder.load(art, autotune=False)

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from rosberta_export.embedding_int8 import quantize_embedding_tables  # noqa: E402
 from rosberta_export.int4 import Int4Settings, pack_blocks, plan_int4, quantize_blocks, write_int4  # noqa: E402
 from rosberta_onnx import Encoder, Manifest  # noqa: E402
+from rosberta_onnx.manifest import GATED_VARIANTS  # noqa: E402
 
 
 def _run(model, feeds: dict) -> np.ndarray:
@@ -159,9 +160,10 @@ def _gates(src, dst, **passed: bool):
 
 
 def test_auto_takes_int4_only_when_it_passed_its_gate(runtime_artifact, tmp_path):
-    only_int4 = _gates(runtime_artifact, tmp_path / "a", int8=False, int4=True)
+    int8s = {v: False for v in GATED_VARIANTS if v != "int4" and v in Manifest.read(runtime_artifact).variants}
+    only_int4 = _gates(runtime_artifact, tmp_path / "a", **int8s, int4=True)
     assert Encoder.load(only_int4, autotune=False).variant == "int4"
-    neither = _gates(runtime_artifact, tmp_path / "b", int8=False, int4=False)
+    neither = _gates(runtime_artifact, tmp_path / "b", **int8s, int4=False)
     assert Encoder.load(neither, autotune=False).variant == "fp32"
     # named explicitly it still runs, whatever its gate said
     assert Encoder.load(neither, variant="int4").variant == "int4"

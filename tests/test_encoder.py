@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from isa import int8_here
 
 from rosberta_onnx import Encoder, PromptWarning
 from rosberta_onnx.errors import InputTooLongError, InputTypeError, TaskError
@@ -159,17 +160,10 @@ def _with_gate(src, dst, passed: bool):
     return dst
 
 
-def _int8_here() -> str:
-    """The int8 variant auto weighs on this CPU: int8 with VNNI/AMX (or on ARM), its unsigned twin without."""
-    from rosberta_onnx.hardware import cpu_isa, int8_native
-
-    return "int8" if int8_native(cpu_isa()) else "int8-avx2"
-
-
 def test_auto_variant_follows_the_gate(runtime_artifact, tmp_path):
     # The tiny stand-in's own verdict (random weights: judged on the cosine criteria only), then forced either way.
     m = Manifest.read(runtime_artifact)
-    here = _int8_here()
+    here = int8_here()
     runnable = [v for v in GATED_VARIANTS if v in m.variants and (v in (here, "int4") or openvino_available())]
     gated = [v for v in runnable if m.variants[v].gate_passed]
     assert Encoder.load(runtime_artifact, autotune=False).variant == (gated + ["fp32"])[0]
@@ -189,11 +183,11 @@ def test_auto_measures_int8_against_fp32_once_and_caches_it(runtime_artifact, tm
     (entry,) = cache["entries"].values()
     d = entry["value"]
     timed = set(auto_candidates(Manifest.read(art), resolve_providers(None)))
-    assert {_int8_here(), "fp32"} <= timed and set(d["ms"]) == timed and all(ms > 0 for ms in d["ms"].values())
+    assert {int8_here(), "fp32"} <= timed and set(d["ms"]) == timed and all(ms > 0 for ms in d["ms"].values())
     assert e.variant == d["choice"] == min(d["ms"], key=d["ms"].get)
     assert e.selection.timings_ms == d["ms"] and not e.selection.cached and "ms" in str(e.selection)
     # a forged verdict in the cache is obeyed: proof the second load reads it instead of re-measuring
-    forged = "fp32" if e.variant != "fp32" else _int8_here()
+    forged = "fp32" if e.variant != "fp32" else int8_here()
     d.update(choice=forged)
     (art / ".autotune.json").write_text(json.dumps(cache))
     again = Encoder.load(art)

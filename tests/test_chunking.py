@@ -51,6 +51,49 @@ def test_windows_start_at_zero_overlap_exactly_end_full_and_cover(n, window, ove
         assert spans[-1][1] - spans[-1][0] == window  # the last is moved back so it is full
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_word_windows_start_at_word_starts_cover_and_never_exceed_the_window(seed):
+    rng = np.random.default_rng(seed)
+    n, window = int(rng.integers(0, 300)), int(rng.integers(1, 40))
+    overlap = int(rng.integers(0, window))
+    starts = list(rng.random(n) < rng.choice([0.05, 0.3, 0.9]))
+    if n:
+        starts[0] = True
+    spans = windows(n, window, overlap, starts)
+    assert spans[0][0] == 0 and spans[-1][1] == n
+    covered = set()
+    for a, b in spans:
+        assert 0 < b - a <= window or n == 0
+        covered |= set(range(a, b))
+    assert covered == set(range(n))
+    for (a, b), (c, d) in zip(spans, spans[1:]):
+        assert a < c <= b < d  # in order, no gap, each one further
+        inside = [i for i in range(a + 1, b + 1) if starts[i]]
+        # a window starts at a word start whenever the window before holds one to start from, and the one nearest
+        # ``overlap`` tokens before the end (the last window: the earliest that leaves it full)
+        if inside and (c, d) != spans[-1]:
+            assert starts[c] and abs(c - (b - overlap)) == min(abs(i - (b - overlap)) for i in inside)
+        elif inside:
+            assert starts[c] and not any(starts[i] for i in range(max(n - window, 0), c))
+        else:
+            assert c == b  # one word longer than the window: cut where the last one ended
+    assert windows(n, window, overlap, [True] * n) == windows(n, window, overlap)
+
+
+def test_word_rule_reads_each_tokenizer_family():
+    from rosberta_onnx.chunking import WordRule, word_starts
+
+    wordpiece = WordRule.from_model({"type": "WordPiece", "continuing_subword_prefix": "##"})
+    assert word_starts(["the", "uk", "##ule", "##le", ".", "漢"], wordpiece) == [True, True, False, False, True, True]
+    bpe = WordRule.from_model({"type": "BPE", "continuing_subword_prefix": None})
+    assert word_starts(["The", "\u0120uk", "ule", "le", ".", "\u010a", "\u0120", "\u00e6"], bpe) == [
+        True, True, False, False, False, True, True, False,
+    ]  # fmt: skip
+    spm = WordRule.from_model({"type": "Unigram"})
+    assert word_starts(["\u2581Hel", "lo", "\u2581world"], spm) == [True, False, True]
+    assert word_starts(["a", "b"], WordRule.from_model({"type": "WordLevel"})) == [True, True]
+
+
 def _full_ids(enc, text, task):
     """Every id of the prepared text, specials included, straight from the artifact's tokenizer.json."""
     from tokenizers import Tokenizer
@@ -72,7 +115,9 @@ def test_spans_are_exact_and_cover_every_token_and_character(enc, text, task):
     head = len(full) - 1 - plan.tokens  # the specials and the prefix before the text's own ids
     content = full[head:-1]
     assert len(content) == plan.tokens > window
-    assert plan.token_spans == windows(plan.tokens, window, overlap)
+    starts = _content_starts(enc, text, task, plan.tokens)
+    assert plan.token_spans == windows(plan.tokens, window, overlap, starts)
+    assert all(starts[a] for a, _ in plan.token_spans)  # no word here is longer than a window
     for row, (a, b) in zip(plan.rows, plan.token_spans):
         assert row == full[:head] + content[a:b] + full[-1:]  # every window repeats the prefix and specials
         assert len(row) <= enc.max_length
@@ -83,6 +128,21 @@ def test_spans_are_exact_and_cover_every_token_and_character(enc, text, task):
         assert a <= c <= b <= d  # in order, each overlapping the next
     for a, b in chars:
         assert 0 <= a < b <= len(text) and text[a:b].strip()
+
+
+def _content_starts(enc, text, task, n):
+    """Where a word starts among the text's own tokens, by the artifact's tokenizer.json rule."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    from rosberta_onnx.chunking import WordRule, word_starts
+
+    path = enc.folder / enc.manifest.tokenizer_file
+    tok = Tokenizer.from_file(str(path))
+    tok.no_truncation()
+    tokens = tok.encode(enc.prepare([text], task=task)[0], add_special_tokens=False).tokens[-n:]
+    return word_starts(tokens, WordRule.from_model(json.loads(path.read_text(encoding="utf-8"))["model"]))
 
 
 class _nothing:
@@ -180,3 +240,57 @@ def test_encode_ids_takes_token_rows_and_checks_them(enc):
         enc.encode_ids([[]])
     with pytest.raises(TypeError, match=r"rows\[1\] is not a sequence of token ids"):
         enc.encode_ids([[0, 2], "text"])
+
+
+def _long_documents(lang: str, count: int) -> list[str]:
+    """Real STS sentences joined into documents ~2.4x the max length, with long words among them, so that windows cut
+    by token count alone would start inside words."""
+    from rosberta_export.corpus import sts_pairs
+
+    long_words = {
+        "en": "ukulele counterrevolutionaries electroencephalography incomprehensibilities",
+        "ru": "достопримечательностями человеконенавистничество высокопревосходительство",
+    }[lang]
+    sents = [p.sentence1 for p in sts_pairs(lang, "dev")]
+    per_doc = {"en": 60, "ru": 25}[lang]  # English sentences are shorter in tokens
+    docs = []
+    for d in range(count):
+        part = sents[d * per_doc : (d + 1) * per_doc]
+        docs.append(" ".join(f"{s} {long_words}" if i % 3 == 0 else s for i, s in enumerate(part)))
+    return docs
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_every_chunk_vector_is_its_own_texts_vector_on_trained_weights(minilm_export, lang):
+    """A stored chunk's text and vector agree: the text a window's span shows embeds to the window's vector."""
+    from rosberta_onnx.chunking import windows
+
+    enc = Encoder.load(minilm_export.folder, variant="fp32")
+    docs = _long_documents(lang, 6)
+    window, overlap = 128, 32
+    plans = enc.plan(docs, window=window, overlap=overlap)
+    chunks = enc.encode_chunks(docs, window=window, overlap=overlap)
+    assert all(p.total > 2 * enc.max_length for p in plans)  # long enough for several windows
+    mid_word = 0
+    for doc, plan, ch in zip(docs, plans, chunks):
+        starts = _content_starts(enc, doc, None, plan.tokens)
+        mid_word += sum(not starts[a] for a, _ in windows(plan.tokens, window, overlap))  # token windows would
+        texts = [doc[a:b] for a, b in ch.char_spans]
+        own = enc.encode(texts)
+        cosines = (own * ch.vectors).sum(1)
+        worst = int(cosines.argmin())
+        assert cosines.min() >= 0.999, (cosines.min(), texts[worst][:80])
+        assert [r[1:-1] for r in enc.tokenize(texts)] == [row[1:-1] for row in plan.rows]  # the very same ids
+    assert mid_word >= 5  # these documents do force cuts inside words when windows ignore them
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["漢字かな交じり文を読む" * 400, "👨‍👩‍👧‍👦🏳️‍🌈" * 300, "x" * 9000, "слово" * 2000],
+    ids=["cjk", "emoji", "one-long-word", "ru-no-spaces"],
+)
+def test_texts_without_spaces_end_without_loops_or_empty_windows(enc, text):
+    (ch,) = enc.encode_chunks([text], window=64, overlap=16)
+    assert len(ch) <= ch.tokens // (64 - 16) + 2
+    assert all(0 < b - a <= 64 for a, b in ch.token_spans) and ch.token_spans[-1][1] == ch.tokens
+    assert all(text[a:b] for a, b in ch.char_spans) and np.isfinite(ch.vectors).all()

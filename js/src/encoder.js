@@ -11,10 +11,11 @@
  * @module
  */
 import { planBatches } from "./batching.js";
+import { checkWindow, windows } from "./chunking.js";
 import { ArtifactError, InputTypeError, RosbertaError, VariantError } from "./errors.js";
 import { MANIFEST_NAME, parseManifest, variantRecord } from "./manifest.js";
 import { l2Normalize, pool } from "./pooling.js";
-import { applyPrompt, promptWarning } from "./prompts.js";
+import { applyPrompt, knownPrefix, promptWarning } from "./prompts.js";
 import { chooseVariant } from "./select.js";
 import { verifyFiles } from "./sources.js";
 import { TextTokenizer, errorText } from "./tokenize.js";
@@ -64,6 +65,34 @@ import { TextTokenizer, errorText } from "./tokenize.js";
  * @property {[number, number]} dims `[n, dim]`
  * @property {number[]} tokenCounts tokens per text before truncation (prefix and specials included)
  * @property {boolean[]} truncated per text: cut to the max length
+ */
+
+/**
+ * @typedef {object} ChunkOptions
+ * @property {string | null} [task] a name from the manifest's prompt table (repeated in every window), or null
+ * @property {number} [window] tokens of the text per window (default: all the max length leaves beside the special
+ *   tokens and the task prefix)
+ * @property {number} [overlap] tokens consecutive windows share, about, in whole words (default `window / 8`, rounded down)
+ * @property {number} [batchSize] windows per batch, at most (default 32)
+ * @property {number} [maxBatchTokens] padded tokens per batch, at most (default 16384)
+ * @property {boolean} [normalize] default: the model's
+ */
+
+/**
+ * One text's windows before they run.
+ * @typedef {object} ChunkPlan
+ * @property {number[][]} rows per window: specials, task prefix, the window's own ids, specials
+ * @property {[number, number][]} tokenSpans `[start, end)` over the text's own tokens (prefix and specials excluded)
+ * @property {number} tokens the text's own tokens
+ * @property {number} total the whole text's tokens as the model would see it untruncated
+ */
+
+/**
+ * One text's chunk vectors and where each chunk is.
+ * @typedef {object} Chunks
+ * @property {Float32Array[]} vectors one per window, normalised as the manifest says (unless `normalize: false`)
+ * @property {[number, number][]} tokenSpans `[start, end)` over the text's own tokens
+ * @property {number} tokens the text's own tokens
  */
 
 /** Texts tokenised at a time, as in the Python runtime: the same batches, hence the same vectors. */
@@ -213,6 +242,64 @@ export class Encoder {
     const warning = task ? promptWarning(task, alreadyPrefixed, prompts) : null;
     if (warning) this._warn(warning);
     return out;
+  }
+
+  /**
+   * Each text's windows (the Python runtime's `Encoder.plan` with `long="chunk"`): the same rows and token spans.
+   * @param {string | string[]} texts
+   * @param {Omit<ChunkOptions, "batchSize" | "maxBatchTokens" | "normalize">} [options]
+   * @returns {ChunkPlan[]}
+   */
+  planChunks(texts, { task = null, window, overlap } = {}) {
+    const list = asTextList(texts);
+    const prepared = this._prepare(list, task);
+    const prompts = this.manifest.model.prompts;
+    return prepared.map((text, i) => {
+      // where the text's own words start: after the prefix added, or after the one it already carried
+      const given = list[i];
+      const found = task === null ? null : knownPrefix(given, prompts);
+      const start = task === null ? 0
+        : found === null ? text.length - given.length
+          : given.length - given.replace(/^\s+/u, "").length + prompts[found].replace(/\s+$/u, "").length;
+      const split = this._tokenizer.split(text, start);
+      const room = this._tokenizer.maxLength - split.head.length - split.tail.length;
+      const w = window ?? room;
+      const ov = overlap ?? Math.floor(w / 8);
+      checkWindow(w, ov, room);
+      const tokenSpans = windows(split.content.length, w, ov, split.starts);
+      return {
+        rows: tokenSpans.map(([a, b]) => [...split.head, ...split.content.slice(a, b), ...split.tail]),
+        tokenSpans,
+        tokens: split.content.length,
+        total: split.head.length + split.content.length + split.tail.length,
+      };
+    });
+  }
+
+  /**
+   * Each text as overlapping windows of its own tokens, one vector per window (the Python runtime's
+   * `encode_chunks`: the same windows, the same vectors). A text that fits is one window, whose vector is its
+   * `encode` vector. Windows of all texts are batched together.
+   * @param {string | string[]} texts
+   * @param {ChunkOptions} [options]
+   * @returns {Promise<Chunks[]>}
+   */
+  async encodeChunks(texts, { task = null, window, overlap, batchSize = 32, maxBatchTokens = 16384, normalize } = {}) {
+    const plans = this.planChunks(texts, { task, window, overlap });
+    const rows = plans.flatMap((p) => p.rows);
+    const norm = normalize ?? this.manifest.model.normalize;
+    const dim = this.dim;
+    const data = new Float32Array(rows.length * dim);
+    for (const batch of planBatches(rows.map((r) => r.length), { batchSize, maxBatchTokens })) {
+      const vecs = await this._run(batch.map((i) => rows[i]), norm);
+      batch.forEach((i, j) => data.set(vecs.subarray(j * dim, (j + 1) * dim), i * dim));
+    }
+    let at = 0;
+    return plans.map((p) => {
+      const vectors = p.rows.map((_, k) => data.subarray((at + k) * dim, (at + k + 1) * dim));
+      at += p.rows.length;
+      return { vectors, tokenSpans: p.tokenSpans, tokens: p.tokens };
+    });
   }
 
   /**

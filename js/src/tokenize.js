@@ -12,7 +12,8 @@
  */
 import { Tokenizer } from "@huggingface/tokenizers";
 
-import { ArtifactError, InputTooLongError } from "./errors.js";
+import { wordRule, wordStarts } from "./chunking.js";
+import { ArtifactError, InputTooLongError, RosbertaError } from "./errors.js";
 
 /**
  * @typedef {object} Tokenized
@@ -34,6 +35,8 @@ export class TextTokenizer {
     }
     this.maxLength = maxLength;
     this.padId = padId;
+    /** where a word starts, by the file's model section (the same rule as the Python runtime's) */
+    this.wordRule = wordRule(/** @type {{ model?: { type?: string, continuing_subword_prefix?: string | null } }} */ (tokenizerJson).model ?? {});
     // The specials the post-processor puts around a text: found once by encoding a probe with and without them.
     const probe = "a";
     const bare = this._tok.encode(probe, { add_special_tokens: false }).ids;
@@ -71,6 +74,33 @@ export class TextTokenizer {
     const start = this._prefix.length;
     for (const i of over) ids[i] = [...this._prefix, ...ids[i].slice(start, start + room), ...this._suffix];
     return { ids, tokenCounts, truncated: tokenCounts.map((n) => n > this.maxLength) };
+  }
+
+  /**
+   * One prepared text's encoding split where its own words start: what every window repeats (the specials and the
+   * task prefix's ids), the text's own ids and where a word starts among them. The Python runtime also gives each
+   * id's characters; this tokenizer library gives no offsets, so windows here carry token spans only.
+   * @param {string} text the text with its task prefix
+   * @param {number} start the character where the text's own words begin (0 without a prefix)
+   * @returns {{ head: number[], content: number[], tail: number[], starts: boolean[] }}
+   */
+  split(text, start) {
+    const enc = this._tok.encode(text, { add_special_tokens: false });
+    let k = 0;
+    if (start > 0) {
+      const head = this._tok.encode(text.slice(0, start).trimEnd(), { add_special_tokens: false }).ids;
+      if (!head.every((/** @type {number} */ id, /** @type {number} */ i) => enc.ids[i] === id)) {
+        throw new RosbertaError(`the task prefix of ${JSON.stringify(text.slice(0, 40))}... does not tokenise apart from the text ` +
+          "after it, so its windows cannot repeat it; chunk it with task: null and the prefix written into the text");
+      }
+      k = head.length;
+    }
+    return {
+      head: [...this._prefix, ...enc.ids.slice(0, k)],
+      content: enc.ids.slice(k),
+      tail: [...this._suffix],
+      starts: wordStarts(enc.tokens.slice(k), this.wordRule),
+    };
   }
 
   /**

@@ -65,6 +65,32 @@ def runs(enc: Encoder, texts: list[str]) -> list[dict]:
     return out
 
 
+# Long texts whose windows, cut by token count alone, would start inside words (long words, RU and EN), one without
+# spaces, one that fits
+CHUNK_TEXTS = [
+    " ".join(["Достопримечательностями города восхищаются туристы, человеконенавистничество осуждают все."] * 30),
+    " ".join(["The ukulele player counterrevolutionaries admired; electroencephalography stayed incomprehensible."] * 30),
+    "漢字かな交じり文を読む" * 120,
+    "short text",
+]
+
+
+def chunk_runs(enc: Encoder) -> list[dict]:
+    """Python's windows and chunk vectors of CHUNK_TEXTS (fp32), for a small and the default window, with and without
+    the document prefix: what the JS ``planChunks``/``encodeChunks`` must reproduce."""
+    out = []
+    for task in [None] + (["search_document"] if enc.tasks else []):
+        for window, overlap in ((48, 8), (None, None)):
+            plans = enc.plan(CHUNK_TEXTS, task=task, window=window, overlap=overlap)
+            chunks = enc.encode_chunks(CHUNK_TEXTS, task=task, window=window, overlap=overlap)
+            out.append({"task": task, "window": window, "overlap": overlap, "texts": CHUNK_TEXTS,
+                        "plans": [{"rows": p.rows, "token_spans": p.token_spans, "tokens": p.tokens, "total": p.total}
+                                  for p in plans],
+                        "vectors": [base64.b64encode(np.ascontiguousarray(c.vectors, "<f4").tobytes()).decode()
+                                    for c in chunks]})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("artifacts", nargs="+", type=Path)
@@ -94,6 +120,7 @@ def main(argv=None) -> int:
             fixture["example"][variant] = {
                 "query": v.encode([example["query"]], task=q_task)[0].tolist(),
                 "documents": v.encode(example["documents"], task=d_task).tolist()}
+        fixture["chunks"] = chunk_runs(enc)
         report = verify(art, variants=["all"], remember_verdicts=False)  # what the JS verify must reproduce
         fixture["verify"] = {c.variant: {**c.summary(), "max_abs": c.cosines.get("max_abs")} for c in report.checks}
         (dest / "fixtures.json").write_text(json.dumps(fixture))  # ensure_ascii: lone surrogates survive as \\ud800

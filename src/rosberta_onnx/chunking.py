@@ -2,9 +2,13 @@
 text's chunks are.
 
 The windows cover a text's own tokens (its task prefix and the special tokens are repeated in every window, not
-counted): the first starts at token 0, each holds at most ``window`` tokens, consecutive ones share exactly
-``overlap`` tokens, and the last is moved back so it is full (it may then share more). A text that fits is one
-window, whose ids are exactly the truncated encoding's. Late chunking (one long forward pass, pooled per window)
+counted). Each holds at most ``window`` tokens and starts where a word starts (:func:`word_starts`), so the text a
+window's character span shows tokenises to the window's own ids and a stored chunk's vector is its text's vector. The
+first starts at token 0 and is as long as it may be, so a text's first window is exactly its truncated encoding; each
+next one starts at the word start nearest ``overlap`` tokens before the end of the one before (so consecutive windows
+share about ``overlap`` tokens, in whole words); the last ends at the text's end and starts as early as a full window
+allows, at a word start. A word longer than a window is the one place a window starts mid-word. A text that fits is
+one window, whose ids are exactly the truncated encoding's. Late chunking (one long forward pass, pooled per window)
 needs a long-context model; RoSBERTa's 512 positions rule it out.
 """
 
@@ -14,7 +18,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Chunks", "ChunkPlan", "LONG_MODES", "long_mode", "windows", "check_window", "char_span", "mean_of_chunks"]
+__all__ = [
+    "Chunks",
+    "ChunkPlan",
+    "LONG_MODES",
+    "WordRule",
+    "long_mode",
+    "windows",
+    "word_starts",
+    "check_window",
+    "char_span",
+    "mean_of_chunks",
+]
 
 LONG_MODES = ("truncate", "error", "chunk")
 
@@ -90,11 +105,69 @@ def check_window(window: int, overlap: int, room: int) -> None:
         )
 
 
-def windows(n: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, end) token spans covering ``n`` tokens; one (0, n) when they fit."""
+@dataclass(frozen=True)
+class WordRule:
+    """How a tokenizer marks where a word starts, read from its ``tokenizer.json`` model (the JS runtime reads the
+    same fields): WordPiece marks the pieces that continue a word (``continuing_subword_prefix``, ``##``); byte-level
+    BPE and SentencePiece mark the pieces that start one with the space before them (``Ġ``, ``▁``) and newlines with
+    ``Ċ``. Without either mark every token counts as a start (windows then cut between any two tokens)."""
+
+    continuation: str = ""  # a token starting with this continues the word before it
+    starters: str = ""  # a token starting with one of these characters starts a word
+
+    @staticmethod
+    def from_model(model: dict) -> WordRule:
+        """The rule of a ``tokenizer.json``'s ``model`` section."""
+        if model.get("continuing_subword_prefix"):
+            return WordRule(continuation=str(model["continuing_subword_prefix"]))
+        if model.get("type") in ("BPE", "Unigram"):
+            return WordRule(starters=WORD_MARKS)
+        return WordRule()
+
+
+# the characters byte-level BPE writes for a space, newline, tab, carriage return, vertical tab and form feed, and
+# SentencePiece's space: a piece that begins with one begins a word (or is whitespace before one)
+WORD_MARKS = "\u0120\u010a\u0109\u010d\u010b\u010c\u2581"
+
+
+def word_starts(tokens: list[str], rule: WordRule) -> list[bool]:
+    """For each of a text's own tokens, whether a window may start there: the first token, and every token that
+    begins a word by ``rule``."""
+    if rule.continuation:
+        marks = [not t.startswith(rule.continuation) for t in tokens]
+    elif rule.starters:
+        marks = [bool(t) and t[0] in rule.starters for t in tokens]
+    else:
+        marks = [True] * len(tokens)
+    if marks:
+        marks[0] = True
+    return marks
+
+
+def windows(n: int, window: int, overlap: int, starts: list[bool] | None = None) -> list[tuple[int, int]]:
+    """(start, end) token spans covering ``n`` tokens; one (0, n) when they fit. ``starts``: where a window may start
+    (:func:`word_starts`; default: anywhere, which puts consecutive windows exactly ``overlap`` tokens apart)."""
     if n <= window:
         return [(0, n)]
-    step = window - overlap
-    spans = [(s, s + window) for s in range(0, n - window, step)]
-    spans.append((n - window, n))  # the last full window, flush with the end
+    ok = starts if starts is not None else [True] * n
+    spans = []
+    a = 0
+    while a + window < n:
+        b = a + window
+        spans.append((a, b))
+        a = _nearest_start(ok, b - overlap, lo=a + 1, hi=b)
+    # the last window ends at n and starts as early as a full window allows, at a word start
+    spans.append((_first_start(ok, max(n - window, 0), a), n))
     return spans
+
+
+def _nearest_start(ok: list[bool], target: int, *, lo: int, hi: int) -> int:
+    """The word start in ``lo..hi`` nearest ``target`` (the earlier one on a tie: more overlap, not less); ``hi``
+    when there is none (a word longer than the window: the next window starts where this one ends)."""
+    found = [i for i in range(lo, hi + 1) if ok[i]]
+    return min(found, key=lambda i: (abs(i - target), i)) if found else hi
+
+
+def _first_start(ok: list[bool], lo: int, hi: int) -> int:
+    """The first word start in ``lo..hi`` (``hi`` itself when none is)."""
+    return next((i for i in range(lo, hi) if ok[i]), hi)

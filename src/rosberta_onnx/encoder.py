@@ -415,7 +415,7 @@ class Encoder:
                 w = room if window is None else window
                 ov = w // 8 if overlap is None else overlap
                 check_window(w, ov, room)
-                spans = windows(len(split.content), w, ov)
+                spans = windows(len(split.content), w, ov, split.starts)
                 plans.append(
                     ChunkPlan(
                         rows=[split.head + split.content[a:b] + split.tail for a, b in spans],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunking import WordRule, word_starts
 from .errors import ArtifactError, InputTooLongError
 
 __all__ = ["TextTokenizer", "Tokenized", "Split"]
@@ -37,6 +38,7 @@ class Split:
     content: list[int]  # the text's own ids
     spans: list[tuple[int, int]]  # per content id, (start, end) characters in the text as given
     tail: list[int]  # the specials after the text
+    starts: list[bool]  # per content id, whether a word starts there (where a window may start)
 
 
 class TextTokenizer:
@@ -63,6 +65,10 @@ class TextTokenizer:
             raise ArtifactError(f"max length {max_length} leaves no room for text besides the special tokens {full}")
         self.max_length = max_length
         self.pad_id = pad_id
+        model = tok.model
+        self.word_rule = WordRule.from_model(
+            {"type": type(model).__name__, "continuing_subword_prefix": getattr(model, "continuing_subword_prefix", "")}
+        )
 
     def tokenize(self, texts: list[str], *, truncate: bool = True) -> Tokenized:
         encs = self._full.encode_batch(texts, add_special_tokens=True)
@@ -99,6 +105,7 @@ class TextTokenizer:
                     content=enc.ids[k:],
                     spans=[(a - shift, b - shift) for a, b in enc.offsets[k:]],
                     tail=list(self._suffix),
+                    starts=word_starts(enc.tokens[k:], self.word_rule),
                 )
             )
         return out

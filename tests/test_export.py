@@ -225,6 +225,26 @@ def test_hub_id_while_offline(tmp_path, tiny_checkpoint):
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
 
 
+def test_demo_prints_fp32_vectors_and_parity_first(tmp_path, tiny_checkpoint):
+    """The README's first command gives vectors before any quantised variant is built: fp32 alone, then (without
+    --fp32-only) every variant."""
+    import shutil
+
+    shutil.copytree(tiny_checkpoint, tmp_path / "standin-tiny")  # the demo reuses a stand-in already there
+    r = subprocess.run(
+        [sys.executable, "-m", "rosberta_onnx.cli", "demo", str(tmp_path), "--size", "tiny", "--fp32-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "STAND-IN model (random weights" in out
+    assert "encoded 2 RU/EN queries with variant 'fp32'" in out and "norms [1.0, 1.0]" in out
+    assert "| fp32 |" in out and "| int8 |" not in out and "every variant" not in out
+    assert list(Manifest.read(tmp_path / "standin-tiny-onnx").variants) == ["fp32"]
+
+
 def test_failed_export_leaves_nothing_and_keeps_the_old_artifact(tmp_path, tiny_checkpoint, monkeypatch):
     from rosberta_export import pipeline, quantized_variants
 

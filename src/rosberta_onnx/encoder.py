@@ -309,8 +309,10 @@ class Encoder:
         """Each text as overlapping windows of its own tokens, one vector per window, with where each window is.
 
         ``window``: tokens of the text per window, at most what :attr:`max_length` leaves beside the special tokens
-        and the task prefix (the default: that). ``overlap``: tokens consecutive windows share (default
-        ``window // 8``); the last window is moved back so it is full. The task prefix is added to every window.
+        and the task prefix (the default: that). ``overlap``: about how many tokens consecutive windows share
+        (default ``window // 8``): each window starts at the word start nearest that point, so a chunk's text
+        (``char_spans``) tokenises to the ids its vector came from; the last window ends at the text's end and is as
+        full as a word start allows (:mod:`rosberta_onnx.chunking`). The task prefix is added to every window.
         Windows of all texts are batched together. Returns one :class:`Chunks` per text, in input order; a text
         that fits is one window, whose vector is its :meth:`encode` vector.
         """

@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("artifacts", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--root", type=Path, help="the arm64 Debian root (debootstrap) for the ARM64 targets")
+    ap.add_argument("--root", type=Path, help="the arm64 root (tests/emulated/debian.py) for the ARM64 targets")
     ap.add_argument("--site", type=Path, help="aarch64 wheels of the runtime's dependencies, installed --target")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--sts-pairs", type=int, default=16)

@@ -199,6 +199,30 @@ def test_a_failing_fusion_child_is_an_export_error_with_its_cause(tmp_path, tiny
     assert not (tmp_path / "model.onnx").exists() and not (tmp_path / "model_fp16.onnx").exists()
 
 
+@pytest.mark.parametrize("unread_above", [None, 0], ids=["default", "every-weight-on-disk"])
+def test_fp16_converted_with_weights_on_disk_is_the_converters_own_file(
+    tmp_path, tiny_artifact, monkeypatch, unread_above
+):
+    """The fp16 writer converts the graph with its large weights unread, then rounds each from disk: the graph must
+    be the one onnxruntime's converter gives on the whole loaded model (the tiny graph has few weights above the
+    threshold, so it is also run with every weight left on disk)."""
+    import onnx
+
+    from rosberta_export import fp16
+    from rosberta_export.weights_io import load_graph
+
+    if unread_above is not None:
+        monkeypatch.setattr(fp16, "_UNREAD_ABOVE", unread_above)
+    fused = tiny_artifact / "model.onnx"
+    big = fp16.large_weights(fused)
+    assert big, "nothing left on disk: the test would not test the streamed path"
+    fp16.write_fp16(fused, tmp_path / "lean.onnx", props={})
+    whole = fp16.to_fp16(onnx.load(str(fused)), fp16.tensor_types(load_graph(fused, without=big)))
+    lean = onnx.load(str(tmp_path / "lean.onnx"))
+    assert lean.graph.SerializeToString() == whole.graph.SerializeToString()
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in lean.graph.initializer if t.name in big)
+
+
 def test_unwritable_output(tmp_path, tiny_checkpoint):
     if os.geteuid() == 0:
         target = "/proc/rosberta-out/x"  # root ignores permission bits; /proc refuses everyone

@@ -133,6 +133,11 @@ class System:
         self.config: dict = {}  # settings it ran with
         self.load_s: float | None = None
 
+    def build(self) -> None:
+        """One-time offline work that :meth:`prepare` would otherwise do (a peer's conversion of the checkpoint,
+        cached on disk), run once before the peak-memory processes so none of them carries it. May raise
+        :class:`Skip`."""
+
     def prepare(self) -> None:
         """Import libraries (untimed) and raise :class:`Skip` if the system can't run here."""
 

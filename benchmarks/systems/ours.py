@@ -15,7 +15,7 @@ class Rosberta(System):
     corpus_batching = "rosberta-onnx: sorted by token length, ≤32 texts and ≤16384 padded tokens per batch"
 
     def prepare(self) -> None:
-        if self.variant not in self.ctx.manifest.variants:
+        if self.variant != "auto" and self.variant not in self.ctx.manifest.variants:
             raise Skip(f"the artifact has no {self.variant} variant (it has {sorted(self.ctx.manifest.variants)})")
         import onnxruntime  # noqa: F401  (imported here so load time is the model's, not the library's)
 
@@ -27,9 +27,9 @@ class Rosberta(System):
             self.ctx.artifact, variant=self.variant, threads=self.ctx.threads, **self._load_kwargs()
         )
         self.load_s = time.perf_counter() - t0
-        rec = self.ctx.manifest.variant(self.variant)
+        rec = self.ctx.manifest.variant(self._enc.variant)
         self.config = {
-            "variant": self.variant,
+            "variant": self.variant if self.variant == self._enc.variant else f"{self.variant} -> {self._enc.variant}",
             "file": rec.file,
             "providers": self._enc.providers,
             "threads": self.ctx.threads,
@@ -88,6 +88,16 @@ class RosbertaInt8OpenVinoOneStream(RosbertaInt8OpenVino):
     name, label, streams = "rosberta-int8-openvino-1stream", "rosberta-onnx int8 on OpenVINO, one stream", 1
 
 
+class RosbertaAuto(Rosberta):
+    """What ``Encoder.load(folder)`` gives a user who names no variant: the pick of ``variant="auto"`` here."""
+
+    name, label, variant = "rosberta-auto", "rosberta-onnx auto", "auto"
+
+    def load(self) -> None:
+        super().load()
+        self.notes.append(f"auto picked {self._enc.variant}: {self._enc.selection.reason}")
+
+
 class RosbertaInt4(Rosberta):
     name, label, variant = "rosberta-int4", "rosberta-onnx int4 (4-bit weights)", "int4"
 
@@ -110,4 +120,12 @@ class RosbertaFp16(Rosberta):
         return {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-SYSTEMS = (RosbertaFp32, RosbertaInt8, RosbertaInt8OpenVino, RosbertaInt4, RosbertaInt8OpenVinoOneStream, RosbertaFp16)
+SYSTEMS = (
+    RosbertaAuto,
+    RosbertaFp32,
+    RosbertaInt8,
+    RosbertaInt8OpenVino,
+    RosbertaInt4,
+    RosbertaInt8OpenVinoOneStream,
+    RosbertaFp16,
+)

@@ -33,6 +33,7 @@ from ..harness.runner import as_run, end_like_ctrl_c_on_sigterm
 DEFAULT_SYSTEMS = (
     "rosberta-auto",
     "rosberta-int8",
+    "rosberta-int8-avx2",
     "rosberta-int8-openvino",
     "ct2-int8",
     "llama-f16",

@@ -29,6 +29,7 @@ SYSTEM_NAMES = (
 # the native peers (the `peers` extra; each converts the checkpoint once into a cache).
 ON_REQUEST = (
     "rosberta-auto",
+    "rosberta-int8-avx2",
     "rosberta-int8-openvino-1stream",
     "node-fp32",
     "node-int8",

@@ -61,6 +61,10 @@ class RosbertaInt8(Rosberta):
     name, label, variant = "rosberta-int8", "rosberta-onnx int8", "int8"
 
 
+class RosbertaInt8Avx2(Rosberta):
+    name, label, variant = "rosberta-int8-avx2", "rosberta-onnx int8-avx2 (unsigned weights)", "int8-avx2"
+
+
 class RosbertaInt8OpenVino(Rosberta):
     name, label, variant = "rosberta-int8-openvino", "rosberta-onnx int8 on OpenVINO", "int8-openvino"
 
@@ -124,6 +128,7 @@ SYSTEMS = (
     RosbertaAuto,
     RosbertaFp32,
     RosbertaInt8,
+    RosbertaInt8Avx2,
     RosbertaInt8OpenVino,
     RosbertaInt4,
     RosbertaInt8OpenVinoOneStream,

@@ -91,3 +91,33 @@ def test_llama_cpp_gguf_files_are_converted_checked_and_close_to_torch(ctx, name
     cos = (got * _torch(ctx)).sum(1)
     assert got.shape == (len(TEXTS), ctx.facts.dim) and cos.min() > 0.99
     assert any("roberta-bpe" in n for n in system.notes)  # the stand-in's tokenizer hash is unknown to llama.cpp
+
+
+@needs_ct2
+def test_a_tokenizer_that_pads_is_given_unpadded_to_ctranslate2(
+    tiny_artifact, tiny_checkpoint, shared_cache, tmp_path, monkeypatch
+):
+    """MiniLM's tokenizer.json pads every text to 128 tokens; CTranslate2 takes ragged ids and would read the pads as
+    tokens (its conversion check then fails at cosine 0.22, as it did once on MiniLM)."""
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    art = tmp_path / "padded"
+    shutil.copytree(tiny_artifact, art)
+    tok = Tokenizer.from_file(str(art / "tokenizer.json"))
+    tok.enable_padding(length=64, pad_id=_pad_id(art), pad_token="<pad>")
+    tok.save(str(art / "tokenizer.json"))
+    monkeypatch.setenv("ROSBERTA_PEERS_CACHE", str(shared_cache))
+    c = Context(art, reference=tiny_checkpoint, threads=1)
+    try:
+        got, _ = _run("ct2-int8", c)
+        assert (got * _torch(c)).sum(1).min() > 0.999
+    finally:
+        c.close()
+
+
+def _pad_id(art) -> int:
+    from rosberta_onnx.manifest import Manifest
+
+    return Manifest.read(art).model.pad_token_id

@@ -25,6 +25,17 @@ BATCH = 32  # texts per batch where the peer leaves batching to its caller (CTra
 LLAMA_BATCH_TOKENS = 512
 
 
+def _unpadded_tokenizer(ctx):
+    """The artifact's tokenizer.json, truncating at the model's max length and never padding (MiniLM's pads to 128:
+    CTranslate2 would read the pads as tokens, and llama.cpp's ids have none)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(ctx.artifact / ctx.manifest.tokenizer_file))
+    tok.enable_truncation(max_length=ctx.facts.max_length)
+    tok.no_padding()
+    return tok
+
+
 class _Ct2(System):
     compute_type = ""
     corpus_batching = f"sorted by length, {BATCH} per batch, unpadded (CTranslate2 takes ragged batches)"
@@ -47,16 +58,9 @@ class _Ct2(System):
             str(folder / "model"), device="cpu", compute_type=compute_type, intra_threads=self.ctx.threads
         )
 
-    def _tokenizer(self):
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(self.ctx.artifact / self.ctx.manifest.tokenizer_file))
-        tok.enable_truncation(max_length=self.ctx.facts.max_length)
-        return tok
-
     def _embed(self, encoder, texts: list[str]) -> np.ndarray:
         if not hasattr(self, "_tok"):
-            self._tok = self._tokenizer()
+            self._tok = _unpadded_tokenizer(self.ctx)
         ids = [e.ids for e in self._tok.encode_batch(texts)]
         hidden = np.asarray(encoder.forward_batch(ids).last_hidden_state)
         lengths = np.array([len(i) for i in ids])
@@ -66,7 +70,7 @@ class _Ct2(System):
     def load(self) -> None:
         t0 = time.perf_counter()
         self._enc = self._open(self._dir, self.compute_type)
-        self._tok = self._tokenizer()
+        self._tok = _unpadded_tokenizer(self.ctx)
         self.load_s = time.perf_counter() - t0
         self.config = {
             "model": f"CTranslate2 conversion, {self._meta['quantization']}",
@@ -116,9 +120,7 @@ class _Llama(System):
 
     def _check_f16(self, f16, texts: list[str]) -> np.ndarray:
         m = self._open(f16)
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(self.ctx.artifact / self.ctx.manifest.tokenizer_file))
+        tok = _unpadded_tokenizer(self.ctx)
         differ = sum(tok.encode(t).ids != m.tokenize(t.encode("utf-8"), add_bos=True) for t in texts)
         if differ:
             raise Skip(f"llama.cpp's tokenizer gives other ids than tokenizer.json on {differ} of {len(texts)} texts")

@@ -23,6 +23,7 @@ shows as a skipped system with its cosine, never as a fast row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +32,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -66,29 +66,28 @@ def _root() -> Path:
     return root
 
 
-_held = 0  # how deep this process is inside _one_at_a_time (a Q4_K_M conversion asks for the f16 one)
+_held = 0  # how deep this process is inside a serialised call (a Q4_K_M conversion asks for the f16 one)
 
 
-@contextmanager
-def _one_at_a_time():
-    """One converting process per cache at a time (peak-memory children may start side by side)."""
-    global _held
-    if _held:
-        _held += 1
-        try:
-            yield
-        finally:
-            _held -= 1
-        return
-    import fcntl
+def _one_at_a_time(fn):
+    """``fn`` run by one process per cache at a time (peak-memory children may start side by side)."""
 
-    with open(_root() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        _held = 1
-        try:
-            yield
-        finally:
-            _held = 0
+    @functools.wraps(fn)
+    def serialised(*args, **kwargs):
+        global _held
+        if _held:
+            return fn(*args, **kwargs)
+        import fcntl
+
+        with open(_root() / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _held = 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _held = 0
+
+    return serialised
 
 
 def _done(folder: Path) -> dict | None:
@@ -108,13 +107,9 @@ def _finish(tmp: Path, folder: Path, meta: dict) -> dict:
 
 
 # -- CTranslate2 ------------------------------------------------------------------------------------------------
+@_one_at_a_time
 def ct2_model(ctx: Context, quantization: str) -> tuple[Path, dict]:
     """The CTranslate2 conversion of the reference with ``quantization`` (``float32``, ``int8``): (folder, record)."""
-    with _one_at_a_time():
-        return _ct2_model(ctx, quantization)
-
-
-def _ct2_model(ctx: Context, quantization: str) -> tuple[Path, dict]:
     if not has_module("ctranslate2"):
         raise Skip("ctranslate2 is not installed (pip install 'rosberta-onnx[peers]')")
     folder = cache_dir(ctx) / f"ct2-{quantization}"
@@ -233,14 +228,10 @@ def _tensor_types(path: Path) -> dict[str, int]:
     return dict(Counter(t.tensor_type.name for t in GGUFReader(str(path)).tensors))
 
 
+@_one_at_a_time
 def gguf_model(ctx: Context, kind: str) -> tuple[Path, dict]:
     """The GGUF file of the reference as ``kind`` (``f16``, ``q8_0``: the converter's outtypes; ``q4_k_m``:
     ``llama_model_quantize`` from the f16 file): (file, record)."""
-    with _one_at_a_time():
-        return _gguf_model(ctx, kind)
-
-
-def _gguf_model(ctx: Context, kind: str) -> tuple[Path, dict]:
     if not has_module("llama_cpp"):
         raise Skip("llama-cpp-python is not installed (pip install 'rosberta-onnx[peers]')")
     folder = cache_dir(ctx) / f"gguf-{kind}"
@@ -296,15 +287,11 @@ def _check_texts() -> list[str]:
     return parity_texts(16)
 
 
+@_one_at_a_time
 def checked(ctx: Context, folder: Path, label: str, precision: str, embed) -> dict:
     """Cosine of ``embed``'s vectors (a full-precision conversion) against torch fp32 on 16 RU/EN texts, computed
     once per conversion and kept in its record. Raises :class:`Skip` naming the figure when it is below
     :data:`PARITY_MIN` -- a conversion error, not a row to time."""
-    with _one_at_a_time():
-        return _checked(ctx, folder, label, precision, embed)
-
-
-def _checked(ctx: Context, folder: Path, label: str, precision: str, embed) -> dict:
     meta_file = folder / "conversion.json"
     meta = json.loads(meta_file.read_text())
     if "parity" not in meta:

@@ -133,7 +133,7 @@ def report(res: dict) -> str:
         f"- against PyTorch fp32; cosine over {res['texts_per_lang']} STS dev sentences per language; retrieval "
         f"top-10 overlap and STS Spearman Δ on {res['gate_pairs']} dev pairs per language; thresholds "
         f"{res['thresholds']}",
-        f"- command: `{res['command']}`",
+        f"- command: `python -m benchmarks.studies.peer_fidelity {res['command']}`",
         "",
         f"| system | cosine min ({langs}) | cosine mean | top-10 overlap | Spearman Δ | gate |",
         "|---|---:|---:|---:|---:|---|",

@@ -13,6 +13,8 @@ Tiers:
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -47,13 +49,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_torch)
 
 
+def _kept(tmp_path_factory, name: str) -> Path:
+    """Where a session export goes: ``$ROSBERTA_TEST_ARTIFACTS/name`` when set (CI's later stages, the JavaScript
+    package, interop and the emulated CPUs, then test these same files instead of exporting them again), else a
+    temporary folder. Always a fresh export: one left from an earlier run is replaced, never reused."""
+    shared = os.environ.get("ROSBERTA_TEST_ARTIFACTS")
+    if not shared:
+        return tmp_path_factory.mktemp("art") / name
+    root = Path(shared)
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(root / name, ignore_errors=True)
+    return root / name
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     if not HAS_TORCH:
         pytest.skip("building a stand-in needs torch")
     from rosberta_export.synth import synth
 
-    return synth(tmp_path_factory.mktemp("ckpt") / "standin-tiny", size="tiny", seed=0)
+    return synth(_kept(tmp_path_factory, "standin-tiny"), size="tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +99,9 @@ def tiny_artifact(tmp_path_factory, request) -> Path:
     ckpt = request.getfixturevalue("tiny_checkpoint")
     # beside its checkpoint, as under models/: the manifest names the checkpoint by its folder's name only, and the
     # benchmarks look for it there
-    return export(str(ckpt), ckpt.parent / "tiny-onnx", parity_texts=48).folder
+    out = ckpt.parent / "tiny-onnx"
+    shutil.rmtree(out, ignore_errors=True)
+    return export(str(ckpt), out, parity_texts=48).folder
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +117,7 @@ def minilm_dir() -> Path:
 def minilm_export(tmp_path_factory, minilm_dir):
     from rosberta_export.pipeline import export
 
-    return export(str(minilm_dir), tmp_path_factory.mktemp("art") / "minilm-onnx", parity_texts=64)
+    return export(str(minilm_dir), _kept(tmp_path_factory, "minilm-onnx"), parity_texts=64)
 
 
 @pytest.fixture

@@ -77,6 +77,21 @@ def test_a_stand_in_gate_records_retrieval_below_threshold_and_passes(tiny_artif
     assert "int8 gate: pass — judged: cosine min" in r.stdout and "recorded, not judged (random weights)" in r.stdout
 
 
+def test_a_stand_in_gate_defaults_to_the_smaller_sample_and_a_bad_sample_is_refused_up_front(tiny_artifact, tmp_path):
+    """Only recorded figures come from the STS pairs on random weights: a stand-in export samples 200 of them
+    unless told otherwise (MiniLM's test checks trained weights get all 1500); a sample the gate cannot rank
+    top-10 lists in is refused before any work, naming the value."""
+    from rosberta_export.gate import STAND_IN_GATE_PAIRS
+    from rosberta_export.pipeline import ExportError, export
+
+    m = Manifest.read(tiny_artifact)
+    assert m.variants["int8"].gate["figures"]["pairs_per_lang"] == STAND_IN_GATE_PAIRS
+    for bad in (0, 9, 1501):
+        with pytest.raises(ExportError, match=rf"gate_pairs={bad}: .*choose 10\.\.1500"):
+            export("/nonexistent/checkpoint", tmp_path / "out", gate_pairs=bad)
+    assert not list(tmp_path.iterdir())
+
+
 def test_parity_recomputed_through_the_public_api(tiny_checkpoint, tiny_artifact):
     """Independent of the exporter's own figures: reference vs Encoder, all edge cases, per variant."""
     from rosberta_export.parity import THRESHOLDS, compare, failures, parity_cases

@@ -22,6 +22,10 @@ from .corpus import LANGS, sts_pairs
 
 __all__ = [
     "INT8_GATE",
+    "GATE_PAIRS",
+    "STAND_IN_GATE_PAIRS",
+    "MIN_GATE_PAIRS",
+    "default_gate_pairs",
     "COSINE_CRITERIA",
     "TRAINED_ONLY",
     "RANDOM_WEIGHTS",
@@ -37,6 +41,18 @@ INT8_GATE = {"cos_min": 0.995, "cos_mean": 0.998, "top10_overlap_min": 0.95, "sp
 COSINE_CRITERIA = ("cos_min", "cos_mean")  # against the PyTorch reference: judged on every model
 TRAINED_ONLY = ("top10_overlap_min", "spearman_delta_max")  # judged on trained weights, recorded on random ones
 RANDOM_WEIGHTS = "random weights"  # why a criterion is recorded only
+GATE_PAIRS = 1500  # STS dev pairs per language the retrieval and STS criteria use on trained weights: the whole split
+# On a random-weight stand-in those criteria are only recorded, and the judged cosine criteria come from the parity
+# texts, so a smaller sample decides the same verdict: at full size each gated variant encodes 8 texts per pair
+# (4 tasks x 2 sentences), 48 000 texts at 1500 pairs against 6 400 at 200.
+STAND_IN_GATE_PAIRS = 200
+MIN_GATE_PAIRS = 10  # the retrieval criterion compares top-10 lists
+
+
+def default_gate_pairs(stand_in: bool) -> int:
+    """The gate's STS pairs per language when the caller names none: fewer on a stand-in, whose retrieval and STS
+    figures are only recorded."""
+    return STAND_IN_GATE_PAIRS if stand_in else GATE_PAIRS
 
 
 def gate_figures(fp32: Embed, int8: Embed, *, prompts, pairs_per_lang: int) -> dict:

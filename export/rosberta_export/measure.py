@@ -164,7 +164,7 @@ def _gate(
     def embed(t: list[str], task: str | None) -> np.ndarray:
         return enc.encode(t, task=task, batch_size=32)
 
-    figures = gate_figures(fp32, embed, prompts=enc.facts.prompts, pairs_per_lang=gate_pairs)
+    figures = gate_figures(fp32, memo(embed), prompts=enc.facts.prompts, pairs_per_lang=gate_pairs)
     gate = {**gate_record(dict(rec.parity), figures, random_weights=stand_in), "recipe": _gate_recipe(v, int8_recipe)}
     if v == "int8-openvino":
         gate["engine"] = {"openvino": openvino_version(), **rec.engine_options}

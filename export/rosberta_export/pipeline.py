@@ -25,6 +25,7 @@ from .convert import data_file, export_fp32
 from .diskspace import NotEnoughSpace, check_space, peak_bytes, quantized_fractions
 from .errors import ExportError
 from .fp_variants import build_fp_variants
+from .gate import GATE_PAIRS, MIN_GATE_PAIRS, default_gate_pairs
 from .int4 import INT4_SETTINGS
 from .interop import write_interop
 from .measure import measure
@@ -68,7 +69,7 @@ def export(
     overwrite: bool = False,
     parity_texts: int = 64,
     int8_recipe: str = DEFAULT_INT8_RECIPE,
-    gate_pairs: int = 1500,
+    gate_pairs: int | None = None,
     calibration_sentences: int | None = None,
     log: Callable[[str], None] = _log,
 ) -> ExportResult:
@@ -78,12 +79,18 @@ def export(
     (``int8-openvino`` needs ``openvino``, to gate it; without it that variant is left out, with a note in the log).
     ``parity_texts``: real RU/EN sentences in the parity set (edge cases are always added).
     ``int8_recipe``: see :data:`rosberta_export.quantize.INT8_RECIPES`. ``gate_pairs``: STS dev pairs per
-    language for the quality gate's retrieval and Spearman figures (1500 = the whole dev split).
+    language for the quality gate's retrieval and Spearman figures (default: 1500, the whole dev split; 200 on a
+    random-weight stand-in, where those figures are recorded, not judged).
     ``calibration_sentences``: RU/EN STS train sentences the row-wise int8 weights are calibrated on (default:
     the recipe's, 1024 for ``rowwise-sq``); fewer builds faster (calibration is ~4 of the full-size model's
     ~11 minutes) at some cost in quality, which the gate then measures. Recorded in the variants' recipe.
     """
     opts = resolve_options(variants, int8_recipe, calibration_sentences, log)
+    if gate_pairs is not None and not MIN_GATE_PAIRS <= gate_pairs <= GATE_PAIRS:
+        raise ExportError(
+            f"gate_pairs={gate_pairs}: the gate ranks 10 documents per query and there are {GATE_PAIRS} STS dev pairs "
+            f"per language; choose {MIN_GATE_PAIRS}..{GATE_PAIRS} (--gate-pairs), or leave it out for the default"
+        )
     out = Path(out)
     check_output(out, overwrite)
     step = Progress(log)
@@ -99,6 +106,10 @@ def export(
             f"NOTE: {src.folder} is a STAND-IN with random weights ({src.stand_in.get('size')}): same compute as the "
             f"real model, meaningless embeddings"
         )
+    if gate_pairs is None:
+        gate_pairs = default_gate_pairs(bool(src.stand_in))
+        if src.stand_in:
+            log(f"  the gate's retrieval and STS figures (recorded only, on random weights) use {gate_pairs} pairs")
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:

@@ -129,13 +129,15 @@ def misses(
 
 
 def memo(embed: Embed) -> Embed:
-    """``embed`` computing each (texts, task) once: every variant is judged against the same fp32 vectors."""
-    cache: dict = {}
+    """``embed`` computing each (text, task) once: every variant is judged against the same fp32 vectors, and a text
+    that comes back under the same task (a sentence2 that is also a retrieval document, when the model has no task
+    prefixes) is not encoded again. Exact because a text's vector does not depend on its batch neighbours."""
+    cache: dict[tuple[str, str | None], np.ndarray] = {}
 
     def cached(texts, task):
-        key = (tuple(texts), task)
-        if key not in cache:
-            cache[key] = embed(texts, task)
-        return cache[key]
+        new = [t for t in dict.fromkeys(texts) if (t, task) not in cache]
+        if new:
+            cache.update(((t, task), v) for t, v in zip(new, embed(new, task)))
+        return np.stack([cache[(t, task)] for t in texts]) if texts else embed([], task)
 
     return cached

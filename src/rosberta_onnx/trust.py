@@ -23,7 +23,7 @@ import numpy as np
 from .hardware import cpu_info
 from .local_cache import LocalCache
 from .manifest import GATED_VARIANTS, Manifest
-from .quality import Embed, cosine_figures, misses, sts_figures
+from .quality import Embed, cosine_figures, memo, misses, sts_figures
 from .reference import ReferenceSet
 
 __all__ = ["VERIFIED_NAME", "Trust", "VariantCheck", "trust_here", "check_variant", "remember", "criteria_of"]
@@ -96,7 +96,7 @@ def check_variant(
         return VariantCheck(variant, False, error=f"non-finite values (NaN/inf) in the vectors of {bad[:5]}")
     cos = cosine_figures(reference.vectors, got, list(reference.names))
     sts = (
-        sts_figures(fp32, embed, prompts=manifest.model.prompts, pairs=reference.sts_sample(sts_pairs))
+        sts_figures(fp32, memo(embed), prompts=manifest.model.prompts, pairs=reference.sts_sample(sts_pairs))
         if fp32 is not None and sts_pairs > 0 and variant in GATED_VARIANTS
         else {}
     )

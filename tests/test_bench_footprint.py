@@ -35,3 +35,31 @@ def test_footprint_study_measures_every_column_it_can(runtime_artifact, tmp_path
     assert table in published and "stale table" not in published and published.endswith("kept\n")
     assert footprint.main(["--render", str(out / "footprint.json")]) == 0  # publishes again, measures nothing
     assert (out / "footprint.md").read_text() == table
+
+
+def test_first_load_study_runs_each_system_on_an_artifact_it_has_never_loaded(runtime_artifact, tmp_path):
+    """auto's first load measures and caches next to the artifact: the study gives each system a fresh copy (files
+    linked, caches left out), so its figures are a first load's and the artifact measured is left as it was."""
+    import os
+    import shutil
+
+    from benchmarks.studies import first_load
+
+    art = tmp_path / "art"
+    shutil.copytree(runtime_artifact, art)
+    (art / ".autotune.json").write_text("{}")  # a warm artifact: its cache must not reach the copies
+    before = sorted(p.name for p in art.iterdir())
+    copy = first_load.fresh_copy(art, tmp_path / "fresh")
+    assert not (copy / ".autotune.json").exists() and (copy / "manifest.json").is_file()
+    assert os.path.samefile(copy / "model.onnx", art / "model.onnx")  # linked, not copied
+
+    out = tmp_path / "out"
+    assert first_load.main([str(art), "--systems", "rosberta-auto,rosberta-fp32", "--out", str(out)]) == 0
+    res = json.loads((out / "first_load.json").read_text())
+    auto, fp32 = res["systems"]["rosberta-auto"], res["systems"]["rosberta-fp32"]
+    assert auto["variant"].startswith("auto -> ") and fp32["variant"] == "fp32", res["systems"]
+    for m in (auto, fp32):
+        assert 0 < m["rss_after_load_mb"] <= m["peak_after_load_mb"] <= m["peak_after_8x128_mb"], m
+    assert sorted(p.name for p in art.iterdir()) == before  # nothing written into the artifact measured
+    assert not list(art.parent.glob(".first-load-*"))  # the copies are gone
+    assert "| rosberta-auto | auto -> " in (out / "first_load.md").read_text()

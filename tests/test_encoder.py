@@ -194,6 +194,36 @@ def test_auto_measures_int8_against_fp32_once_and_caches_it(runtime_artifact, tm
     assert again.variant == forged and again.selection.cached and "cached" in again.selection.reason
 
 
+def test_autotune_times_fp32_alone_and_keeps_only_the_choice(runtime_artifact, tmp_path, monkeypatch):
+    """Memory first: fp32 (the largest file) is never open beside a quantised candidate, and once ``auto`` has
+    chosen, the process holds the chosen session only (the full-size first load peaked at 2.45 GB holding all)."""
+    import gc
+    import weakref
+
+    import rosberta_onnx.encoder as encoder
+
+    art = _with_gate(runtime_artifact, tmp_path / "art", True)
+    live: dict[str, weakref.ref] = {}
+    beside_fp32: list[tuple[str, list[str]]] = []
+
+    def tracked(path, record, **kw):
+        gc.collect()
+        alive = [n for n, r in live.items() if r() is not None]
+        if record.name == "fp32" or "fp32" in alive:
+            beside_fp32.append((record.name, alive))
+        s = real(path, record, **kw)
+        live[record.name] = weakref.ref(s)
+        return s
+
+    real = encoder.open_session
+    monkeypatch.setattr(encoder, "open_session", tracked)
+    e = Encoder.load(art)
+    gc.collect()
+    assert set(e.selection.timings_ms) >= {"fp32", int8_here()}, e.selection  # it did time them
+    assert ("fp32", []) in beside_fp32 and all(alive == [] for _, alive in beside_fp32), beside_fp32
+    assert [n for n, r in live.items() if r() is not None] == [e.variant]
+
+
 def test_cpu_without_vnni_runs_the_unsigned_twin_only_once_it_is_measured_here(runtime_artifact, tmp_path, monkeypatch):
     import json
 

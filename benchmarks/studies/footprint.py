@@ -85,6 +85,8 @@ def _child(a) -> dict:
         system.encode(eight, own_batching=False)
         out["peak_after_8x128_mb"] = round(peak_mb(pid), 1)
         out["rss_end_mb"] = round(rss_mb(pid), 1)
+        if "variant" in system.config:  # what it loaded (auto: its pick)
+            out["variant"] = system.config["variant"]
         return out
     except Skip as exc:
         return {"skipped": str(exc)}

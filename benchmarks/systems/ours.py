@@ -75,7 +75,7 @@ class RosbertaInt8OpenVino(Rosberta):
         if not openvino_available():
             raise Skip("openvino is not installed (pip install 'rosberta-onnx[openvino]')")
 
-    streams: int | None = None  # the Encoder's default
+    streams = 2  # the server's default (Encoder.load's is 1: the system below)
 
     def _load_kwargs(self) -> dict:
         opts = self.ctx.manifest.variant(self.variant).engine_options
@@ -87,7 +87,8 @@ class RosbertaInt8OpenVino(Rosberta):
 
 
 class RosbertaInt8OpenVinoOneStream(RosbertaInt8OpenVino):
-    """The same engine without batch streams: what the split is worth, measured in the same rounds."""
+    """The same engine without batch streams (``Encoder.load``'s default): what the split is worth, measured in the
+    same rounds."""
 
     name, label, streams = "rosberta-int8-openvino-1stream", "rosberta-onnx int8 on OpenVINO, one stream", 1
 

@@ -66,8 +66,8 @@ def serve_command(sub) -> None:
     _flag(
         v,
         "streams",
-        "OpenVINO variants: split each run of 2+ texts across this many streams (default: 2 on 2+ threads; 1: off, "
-        "one compiled model: ~380 MB less at full size)",
+        "OpenVINO variants: split each run of 2+ texts across this many streams (default: 2, capped by the threads; "
+        "1: off, one compiled model: ~320-380 MB less at full size)",
         type=int,
     )
     _flag(

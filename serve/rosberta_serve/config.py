@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ServeConfig", "API_KEY_ENV"]
+__all__ = ["ServeConfig", "API_KEY_ENV", "SERVE_STREAMS"]
 
 API_KEY_ENV = "ROSBERTA_API_KEY"
+SERVE_STREAMS = 2  # OpenVINO batch streams the server asks for unless told (the engine caps it at the threads)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,8 @@ class ServeConfig:
     # ONNX Runtime's idle threads spin between calls: lower latency for steady traffic, CPU burnt while idle
     # (benchmarks/results/spinning: one short query 43.9 -> 36.3 ms median at 20 ms gaps, 1.32 -> 1.59 cores busy)
     spinning: bool = False
-    # OpenVINO variants: a run of 2+ texts split across this many streams (None: the Encoder's default, 2 on 2+ threads)
+    # OpenVINO variants: a run of 2+ texts split across this many streams (None: SERVE_STREAMS, capped by the
+    # threads). Concurrent clients make batches, which streams speed up; Encoder.load alone defaults to the lean 1.
     streams: int | None = None
     # a text over the max length, when its request does not say (TEI's "truncate"): truncate, error (413) or chunk
     # (one vector from overlapping windows over the whole text, as Encoder.encode(long="chunk"))
@@ -89,6 +91,11 @@ class ServeConfig:
             raise ValueError(f"shutdown_timeout_s must be >= 0, got {self.shutdown_timeout_s}")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError(f"the API key is empty; unset {API_KEY_ENV} or pass a non-empty --api-key")
+
+    @property
+    def engine_streams(self) -> int:
+        """The OpenVINO batch streams the server's encoder is loaded with."""
+        return self.streams if self.streams is not None else SERVE_STREAMS
 
     @staticmethod
     def api_key_from_env() -> str | None:

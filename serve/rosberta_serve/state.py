@@ -102,7 +102,7 @@ class ServerState:
                 variant=cfg.variant,
                 threads=cfg.threads,
                 spinning=cfg.spinning,
-                streams=cfg.streams,
+                streams=cfg.engine_streams,
             )
             self.variant = enc.variant
             await asyncio.to_thread(

@@ -96,8 +96,9 @@ class Encoder:
         ``threads`` defaults to the physical cores.
         ``streams`` (OpenVINO variants only; onnxruntime ignores it): a batch of two or more texts is split
         into this many parts run at once, each on its share of the threads; one query still gets them all.
-        Default: 2 when ``threads`` >= 2 (1-22% more batch throughput on 2 cores, ~380 MB more memory at full
-        size once both kinds of call have run), else 1; 1 turns it off.
+        Default 1, the lean choice: a second stream compiles the model again (~320-380 MB more at full size once
+        both kinds of call have run) for 1-22% more batch throughput on 2 cores (at most 7% on Zen 3 and Zen 4) and nothing for a
+        single query. ``rosberta-onnx serve`` asks for 2, as concurrent clients make batches.
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
         ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on a quantised
@@ -146,6 +147,7 @@ class Encoder:
             threads=threads,
             streams=streams,
             open_session=open_variant,
+            release=lambda name: opened.pop(name, None),
             check=check,
         )
         return cls(folder, manifest, selection, open_variant(selection.variant), tokenizer)

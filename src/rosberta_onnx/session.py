@@ -75,9 +75,11 @@ def engine_versions() -> dict[str, str]:
 
 
 def default_streams(threads: int) -> int:
-    """Batch streams for the OpenVINO engine when the caller names none: two where there are two threads to
-    share (measured faster for batches on 2 cores; see :class:`.openvino_engine.OpenVinoSession`), else one."""
-    return 2 if threads >= 2 else 1
+    """Batch streams for the OpenVINO engine when the caller names none: one, the lean choice. A second stream
+    compiles the model a second time (~320-380 MB more at full size) for at most a few percent more throughput on
+    batches measured on 2 cores (none for a single query; see :class:`.openvino_engine.OpenVinoSession`); a server,
+    whose concurrent clients make the batches, asks for two itself. ``threads`` caps any count asked for."""
+    return 1
 
 
 def open_session(

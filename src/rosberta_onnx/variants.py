@@ -176,11 +176,12 @@ def choose(
     threads: int,
     streams: int,
     open_session: Callable[[str], Session],
+    release: Callable[[str], None],
     check: Callable[[str], VariantCheck],
 ) -> Selection:
     """:func:`select_variant`, then for ``auto`` on the CPU the candidates whose gate holds on this ISA
     (:mod:`.trust`; ``check`` measures one against the reference set), then the fastest of them
-    (:mod:`.autotune`). ``open_session`` is the caller's and keeps what it opens."""
+    (:mod:`.autotune`). ``open_session`` is the caller's and keeps what it opens; ``release`` lets one go."""
     sel = select_variant(manifest, requested, providers=providers, allow_cpu_fp16=allow_cpu_fp16)
     if requested != "auto" or sel.variant not in GATED_VARIANTS:
         return sel
@@ -198,7 +199,13 @@ def choose(
         return Selection("auto", kept[0], f"auto: {kept[0]}{note}", tuple(kept), trust=trust)
     shas = {v: manifest.variant(v).files[manifest.variant(v).file] for v in kept}
     verdict = fastest_variant(
-        folder, shas, threads=threads, streams=streams, open_session=open_session, engine_versions=engine_versions()
+        folder,
+        shas,
+        threads=threads,
+        streams=streams,
+        open_session=open_session,
+        release=release,
+        engine_versions=engine_versions(),
     )
     timings = ", ".join(f"{v} {ms:.1f} ms" for v, ms in sorted(verdict.ms.items(), key=lambda kv: kv[1]))
     reason = f"auto: {verdict.choice} ({timings}" + (", cached)" if verdict.cached else ")") + note

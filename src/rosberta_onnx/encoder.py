@@ -131,6 +131,9 @@ class Encoder:
                 )
             return opened[name]
 
+        def release(name: str) -> None:  # auto lets go of what it timed and did not choose
+            opened.pop(name, None)
+
         def check(name: str) -> VariantCheck:  # auto re-measures a variant gated on another ISA
             enc = cls(folder, manifest, Selection(name, name, "checked"), open_variant(name), tokenizer)
             return check_variant(
@@ -147,7 +150,7 @@ class Encoder:
             threads=threads,
             streams=streams,
             open_session=open_variant,
-            release=lambda name: opened.pop(name, None),
+            release=release,
             check=check,
         )
         return cls(folder, manifest, selection, open_variant(selection.variant), tokenizer)

@@ -78,7 +78,21 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
-async def _load(url: str, *, concurrency: int, duration: float, max_requests: int, dim: int, seed: int) -> dict:
+async def _load(
+    url: str,
+    *,
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    dim: int,
+    seed: int,
+    task: str | None = "search_query",
+    prefix: str = "",
+    metrics: bool = True,
+) -> dict:
+    """Closed-loop clients against an OpenAI-style ``/v1/embeddings``: each query is ``prefix`` + one of
+    :data:`QUERIES`, sent with ``task`` (this server's field; None for a server that takes the prefixed text);
+    ``metrics``: read this server's batch counters from ``/metrics`` before and after."""
     import httpx
 
     rng = random.Random(seed)
@@ -91,12 +105,9 @@ async def _load(url: str, *, concurrency: int, duration: float, max_requests: in
         nonlocal sent
         while time.perf_counter() < stop_at and sent < max_requests:
             sent += 1
-            body = {
-                "input": rng.choice(QUERIES),
-                "model": "rosberta",
-                "task": "search_query",
-                "encoding_format": "base64",
-            }
+            body = {"input": prefix + rng.choice(QUERIES), "model": "rosberta", "encoding_format": "base64"}
+            if task:
+                body["task"] = task
             t0 = time.perf_counter()
             try:
                 r = await http.post("/v1/embeddings", json=body)
@@ -110,11 +121,11 @@ async def _load(url: str, *, concurrency: int, duration: float, max_requests: in
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
-        before = (await http.get("/metrics")).text
+        before = (await http.get("/metrics")).text if metrics else ""
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-        after = (await http.get("/metrics")).text
+        after = (await http.get("/metrics")).text if metrics else ""
     lat = np.array(latencies) * 1000
     batches = _metric(after, "rosberta_batch_requests_count") - _metric(before, "rosberta_batch_requests_count")
     merged = _metric(after, "rosberta_batch_requests_sum") - _metric(before, "rosberta_batch_requests_sum")

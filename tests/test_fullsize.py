@@ -18,6 +18,8 @@ def test_fullsize_export_all_variants(tmp_path_factory):
     # 256 calibration sentences instead of 1024: ~3 minutes less of CI; the gate still judges what it gives.
     # int4 is left to the tiny and MiniLM exports of this tier (MiniLM judges its quality): at full size its 4-bit
     # GPTQ, parity and gate add ~4 minutes (measured: 13.2 min with it); the demo builds it.
+    # On random weights the gate's retrieval and STS figures are recorded, not judged: 20 STS pairs per language show
+    # they are computed and recorded (~2 minutes less of CI than 100); MiniLM's export judges them on all 1500.
     # On x86 without VNNI onnxruntime's signed int8 saturates; there its unsigned twin is the int8 auto weighs.
     here = int8_here()
     variants = ("fp32", "fp16", "int8", here) + (("int8-openvino",) if openvino_available() else ())
@@ -27,7 +29,7 @@ def test_fullsize_export_all_variants(tmp_path_factory):
         root / "standin-full-onnx",
         variants=variants,
         parity_texts=32,
-        gate_pairs=100,
+        gate_pairs=20,
         calibration_sentences=256,
     )
     m = r.manifest
@@ -48,7 +50,7 @@ def test_fullsize_export_all_variants(tmp_path_factory):
     assert p[here]["cos_min"] >= 0.995 and p[here]["cos_mean"] >= 0.998
     # Random weights: the cosine criteria decide; retrieval and STS are recorded, not judged (random embeddings
     # are crowded, so top-10 lists are near-ties any rounding reorders). MiniLM's test judges them on real weights.
-    assert set(int8.gate["figures"]["top10_overlap"]) == {"en", "ru"}
+    assert set(int8.gate["figures"]["top10_overlap"]) == {"en", "ru"} and int8.gate["figures"]["pairs_per_lang"] == 20
     assert int8.gate["judged"] == ["cos_min", "cos_mean"] and int8.gate["recorded_reason"] == "random weights"
     assert int8.gate["passed"]
     if "int8-openvino" in m.variants:  # exported where openvino is installed (CI's full environment)

@@ -14,7 +14,7 @@ op of the model were free. The int8 kernels:
   the GEMM behind the ``int8`` variant's ``MatMulIntegerToFloat``;
 - OpenVINO with run-time activation quantisation per 256 values: ``int8-openvino``'s kernel;
 - OpenVINO static int8 (one fixed activation scale per tensor): what NNCF's int8 runs;
-- the per-256 kernel through the runtime's own ``OpenVinoSession`` with its default batch streams (a batch of
+- the per-256 kernel through the runtime's own ``OpenVinoSession`` with the server's batch streams (a batch of
   2+ rows split in halves run at once on single-thread streams; one row runs as above).
 
 Both OpenVINO kernels run with the precision hint the exporter gates ``int8-openvino`` with on this CPU (bf16
@@ -108,7 +108,6 @@ def _engines(weights: list[np.ndarray], work: Path, threads: int) -> dict[str, o
 
     from rosberta_export.openvino_int8 import openvino_options
     from rosberta_onnx.openvino_engine import OpenVinoSession
-    from rosberta_onnx.session import default_streams
 
     fp32 = _chain_model(work / "fp32.onnx", weights, "fp32")
     ort_int8 = work / "ort-int8.onnx"
@@ -136,7 +135,7 @@ def _engines(weights: list[np.ndarray], work: Path, threads: int) -> dict[str, o
         work / "dq.onnx",
         threads=threads,
         variant="ceiling",
-        streams=default_streams(threads),
+        streams=min(2, threads),  # the batch streams rosberta-onnx serve runs
         options={"INFERENCE_PRECISION_HINT": opts["INFERENCE_PRECISION_HINT"], "DYNAMIC_QUANTIZATION_GROUP_SIZE": 256},
     )
     wts = [torch.from_numpy(np.ascontiguousarray(w.T)) for w in weights]  # nn.Linear's layout

@@ -43,8 +43,8 @@ TRAINED_ONLY = ("top10_overlap_min", "spearman_delta_max")  # judged on trained 
 RANDOM_WEIGHTS = "random weights"  # why a criterion is recorded only
 GATE_PAIRS = 1500  # STS dev pairs per language the retrieval and STS criteria use on trained weights: the whole split
 # On a random-weight stand-in those criteria are only recorded, and the judged cosine criteria come from the parity
-# texts, so a smaller sample decides the same verdict: at full size each gated variant encodes 8 texts per pair
-# (4 tasks x 2 sentences), 48 000 texts at 1500 pairs against 6 400 at 200.
+# texts, so a smaller sample decides the same verdict. fp32 once and each gated variant encode 4 texts per pair and
+# language (both sentences for STS, the query and the document for retrieval): 12 000 at 1500 pairs, 1 600 at 200.
 STAND_IN_GATE_PAIRS = 200
 MIN_GATE_PAIRS = 10  # the retrieval criterion compares top-10 lists
 

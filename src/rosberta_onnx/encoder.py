@@ -20,7 +20,7 @@ from .manifest import Manifest, ModelFacts
 from .pooling import l2_normalize, pool
 from .prompts import apply_prompt, apply_prompt_spans
 from .reference import read_reference
-from .session import Session, default_streams, open_session, resolve_providers
+from .session import DEFAULT_STREAMS, Session, open_session, resolve_providers
 from .tokenize import TextTokenizer
 from .trust import VariantCheck, check_variant
 from .variants import Selection, choose
@@ -97,8 +97,8 @@ class Encoder:
         ``streams`` (OpenVINO variants only; onnxruntime ignores it): a batch of two or more texts is split
         into this many parts run at once, each on its share of the threads; one query still gets them all.
         Default 1, the lean choice: a second stream compiles the model again (~320-380 MB more at full size once
-        both kinds of call have run) for 1-22% more batch throughput on 2 cores (at most 7% on Zen 3 and Zen 4) and nothing for a
-        single query. ``rosberta-onnx serve`` asks for 2, as concurrent clients make batches.
+        both kinds of call have run) for 1-22% more batch throughput on 2 cores (at most 7% on Zen 3 and Zen 4)
+        and nothing for a single query. ``rosberta-onnx serve`` asks for 2, as concurrent clients make batches.
         ``verify`` checks each loaded file against the manifest's sha256 (a corrupt file is an error,
         not a silently wrong answer); it reads the files once, so it costs a little load time.
         ``autotune`` (default: on unless ``ROSBERTA_AUTOTUNE=0``): before ``auto`` settles on a quantised
@@ -112,7 +112,7 @@ class Encoder:
         manifest = Manifest.read(folder)
         provs = resolve_providers(providers)
         threads = _count("threads", threads) or physical_cores()
-        streams = _count("streams", streams) or default_streams(threads)
+        streams = _count("streams", streams) or DEFAULT_STREAMS
         facts = manifest.model
         if verify:
             manifest.verify_files(folder, {manifest.tokenizer_file: manifest.tokenizer_sha256})

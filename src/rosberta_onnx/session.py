@@ -27,7 +27,7 @@ __all__ = [
     "cuda_available",
     "engine_available",
     "engine_versions",
-    "default_streams",
+    "DEFAULT_STREAMS",
 ]
 
 
@@ -74,12 +74,11 @@ def engine_versions() -> dict[str, str]:
     return {"onnxruntime": ort.__version__, "openvino": openvino_version()}
 
 
-def default_streams(threads: int) -> int:
-    """Batch streams for the OpenVINO engine when the caller names none: one, the lean choice. A second stream
-    compiles the model a second time (~320-380 MB more at full size) for at most a few percent more throughput on
-    batches measured on 2 cores (none for a single query; see :class:`.openvino_engine.OpenVinoSession`); a server,
-    whose concurrent clients make the batches, asks for two itself. ``threads`` caps any count asked for."""
-    return 1
+# Batch streams for the OpenVINO engine when the caller names none: one, the lean choice. A second stream compiles
+# the model a second time (~320-380 MB more at full size) for a few percent more throughput on batches measured on
+# 2 cores and none for a single query (see .openvino_engine.OpenVinoSession); a server, whose concurrent clients
+# make the batches, asks for two itself. The engine caps any count at the threads.
+DEFAULT_STREAMS = 1
 
 
 def open_session(
@@ -92,7 +91,7 @@ def open_session(
     streams: int = 1,
 ) -> Session:
     """The session for ``path``, by the engine its ``record`` names. ``streams`` is the OpenVINO engine's batch
-    streams, already resolved by the caller (the Encoder's default is :func:`default_streams`); onnxruntime ignores
+    streams, already resolved by the caller (the Encoder's default is :data:`DEFAULT_STREAMS`); onnxruntime ignores
     it. ``spinning`` is an onnxruntime thread-pool setting; OpenVINO runs its own pool and has no such switch."""
     threads = threads if threads is not None else physical_cores()
     if record.engine == "openvino":

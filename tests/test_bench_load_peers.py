@@ -21,15 +21,19 @@ def test_infinity_gets_the_checkpoints_tokenizer_and_our_file_at_the_top_under_t
 ):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+    for name in ("tokenizer.json", "model.safetensors"):
         (ckpt / name).write_text(name)
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "roberta", "max_position_embeddings": 514}))
     rec = Manifest.read(runtime_artifact).variants["int8"]
     data = [runtime_artifact / f for f in rec.files if f != rec.file]
-    folder = infinity_folder(ckpt, runtime_artifact / rec.file, data, tmp_path / "m")
+    folder = infinity_folder(ckpt, runtime_artifact / rec.file, data, tmp_path / "m", max_length=512)
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted(["config.json", "tokenizer.json", "model_quantized.onnx", *(f.name for f in data)])
     assert (folder / "model_quantized.onnx").read_bytes() == (runtime_artifact / rec.file).read_bytes()
     assert not (folder / "model.safetensors").exists()  # the weights infinity would never read are left out
+    # infinity truncates at max_position_embeddings: RoBERTa's 514 is two past what the model takes
+    assert json.loads((folder / "config.json").read_text()) == {"model_type": "roberta", "max_position_embeddings": 512}
+    assert json.loads((ckpt / "config.json").read_text())["max_position_embeddings"] == 514  # a copy was changed
 
 
 def test_both_servers_run_an_onnxruntime_int8_file_exact_on_this_cpu(runtime_artifact, monkeypatch):

@@ -13,11 +13,17 @@ What a user has to do to serve an ONNX file with it, as found with infinity-emb 
 - its graph optimisation step fails on optimum 2.1 (``OptimizationConfig`` lost an argument) and it falls back to
   the file as given, which is logged; an already-fused file loses nothing by it;
 - it writes optimised files under ``$HF_HOME`` keyed by the model id (``.`` for every model), so each server gets a
-  fresh ``HF_HOME`` of its own.
+  fresh ``HF_HOME`` of its own;
+- it truncates texts at ``config.max_position_embeddings`` tokens, which for RoBERTa (ru-en-RoSBERTa included) is
+  514: two more than the model takes, as its positions start after the padding index. Its start-up warm-up then
+  fails in the position-embedding Gather (``idx=514 must be within [-514,513]``) and the server exits. The folder it
+  gets carries a copy of ``config.json`` with ``max_position_embeddings`` set to the model's real maximum (the
+  manifest's ``max_length``), which only moves infinity's truncation.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -32,7 +38,6 @@ __all__ = ["InfinityServer", "infinity_folder"]
 
 # the checkpoint's files infinity's engine reads besides the ONNX graph (config, tokenizer, pooling settings)
 _CHECKPOINT_FILES = (
-    "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -43,11 +48,16 @@ _CHECKPOINT_FILES = (
 )
 
 
-def infinity_folder(checkpoint: Path, onnx_file: Path, data_files: list[Path], into: Path) -> Path:
-    """A model folder infinity's optimum engine serves: the checkpoint's config and tokenizer files, and
-    ``onnx_file`` as ``model_quantized.onnx`` at its top with its external data files beside it under their own
-    names (the graph refers to them by name). Files are linked, not copied."""
+def infinity_folder(checkpoint: Path, onnx_file: Path, data_files: list[Path], into: Path, *, max_length: int) -> Path:
+    """A model folder infinity's optimum engine serves: the checkpoint's config (``max_position_embeddings``
+    lowered to ``max_length`` where it is larger, see above) and tokenizer files, and ``onnx_file`` as
+    ``model_quantized.onnx`` at its top with its external data files beside it under their own names (the graph
+    refers to them by name). Files other than the config are linked, not copied."""
     into.mkdir(parents=True, exist_ok=True)
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    if config.get("max_position_embeddings", 0) > max_length:
+        config["max_position_embeddings"] = max_length
+    (into / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     for name in _CHECKPOINT_FILES:
         if (checkpoint / name).is_file():
             os.symlink((checkpoint / name).resolve(), into / name)

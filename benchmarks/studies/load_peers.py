@@ -130,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     servers: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix=".load-peers-", dir=a.artifact.parent) as tmp:
         folder = infinity_folder(
-            a.checkpoint, a.artifact / rec.file, [a.artifact / f for f in rec.files if f != rec.file], Path(tmp) / "m"
+            a.checkpoint,
+            a.artifact / rec.file,
+            [a.artifact / f for f in rec.files if f != rec.file],
+            Path(tmp) / "m",
+            max_length=facts.max_length,
         )
         log(f"starting both servers on {both}")
         with (

@@ -79,9 +79,14 @@ def with_baseline(rows: dict[str, np.ndarray], fallback) -> Any:
     return embed
 
 
-def shorter(reference: ReferenceSet, counts: np.ndarray, max_tokens: int) -> ReferenceSet:
-    """The reference cases of at most ``max_tokens`` tokens: emulated x86 runs a 512-token fp32 case for minutes."""
-    keep = [i for i, n in enumerate(counts) if n <= max_tokens]
+def shorter(
+    reference: ReferenceSet, counts: np.ndarray, max_tokens: int, real_texts: int | None = None
+) -> ReferenceSet:
+    """The reference cases of at most ``max_tokens`` tokens (emulated x86 runs a 512-token fp32 case for minutes),
+    and of the real sentences (``sts[i]``) only the first ``real_texts``: the edge cases are kept whole."""
+    real = [i for i, name in enumerate(reference.names) if name.startswith("sts[")]
+    dropped = set(real[real_texts:]) if real_texts is not None else set()
+    keep = [i for i, n in enumerate(counts) if n <= max_tokens and i not in dropped]
     return replace(
         reference,
         names=tuple(reference.names[i] for i in keep),
@@ -99,6 +104,7 @@ def measure_artifact(
     variants_asked: list[str] | None,
     max_tokens: int | None,
     autotune: bool,
+    real_texts: int | None = None,
     fp32_max_tokens: int | None = None,
     baseline: dict[str, np.ndarray] | None = None,
 ) -> dict:
@@ -118,9 +124,9 @@ def measure_artifact(
     fp32_here = memo(fp32_rec)
     fp32 = memo(with_baseline(baseline, fp32_here)) if baseline else fp32_here
     counts = fp32_enc.count_tokens(list(reference.texts))
-    fp32_reference = shorter(reference, counts, fp32_max_tokens) if fp32_max_tokens else None
+    fp32_reference = shorter(reference, counts, fp32_max_tokens, real_texts) if fp32_max_tokens else None
     if max_tokens:
-        reference = shorter(reference, counts, max_tokens)
+        reference = shorter(reference, counts, max_tokens, real_texts)
     fp32_reference = fp32_reference or reference
     variants: dict[str, dict] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--variants", help="comma-separated: only these (and fp32, the baseline); default every one")
     ap.add_argument("--max-tokens", type=int, help="only the reference cases of at most this many tokens")
+    ap.add_argument("--real-texts", type=int, help="with --max-tokens: of the real sentences, only the first N")
     ap.add_argument(
         "--no-autotune", action="store_true", help="auto by the rules and remembered verdicts, timing nothing"
     )
@@ -221,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             variants_asked=args.variants.split(",") if args.variants else None,
             max_tokens=args.max_tokens,
             autotune=not args.no_autotune,
+            real_texts=args.real_texts,
             fp32_max_tokens=args.fp32_max_tokens,
             baseline=baseline_rows(args.fp32_baseline) if args.fp32_baseline else None,
         )

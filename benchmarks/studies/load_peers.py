@@ -36,7 +36,7 @@ from ..harness.machine import cpu_facts
 from ..harness.results import save
 from ..harness.rss import peak_mb
 from ..harness.runner import as_run
-from .load_serve import QUERIES, _load
+from .load_serve import QUERIES, closed_loop
 
 __all__ = ["main"]
 
@@ -150,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
                 cos = float((got * ref).sum(1).min())
                 servers[name] = {"runs": both, "cos_min_vs_fp32": cos, "load": {}}
                 log(f"{name}: cosine min {cos:.6f} against the exported fp32 on {len(CHECK_TEXTS)} queries")
-                asyncio.run(_load(url, concurrency=8, duration=2.0, max_requests=32, dim=facts.dim, seed=99, **kw))
+                asyncio.run(
+                    closed_loop(url, concurrency=8, duration=2.0, max_requests=32, dim=facts.dim, seed=99, **kw)
+                )
             runs: dict[str, dict[int, list]] = {n: {c: [] for c in levels} for n in setup}
             for r in range(a.rounds):
                 for c in levels:
                     for name in list(setup) if r % 2 == 0 else list(setup)[::-1]:
                         url, kw, _ = setup[name]
                         res = asyncio.run(
-                            _load(
+                            closed_loop(
                                 url,
                                 concurrency=c,
                                 duration=a.duration,

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..harness.results import save
 
-__all__ = ["main", "QUERIES"]
+__all__ = ["main", "QUERIES", "closed_loop"]
 
 QUERIES = [
     "Сколько программистов нужно, чтобы вкрутить лампочку?",
@@ -78,7 +78,7 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
-async def _load(
+async def closed_loop(
     url: str,
     *,
     concurrency: int,
@@ -155,11 +155,11 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     with LiveServer(args.model, *extra, start_timeout=300) as srv:
         info = httpx.get(srv.url + "/info", timeout=30).json()
         # Warm-up outside the measurement: a few single and concurrent requests.
-        asyncio.run(_load(srv.url, concurrency=8, duration=2.0, max_requests=32, dim=info["dim"], seed=99))
+        asyncio.run(closed_loop(srv.url, concurrency=8, duration=2.0, max_requests=32, dim=info["dim"], seed=99))
         runs = []
         for c in args.concurrency:
             res = asyncio.run(
-                _load(
+                closed_loop(
                     srv.url,
                     concurrency=c,
                     duration=args.duration,

@@ -10,8 +10,10 @@ that folder is read-only). ``ROSBERTA_AUTOTUNE=0`` or ``autotune=False`` skips i
 Memory comes first: fp32 (four times an int8 file) is timed on its own and released before the quantised candidates
 are opened and timed alternating among themselves, and the losers are released as soon as the verdict is in. Holding
 them all at once made the first load of the full-size model peak at 2.45 GB for a 0.5 GB choice (Zen 3). The price
-is that fp32 and the int8 candidates are not alternated round by round; the gap between them (2-4x at full size) is
-far above a shared machine's drift, while the int8 candidates, whose gaps are small, still alternate.
+is that fp32 and the int8 candidates are not alternated round by round, so drift between the two blocks falls on the
+comparison with fp32: harmless where int8 is 2-4x faster (full size with VNNI), but where the gap is ~1.2x (MiniLM on
+AVX2 without VNNI) a busy machine can tip it (CI, native run beside the emulated ones: fp32 81.8 ms against
+int8-avx2 88.7 ms, where alternating rounds had measured 73.0 against 56.5). The int8 candidates still alternate.
 """
 
 from __future__ import annotations

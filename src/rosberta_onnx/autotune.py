@@ -11,9 +11,10 @@ Memory comes first: fp32 (four times an int8 file) is timed on its own and relea
 are opened and timed alternating among themselves, and the losers are released as soon as the verdict is in. Holding
 them all at once made the first load of the full-size model peak at 2.45 GB for a 0.5 GB choice (Zen 3). The price
 is that fp32 and the int8 candidates are not alternated round by round, so drift between the two blocks falls on the
-comparison with fp32: harmless where int8 is 2-4x faster (full size with VNNI), but where the gap is ~1.2x (MiniLM on
-AVX2 without VNNI) a busy machine can tip it (CI, native run beside the emulated ones: fp32 81.8 ms against
-int8-avx2 88.7 ms, where alternating rounds had measured 73.0 against 56.5). The int8 candidates still alternate.
+comparison with fp32. Where int8 is clearly faster that does not matter; where the two are a near-tie at the timed
+shape (MiniLM on AVX2 without VNNI: 44.5/48.1, 51.7/52.7, 52.9/53.1 ms int8-avx2/fp32 on a quiet Zen 3) a busy
+machine can tip it either way (CI, beside the emulated runs: fp32 81.8 against 88.7 ms), at a cost of a few percent.
+Bracketing fp32's block between two of the candidates' was tried and tipped as often. The int8 candidates alternate.
 """
 
 from __future__ import annotations

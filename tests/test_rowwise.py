@@ -6,7 +6,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from rosberta_export.rowwise import Calibration, fake_quant, gptq_round, plan_matmul  # noqa: E402
+from rosberta_export import rowwise  # noqa: E402
+from rosberta_export.rowwise import Calibration, fake_quant, gptq_round, gptq_setup, plan_matmul  # noqa: E402
 from rosberta_export.rowwise_graph import quantize_rowwise  # noqa: E402
 from rosberta_export.unsigned_int8 import unsigned_weights  # noqa: E402
 from rosberta_onnx.hardware import cpu_isa, int8_native  # noqa: E402
@@ -18,6 +19,7 @@ def _correlated_rows(rng, n, k):
     return (rng.normal(size=(n, k)) @ basis).astype(np.float32)
 
 
+@pytest.mark.torch  # GPTQ's factorisation is torch's (the exporter's world)
 def test_gptq_rounding_moves_the_outputs_less_than_rounding_to_nearest():
     rng = np.random.default_rng(0)
     x, w = _correlated_rows(rng, 4000, 96), rng.normal(size=(96, 48)).astype(np.float32)
@@ -30,6 +32,39 @@ def test_gptq_rounding_moves_the_outputs_less_than_rounding_to_nearest():
     held_out = _correlated_rows(np.random.default_rng(0), 4000, 96)  # same distribution, new rows
     assert err(gq) < 0.7 * err(rtn)
     assert np.linalg.norm(held_out @ (w - gq * col)) < 0.8 * np.linalg.norm(held_out @ (w - rtn * col))
+
+
+@pytest.mark.torch
+def test_gptq_setup_is_the_upper_factor_of_the_damped_inverse_hessian():
+    """U upper triangular with U^T U = (H + damp * mean(diag H) * I)^-1, where H is X^T X with the inputs calibration
+    never saw (all-zero columns) given a unit diagonal, and those inputs' weight rows zeroed."""
+    rng = np.random.default_rng(1)
+    x = _correlated_rows(rng, 500, 64).astype(np.float64)
+    x[:, 5] = 0.0  # an input channel calibration never saw
+    gram, w = x.T @ x, rng.normal(size=(64, 8)).astype(np.float32)
+    u, wk = gptq_setup(w, gram, 0.01)
+    h = gram.copy()
+    h[5, 5] = 1.0
+    h += 0.01 * np.mean(np.diag(h)) * np.eye(64)
+    assert np.allclose(np.triu(u), u) and (np.diag(u) > 0).all()
+    assert np.allclose(u.T @ u, np.linalg.inv(h), rtol=1e-9, atol=1e-12 * np.abs(np.linalg.inv(h)).max())
+    assert (wk[5] == 0).all() and np.array_equal(np.delete(wk, 5, 0), np.delete(w, 5, 0).astype(np.float64))
+
+
+def test_x_t_x_gathered_over_batches_is_the_sum_of_every_batch_s(monkeypatch):
+    """X^T X is updated every GRAM_ROWS token rows: whatever the batches' sizes, the sum over every unpadded row."""
+    monkeypatch.setattr(rowwise, "GRAM_ROWS", 50)
+    rng = np.random.default_rng(2)
+    stats = rowwise._Stats(keep_rows=0, grams=True)
+    want = np.zeros((8, 8))
+    for rows in (7, 30, 40, 3, 90, 11):
+        v, mask = rng.normal(size=(1, rows, 8)).astype(np.float32), np.ones((1, rows), dtype=np.int64)
+        mask[0, rows // 2 :] = rng.integers(0, 2, size=rows - rows // 2)  # some padded rows
+        r = v[0][mask[0].astype(bool)].astype(np.float64)
+        want += r.T @ r
+        stats.add(["t"], [v], mask)
+    got = stats.calibration().grams["t"]
+    assert got.dtype == np.float32 and np.allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def _linear_graph(path, w1, b1, w2, b2, w3):
@@ -61,6 +96,7 @@ def _linear_graph(path, w1, b1, w2, b2, w3):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("blocked,merge", [(True, True), (True, False), (False, True)])
 def test_rowwise_graph_computes_what_the_numpy_model_says(tmp_path, blocked, merge):
     rng = np.random.default_rng(1)
@@ -127,3 +163,28 @@ def test_keep_fp32_without_calibration_rows_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"keep_rows=\d+"):
         quantize_int8(tmp_path / "raw.onnx", tmp_path / "q.onnx", recipe="rowwise-sq", keep_fp32=1, cal=cal)
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_calibration_batches_group_similar_lengths_and_keep_every_text_once(runtime_artifact):
+    """Sorted by length before batching: every text once, little padding, and a fixed batch order that is not the
+    sorted one (the first batches, where sensitivity rows are kept, span the lengths)."""
+    from rosberta_export.quantize import calibration_batches, calibration_texts
+    from rosberta_onnx.manifest import Manifest
+    from rosberta_onnx.tokenize import TextTokenizer
+
+    facts = Manifest.read(runtime_artifact).model
+    tok = TextTokenizer(runtime_artifact / "tokenizer.json", max_length=facts.max_length, pad_id=facts.pad_token_id)
+    texts = calibration_texts(256)
+    batches = calibration_batches(tok, texts, 16)
+    again = calibration_batches(tok, texts, 16)
+    assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(batches, again, strict=True))
+    got = sorted(list(row[m.astype(bool)]) for ids, mask in batches for row, m in zip(ids, mask))
+    assert got == sorted(tok.tokenize(texts).ids)
+
+    def padding(bs):
+        return 1 - sum(int(m.sum()) for _, m in bs) / sum(m.size for _, m in bs)
+
+    in_order = [tok.pad(tok.tokenize(texts[i : i + 16]).ids) for i in range(0, len(texts), 16)]
+    assert padding(batches) < padding(in_order) / 3, (padding(batches), padding(in_order))
+    widths = [m.shape[1] for _, m in batches]
+    assert widths != sorted(widths)

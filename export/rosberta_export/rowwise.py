@@ -142,13 +142,21 @@ def plan_weights(
 def gptq_setup(w: np.ndarray, gram: np.ndarray, damp: float) -> tuple[np.ndarray, np.ndarray]:
     """GPTQ's starting point: the upper Cholesky factor of the damped inverse Hessian (``gram`` = X^T X), and
     ``w`` in float64 with the rows of inputs never seen in calibration zeroed."""
+    import torch
+
     h = gram.astype(np.float64)
     dead = np.diag(h) <= 0
     h[dead, dead] = 1.0
     h = h + damp * float(np.mean(np.diag(h))) * np.eye(w.shape[0])
     wk = w.astype(np.float64)
     wk[dead] = 0.0
-    return np.linalg.cholesky(np.linalg.inv(h)).T, wk
+    # H = R R^T with R upper: the Cholesky factor of H with its rows and columns reversed, reversed back. Then
+    # H^-1 = R^-T R^-1, so the upper factor wanted is R^-1: one factorisation and one triangular solve, instead of
+    # an inverse and a second factorisation (the same matrix to ~1e-15, half the time: 1.8 s against 3.8 s for an
+    # FFN-down Hessian of 4096 inputs, the largest share of planning the full-size model's weights).
+    r = torch.linalg.cholesky(torch.from_numpy(h).flip((0, 1))).flip((0, 1))
+    u = torch.linalg.solve_triangular(r, torch.eye(len(h), dtype=torch.float64), upper=True)
+    return u.numpy(), wk
 
 
 def gptq_round(w: np.ndarray, gram: np.ndarray, col: np.ndarray, *, block: int = 128, damp: float = 0.01) -> np.ndarray:
@@ -196,14 +204,22 @@ class Calibration:
     segments: int = 0  # how many graph segments it ran through one at a time (0: the whole graph at once)
 
 
+GRAM_ROWS = 4096  # token rows gathered before each X^T X update
+
+
 class _Stats:
-    """Per-channel ranges, kept rows and X^T X of named tensors, accumulated batch by batch."""
+    """Per-channel ranges, kept rows and X^T X of named tensors, accumulated batch by batch.
+
+    X^T X is updated once per ~``GRAM_ROWS`` token rows, not once per batch: a batch has a few hundred rows, and each
+    update reads and writes the whole accumulator (64 MB for a 4096-wide input), so per batch the updates cost more
+    than the products (at full size, 128 sentences: 40 s of calibration against ~20 s of the model's forward)."""
 
     def __init__(self, keep_rows: int, grams: bool) -> None:
         self.keep_rows, self.grams_wanted = keep_rows, grams
         self.ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.rows: dict[str, list[np.ndarray]] = {}
         self.grams: dict[str, np.ndarray] = {}
+        self.pending: dict[str, list[np.ndarray]] = {}  # rows not yet in X^T X
         self.kept = 0
 
     def add(self, names: list[str], values: list[np.ndarray], mask: np.ndarray) -> None:
@@ -218,11 +234,25 @@ class _Stats:
             if take:
                 self.rows.setdefault(name, []).append(r[:take])
             if self.grams_wanted:
-                g = r.T @ r
-                self.grams[name] = self.grams[name] + g if name in self.grams else g
+                self.pending.setdefault(name, []).append(r)
+                if sum(len(p) for p in self.pending[name]) >= GRAM_ROWS:
+                    self._gram(name)
         self.kept += take
 
+    def _gram(self, name: str) -> None:
+        rows = self.pending.pop(name, [])
+        if not rows:
+            return
+        r = np.concatenate(rows) if len(rows) > 1 else rows[0]
+        g = r.T @ r  # numpy computes a product of a matrix with its own transpose as a symmetric rank-k update
+        if name in self.grams:
+            self.grams[name] += g
+        else:
+            self.grams[name] = g
+
     def calibration(self) -> Calibration:
+        for name in list(self.pending):
+            self._gram(name)
         return Calibration(self.ranges, {k: np.concatenate(v) for k, v in self.rows.items() if v}, self.grams)
 
 

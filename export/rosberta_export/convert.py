@@ -70,6 +70,8 @@ def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Pat
 
     hf = AutoModel.from_pretrained(source.folder, add_pooling_layer=False, attn_implementation="eager").eval()
     graph = EncoderGraph(hf, model_type=source.model_type).eval()
+    if weights_apart:
+        _transposed_linears(graph)
     pad = int(source.config.get("pad_token_id") or 0)
     # A tracing example with a padded row, so nothing about padding is specialised into the graph.
     ids = torch.tensor([[0, 5, 6, 7, 2], [0, 8, 2, pad, pad]], dtype=torch.int64)
@@ -96,6 +98,26 @@ def export_fp32(source: Source, out: Path, *, weights_apart: bool = True) -> Pat
     if weights_apart:
         _attach_weights(out, weights)
     return out
+
+
+def _transposed_linears(model) -> None:
+    """Every ``nn.Linear`` in ``model`` computes ``x @ Wt + b`` with ``Wt`` its weight's transposed *view* (no copy),
+    registered as a parameter of its own. torch's exporter then finds each MatMul's weight as a parameter, in the
+    (in, out) layout ONNX's MatMul takes, and has nothing to fold: from ``x @ W.T`` its constant folding makes a
+    transposed copy of every Linear weight (1.2 GB at full size) beside the model's own. Each view is made contiguous
+    one at a time as it is written (:func:`_attach_weights`): the same graph and the same numbers in the file."""
+    import types
+
+    import torch
+    from torch import nn
+
+    def forward(self, x):
+        y = torch.matmul(x, self.weight_t)
+        return y + self.bias if self.bias is not None else y
+
+    for lin in [m for m in model.modules() if type(m) is nn.Linear]:
+        lin.weight_t = nn.Parameter(lin.weight.detach().t(), requires_grad=False)
+        lin.forward = types.MethodType(forward, lin)
 
 
 @contextmanager

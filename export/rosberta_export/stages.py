@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .heap import release_freed_memory
+
 __all__ = ["Progress", "StageCost", "high_water", "stage_table"]
 
 _STATUS = Path("/proc/self/status")
@@ -106,8 +108,10 @@ class Progress:
         self._log(f"{msg} ({time.perf_counter() - self._t0:.0f}s)")
 
     def stage(self, name: str, msg: str | None = None) -> None:
-        """End the current stage and begin ``name`` (logging ``msg`` when given)."""
+        """End the current stage and begin ``name`` (logging ``msg`` when given), with what the stages before it freed
+        given back to the operating system (:func:`.heap.release_freed_memory`)."""
         self._close()
+        release_freed_memory()
         if self._sampler is None:
             self._sampler = _Sampler()
         self._sampler.take()

@@ -116,6 +116,7 @@ def _correlated_rows(rng, n, k):
     return (rng.normal(size=(n, k)) @ basis).astype(np.float32)
 
 
+@pytest.mark.torch  # GPTQ's factorisation is torch's (the exporter's world)
 def test_gptq_blocks_move_the_outputs_less_than_rounding_to_nearest():
     rng = np.random.default_rng(2)
     x = _correlated_rows(rng, 2048, 128)

@@ -15,11 +15,14 @@ const FIX = fixtures();
 // kernels differ in summation order only. WASM int8 rounds a few activations the other way after that float
 // drift: a different int8 error, not a larger one. So it is judged by the median against Python's int8, and per
 // text by its distance to Python's fp32 (1 - cosine), which may exceed Python int8's own by at most ERROR_SLACK of
-// it (MiniLM, 512 tokens: 0.00183 against 0.00156 for int8; 0.0233 against 0.0231 for int4).
+// it (MiniLM, 512 tokens: 0.00183 against 0.00156 for int8; 0.0233 against 0.0231 for int4). Which text is worst,
+// and by how much, depends on the calibration's last bits: over five equally good calibrations of MiniLM (the same
+// sentences in different batch orders) the worst text's WASM/Python int8 error ratio was 1.10, 1.20, 1.17, 1.23 and
+// 1.34 (AVX2, no VNNI). A broken int8 path is off by ~10x (saturating U8S8: cosine mean 0.9947 against 0.9995).
 // int4 (MatMulNBits) is held to the same rules as int8.
 const MIN_COS = { native: { fp32: 0.99999, int8: 0.99999, int4: 0.99999 }, wasm: { fp32: 0.99999, int8: null, int4: null } };
 const WASM_INT8_MEDIAN = 0.9995;
-const ERROR_SLACK = 0.25;
+const ERROR_SLACK = 0.5;
 const quiet = () => {};
 
 for (const fx of FIX.length ? FIX : [null]) {

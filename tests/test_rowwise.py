@@ -19,7 +19,7 @@ def _correlated_rows(rng, n, k):
     return (rng.normal(size=(n, k)) @ basis).astype(np.float32)
 
 
-@pytest.mark.torch  # GPTQ's factorisation is torch's (the exporter's world)
+@pytest.mark.torch  # GPTQ's factorisation is scipy's LAPACK (the export extra)
 def test_gptq_rounding_moves_the_outputs_less_than_rounding_to_nearest():
     rng = np.random.default_rng(0)
     x, w = _correlated_rows(rng, 4000, 96), rng.normal(size=(96, 48)).astype(np.float32)
@@ -32,6 +32,24 @@ def test_gptq_rounding_moves_the_outputs_less_than_rounding_to_nearest():
     held_out = _correlated_rows(np.random.default_rng(0), 4000, 96)  # same distribution, new rows
     assert err(gq) < 0.7 * err(rtn)
     assert np.linalg.norm(held_out @ (w - gq * col)) < 0.8 * np.linalg.norm(held_out @ (w - rtn * col))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("lazy,inner", [(128, 16), (32, 16), (24, 5), (16, 1)])
+def test_gptq_batches_are_the_row_by_row_recursion_in_another_order(monkeypatch, lazy, inner):
+    """Lazy and inner batches (ragged ones included: 70 rows) only regroup GPTQ's sums: the codes are those of the
+    plain recursion that pushes each row's error onto every later row at once."""
+    monkeypatch.setattr(rowwise, "GPTQ_INNER", inner)
+    rng = np.random.default_rng(3)
+    x, w = _correlated_rows(rng, 2000, 70), rng.normal(size=(70, 40)).astype(np.float32)
+    gram, col = x.T.astype(np.float64) @ x, (np.abs(w).max(axis=0) / 127.0).astype(np.float32)
+    u, wk = gptq_setup(w, gram, 0.01)
+    c, want = col.astype(np.float64), np.empty(w.shape, dtype=np.int8)
+    for r in range(len(wk)):
+        want[r] = np.clip(np.rint(wk[r] / c), -127, 127)
+        wk[r + 1 :] -= np.outer(u[r, r + 1 :], (wk[r] - want[r] * c) / u[r, r])
+    got = gptq_round(w, gram, col, block=lazy)
+    assert np.array_equal(got, want), int((got != want).sum())
 
 
 @pytest.mark.torch

@@ -116,7 +116,7 @@ def _correlated_rows(rng, n, k):
     return (rng.normal(size=(n, k)) @ basis).astype(np.float32)
 
 
-@pytest.mark.torch  # GPTQ's factorisation is torch's (the exporter's world)
+@pytest.mark.torch  # GPTQ's factorisation is scipy's LAPACK (the export extra)
 def test_gptq_blocks_move_the_outputs_less_than_rounding_to_nearest():
     rng = np.random.default_rng(2)
     x = _correlated_rows(rng, 2048, 128)
@@ -127,6 +127,32 @@ def test_gptq_blocks_move_the_outputs_less_than_rounding_to_nearest():
     err_rtn = np.linalg.norm(x @ rtn.dequantize() - exact)
     err_gptq = np.linalg.norm(x @ gptq.dequantize() - exact)
     assert err_gptq < 0.7 * err_rtn, (err_gptq, err_rtn)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("block,lazy", [(16, 64), (32, 128), (32, 48)])
+def test_gptq_blocks_are_the_row_by_row_recursion_in_another_order(block, lazy):
+    """Lazy and inner batches only regroup the sums: codes, scales and zero points are those of the plain recursion,
+    where each block's parameters come from its rows with every earlier row's error pushed onto them (112 rows: a
+    ragged last batch)."""
+    from rosberta_export.int4 import _block_params
+    from rosberta_export.rowwise import gptq_setup
+
+    rng = np.random.default_rng(4)
+    x, w = _correlated_rows(rng, 2048, 112), rng.normal(size=(112, 24)).astype(np.float32)
+    gram = x.T.astype(np.float64) @ x
+    u, wk = gptq_setup(w, gram, 0.01)
+    codes, scales, zeros = np.empty(w.shape, np.uint8), [], []
+    for r in range(len(wk)):
+        if r % block == 0:
+            s, z = _block_params(wk[r : r + block], 15)
+            scales.append(s)
+            zeros.append(z)
+        codes[r] = np.clip(np.rint(wk[r] / s) + z, 0, 15)
+        wk[r + 1 :] -= np.outer(u[r, r + 1 :], (wk[r] - (codes[r] - z) * s) / u[r, r])
+    got = quantize_blocks(w, gram, block=block, lazy=lazy)
+    assert np.array_equal(got.codes, codes), int((got.codes != codes).sum())
+    assert np.array_equal(got.scales, np.array(scales, np.float32)) and np.array_equal(got.zeros, np.array(zeros))
 
 
 def test_int4_settings_refuse_what_matmulnbits_cannot_run():

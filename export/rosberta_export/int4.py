@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rowwise import Calibration, gptq_setup, weight_matmuls
+from .rowwise import Calibration, gptq_feedback, gptq_setup, weight_matmuls
 
 __all__ = [
     "Int4Settings",
@@ -127,19 +127,18 @@ def quantize_blocks(
         return Blocks(codes, scales, zeros, block, bits)
     lazy = max(block, lazy - lazy % block)
     u, wk = gptq_setup(w, gram, damp)  # upper factor of H^-1; unseen inputs' rows zeroed
-    for a in range(0, k, lazy):
-        e = min(a + lazy, k)
-        wb, err, ub = wk[a:e].copy(), np.empty((e - a, n)), u[a:e, a:e]
-        for i in range(e - a):
-            if (a + i) % block == 0:  # a new block: its parameters from the weights as the feedback left them
-                bi = (a + i) // block
-                s, z = _block_params(wb[i : i + block], top)
-                scales[bi], zeros[bi] = s, z
-            qi = np.clip(np.rint(wb[i] / s) + z, 0, top)
-            codes[a + i] = qi
-            err[i] = (wb[i] - (qi - z) * s) / ub[i, i]
-            wb[i + 1 :] -= np.outer(ub[i, i + 1 :], err[i])
-        wk[e:] -= u[a:e, e:].T @ err
+    s = z = np.empty(0)
+
+    def dequantize_row(r: int, rows: np.ndarray) -> np.ndarray:
+        nonlocal s, z
+        if r % block == 0:  # a new block: its parameters from the weights as the feedback left them
+            s, z = _block_params(rows[:block], top)
+            scales[r // block], zeros[r // block] = s, z
+        qr = np.clip(np.rint(rows[0] / s) + z, 0, top)
+        codes[r] = qr
+        return (qr - z) * s
+
+    gptq_feedback(wk, u, dequantize_row, lazy=lazy, inner=block)  # a block's scale sees its rows all fed back
     return Blocks(codes, scales, zeros, block, bits)
 
 

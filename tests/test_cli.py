@@ -2,10 +2,14 @@
 
 import io
 import json
+import os
+import stat
 import subprocess
 import sys
+import threading
 
 import numpy as np
+import pytest
 
 from rosberta_onnx import Encoder
 
@@ -46,6 +50,21 @@ def test_encode_jsonl_file_to_jsonl_file(runtime_artifact, tmp_path):
     want = Encoder.load(runtime_artifact, variant="fp32").encode(TEXTS)
     np.testing.assert_allclose(np.array([row["embedding"] for row in rows]), want, atol=1e-6)
     assert all(row["truncated"] is False and row["tokens"] >= 2 for row in rows)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_encode_to_a_named_pipe_writes_through_it(runtime_artifact, tmp_path):
+    """``-o`` naming a pipe or device (``/dev/null``, ``/dev/stdout``) writes to it: it is not replaced by a file."""
+    fifo = tmp_path / "vectors.jsonl"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = cli("encode", str(runtime_artifact), "-o", str(fifo), "--variant", "fp32", stdin=b"one line\n")
+    reader.join(60)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert len(json.loads(got[0])["embedding"]) == Encoder.load(runtime_artifact, variant="fp32").dim
 
 
 def test_invalid_utf8_is_replaced_with_a_warning(runtime_artifact, tmp_path):

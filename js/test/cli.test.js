@@ -1,8 +1,9 @@
 // The JS command line against the Python one on the same input file, and its errors.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, cpSync, linkSync, lstatSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -40,6 +41,32 @@ for (const fx of FIX.length ? FIX : [null]) {
     });
   }
 }
+
+test("encode -o a named pipe (as /dev/null or /dev/stdout) writes through it: the pipe is not replaced by a file",
+  { skip: FIX.length ? false : NO_FIXTURES, timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rosberta-pipe-"));
+    try {
+      const fifo = path.join(dir, "vectors.jsonl");
+      assert.equal(spawnSync("mkfifo", [fifo]).status, 0, "mkfifo failed");
+      const keep = `${fifo}.link`; // a second name for the pipe: were it replaced, the waiting reader is let go
+      linkSync(fifo, keep);
+      const reading = readFile(fifo, "utf8"); // opening a pipe waits for its writer
+      const child = spawn(process.execPath, [BIN, "encode", FIX[0].data.artifact, "-o", fifo, "--format", "jsonl", "--variant", "fp32"]);
+      let stderr = "";
+      child.stderr.on("data", (d) => { stderr += d; });
+      child.stdin.end("one line\n");
+      const status = await new Promise((resolve) => child.on("close", resolve));
+      const replaced = !lstatSync(fifo).isFIFO();
+      if (replaced) closeSync(openSync(keep, "w"));
+      assert.ok(!replaced, "the pipe was replaced by a file");
+      assert.equal(status, 0, stderr);
+      const rows = (await reading).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      assert.equal(rows.length, 1);
+      assert.ok(rows[0].embedding.length > 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
 test("errors are one line with no stack trace, exit 2 for bad input", { skip: FIX.length ? false : NO_FIXTURES }, () => {
   const art = FIX[0].data.artifact;

@@ -5,12 +5,17 @@
 
 Used for everything this project writes that others read while it runs: the manifest, the autotune cache, the
 CLI's output files, Ray's shard files and records.
+
+A path that already names something other than a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is
+written in place: a rename would put a regular file where the device or pipe was (as root, ``-o /dev/null`` would
+leave the machine without its ``/dev/null``), and a stream has no half-written state to protect.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +30,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer that wants a file name (e.g. Parquet); on a clean exit the
     file there is fsynced and renamed to ``path``, otherwise it is removed."""
     path = Path(path)
+    if _not_a_regular_file(path):
+        yield path
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
@@ -36,6 +44,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _not_a_regular_file(path: Path) -> bool:
+    """Whether ``path`` (its target, for a link) exists and is a device, pipe or socket: written in place."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there yet (or unreadable): the atomic route, which says what is wrong
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 @contextmanager

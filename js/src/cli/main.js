@@ -12,7 +12,7 @@
  * check (e.g. a non-finite output).
  * @module
  */
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -57,8 +57,16 @@ function oneOf(value, flag, choices) {
   return value;
 }
 
-/** Write `data` to `file` via a temporary sibling and a rename, so readers never see half a file. */
+/**
+ * Write `data` to `file` via a temporary sibling and a rename, so readers never see half a file. A device or pipe
+ * (`/dev/null`, `/dev/stdout`, a named pipe) is written in place: a rename would put a regular file where it was.
+ */
 async function writeAtomic(/** @type {string} */ file, /** @type {Uint8Array | string} */ data) {
+  const target = await stat(file).catch(() => null);
+  if (target && !target.isFile() && !target.isDirectory()) {
+    await writeFile(file, data);
+    return;
+  }
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   try {
     await writeFile(tmp, data);

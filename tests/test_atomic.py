@@ -1,0 +1,44 @@
+"""Atomic writes: a regular file is replaced whole or not at all; a device or pipe is written in place, never
+replaced by a regular file."""
+
+import os
+import stat
+import threading
+
+import pytest
+
+from rosberta_onnx.atomic import atomic_file, write_json_atomic
+
+
+def _reader(fifo):
+    """Read everything written to ``fifo`` in a thread (opening a pipe blocks until both ends are open)."""
+    got: list[bytes] = []
+
+    def read():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    return t, got
+
+
+def test_a_regular_file_is_replaced_whole_or_left_as_it_was(tmp_path):
+    p = tmp_path / "out.json"
+    write_json_atomic(p, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_file(p, "w") as f:
+        f.write('{"half": ')
+        raise RuntimeError("the writer failed midway")
+    assert p.read_text() == '{\n  "a": 1\n}\n' and [x.name for x in tmp_path.iterdir()] == ["out.json"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_written_through_and_stays_a_pipe(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    t, got = _reader(fifo)
+    with atomic_file(fifo, "wb") as f:
+        f.write(b"vectors")
+    t.join(10)
+    assert got == [b"vectors"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and [x.name for x in tmp_path.iterdir()] == ["pipe"]

@@ -10,19 +10,6 @@ import pytest
 from rosberta_onnx.atomic import atomic_file, write_json_atomic
 
 
-def _reader(fifo):
-    """Read everything written to ``fifo`` in a thread (opening a pipe blocks until both ends are open)."""
-    got: list[bytes] = []
-
-    def read():
-        with open(fifo, "rb") as f:
-            got.append(f.read())
-
-    t = threading.Thread(target=read, daemon=True)
-    t.start()
-    return t, got
-
-
 def test_a_regular_file_is_replaced_whole_or_left_as_it_was(tmp_path):
     p = tmp_path / "out.json"
     write_json_atomic(p, {"a": 1})
@@ -36,7 +23,9 @@ def test_a_regular_file_is_replaced_whole_or_left_as_it_was(tmp_path):
 def test_a_named_pipe_is_written_through_and_stays_a_pipe(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    t, got = _reader(fifo)
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)  # opening waits for a writer
+    t.start()
     with atomic_file(fifo, "wb") as f:
         f.write(b"vectors")
     t.join(10)

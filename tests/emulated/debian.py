@@ -8,10 +8,10 @@ Two jobs, each cached under ``--cache``:
 - ``root``: an arm64 root holding the dependency closure of the packages named (``python3``, ``libstdc++6`` ...),
   unpacked over a merged /usr as Debian lays it out, for ``chroot`` under qemu.
 
-Why not apt: CI images come without gpgv or with no apt at all, and once with a /dev/null that apt's sandbox user
-could not write (a regular file in its place: an atomic rename onto ``-o /dev/null``, as root, did that before the
-atomic writers learnt to write devices in place); then ``apt-get install qemu-user-static`` fails and the stage with
-it. This needs only Python and the mirror.
+Why not apt: CI images come without gpgv or with no apt at all, or with a /dev/null that apt's sandbox user
+cannot write (a regular file in its place, which an atomic rename onto ``-o /dev/null`` as root leaves: this
+suite's footprint test did that until the atomic writers learnt to write devices in place); then ``apt-get
+install qemu-user-static`` fails and the stage with it. This needs only Python and the mirror.
 Integrity: the suite's InRelease is signature-checked with gpgv where gpgv and Debian's archive keyring are here;
 every Packages index and package is checked against the SHA-256 that InRelease (or the index) records, and all of it
 is fetched over https. Maintainer scripts are not run: the root is for running Python and Node, not for dpkg.
